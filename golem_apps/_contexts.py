@@ -1,0 +1,173 @@
+"""What handlers receive and return: plain dataclasses, standard library only.
+
+This module is on the provider's start-up path: keep it free of heavy imports.
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .constants import SUBTASK_INPUTS_DIR, TASK_INPUTS_DIR, TASK_OUTPUTS_DIR
+
+__all__ = [
+    "ComputeContext",
+    "MergeContext",
+    "Part",
+    "PartResult",
+    "TaskContext",
+    "Verdict",
+    "VerifyContext",
+    "VerifyResult",
+]
+
+
+class VerifyResult(enum.IntEnum):
+    """Outcome of a verification; the values are the wire values of VerifyReply.VerifyResult."""
+
+    SUCCESS = 0
+    FAILURE = 1
+    AWAITING_DATA = 2
+    INCONCLUSIVE = 3
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What a verify handler may return: a result and a reason shown by the node."""
+
+    result: VerifyResult
+    reason: str = ""
+
+    @classmethod
+    def coerce(cls, value: object) -> Verdict:
+        """Turn a verify handler's return value (bool, VerifyResult or Verdict) into a Verdict."""
+        if isinstance(value, Verdict):
+            return value
+        if isinstance(value, VerifyResult):
+            return cls(value)
+        if isinstance(value, bool):
+            if value:
+                return cls(VerifyResult.SUCCESS)
+            return cls(VerifyResult.FAILURE, "rejected by the verify handler")
+        raise TypeError(
+            f"a verify handler must return a bool, a VerifyResult or a Verdict, "
+            f"not {type(value).__name__}"
+        )
+
+
+@dataclass(frozen=True)
+class Part:
+    """One part of a task, as returned (or yielded) by the ``@requestor.task`` handler.
+
+    ``params`` becomes the subtask params JSON (an object). ``resources`` are
+    names of files in the task's ``task_inputs`` that the provider needs.
+    ``name`` is a stable name, unique in the task (default: the part's index);
+    ``depends_on`` names parts whose verified results this part needs: each
+    reaches it as a resource named ``<dependency name>-<result file name>``.
+    """
+
+    params: Mapping[str, Any] = field(default_factory=dict)
+    resources: Sequence[str] = ()
+    name: str | None = None
+    depends_on: Sequence[str] = ()
+
+
+@dataclass(frozen=True)
+class TaskContext:
+    """What the ``@requestor.task`` handler receives: one task to split into parts."""
+
+    task_id: str
+    params: dict[str, Any]
+    task_dir: Path
+    max_subtasks: int
+
+    @property
+    def inputs_dir(self) -> Path:
+        """The task's ``task_inputs`` folder: the task creator's files."""
+        return self.task_dir / TASK_INPUTS_DIR
+
+
+@dataclass(frozen=True)
+class VerifyContext:
+    """What the ``@requestor.verify`` handler receives: one subtask's result."""
+
+    task_id: str
+    subtask_id: str
+    part_name: str
+    params: dict[str, Any]
+    task_dir: Path
+    result_path: Path
+    node_id: str = ""
+
+    @property
+    def inputs_dir(self) -> Path:
+        """The task's ``task_inputs`` folder."""
+        return self.task_dir / TASK_INPUTS_DIR
+
+
+@dataclass(frozen=True)
+class PartResult:
+    """One part's verified result, as the ``@requestor.merge`` handler sees it."""
+
+    name: str
+    params: dict[str, Any]
+    path: Path
+
+
+@dataclass(frozen=True)
+class MergeContext:
+    """What the ``@requestor.merge`` handler receives once every part is verified.
+
+    The handler writes the task's final results into ``outputs_dir``; when it
+    returns, that folder must hold the results and nothing else.
+    """
+
+    task_id: str
+    params: dict[str, Any]
+    task_dir: Path
+    results: Sequence[PartResult]
+
+    @property
+    def outputs_dir(self) -> Path:
+        """The task's ``task_outputs`` folder."""
+        return self.task_dir / TASK_OUTPUTS_DIR
+
+
+@dataclass(frozen=True)
+class ComputeContext:
+    """What the ``@provider.compute`` handler receives: one subtask to compute.
+
+    ``subtask_dir`` (``<task dir>/<subtask_id>``) is created for the handler;
+    the returned result file must lie inside ``task_dir``. A sync handler
+    polls ``cancelled`` in long loops: it becomes true when the node shuts the
+    provider down mid-computation.
+    """
+
+    task_id: str
+    subtask_id: str
+    params: dict[str, Any]
+    task_dir: Path
+    _cancel_event: threading.Event = field(default_factory=threading.Event, repr=False)
+
+    @property
+    def subtask_dir(self) -> Path:
+        """``<task dir>/<subtask_id>``: scratch and output space for this subtask."""
+        return self.task_dir / self.subtask_id
+
+    @property
+    def inputs_dir(self) -> Path:
+        """``<task dir>/subtask_inputs``: the resources the node shipped for this subtask."""
+        return self.task_dir / SUBTASK_INPUTS_DIR
+
+    @property
+    def cancelled(self) -> bool:
+        """True once the computation was cancelled (Shutdown or SIGTERM)."""
+        return self._cancel_event.is_set()
+
+    def cancel(self) -> None:
+        """Set the cancellation flag (called by the provider server)."""
+        self._cancel_event.set()

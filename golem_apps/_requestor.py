@@ -1,0 +1,194 @@
+"""The Requestor registry: app metadata and the handlers of the long-lived requestor app."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, overload
+
+from ._exceptions import HandlerError
+from ._registry import F, Lifespan, Registry
+from .constants import DOCKER_CPU_ENV_ID
+
+#: RequestorApp RPCs an app may take over whole with :meth:`Requestor.add_rpc`.
+REQUESTOR_RPCS = (
+    "CreateTask",
+    "NextSubtask",
+    "Verify",
+    "DiscardSubtasks",
+    "RunBenchmark",
+    "HasPendingSubtasks",
+    "AbortTask",
+    "AbortSubtask",
+    "Shutdown",
+)
+
+
+@dataclass(frozen=True)
+class TaskOptions:
+    """Options given to ``@requestor.task(...)``."""
+
+    max_retries: int = 3
+    """How many failed verifications (FAILURE or INCONCLUSIVE) a task tolerates in all."""
+
+
+@dataclass(frozen=True)
+class AppInfo:
+    """The app's metadata: what CreateTask answers and what the app definition holds."""
+
+    name: str
+    version: str = "0.0"
+    description: str = ""
+    author: str = ""
+    license: str = ""
+    image: str = ""
+    tag: str = "latest"
+    env_id: str = DOCKER_CPU_ENV_ID
+    min_memory_mib: float = 0.0
+    max_benchmark_score: float = 1.0
+    market_strategy: str = "brass"
+    prerequisites: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def provider_prerequisites(self) -> dict[str, str]:
+        """The provider env's prerequisites: given ones, else ``{"image", "tag"}``."""
+        if self.prerequisites:
+            return dict(self.prerequisites)
+        return {"image": self.image or self.name, "tag": self.tag}
+
+
+class Requestor(Registry):
+    """The requestor side of an app: app metadata plus ``@requestor.task`` and friends.
+
+    ``image``/``tag`` name the app's Docker image, used as the provider
+    environment's prerequisites (``{"image": ..., "tag": ...}``) unless
+    ``prerequisites`` is given. Serve it with
+    ``python -m golem_apps.serve MODULE requestor PORT`` or
+    :func:`golem_apps.serve_requestor`.
+    """
+
+    _role = "requestor"
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        version: str = "0.0",
+        description: str = "",
+        author: str = "",
+        license: str = "",
+        image: str = "",
+        tag: str = "latest",
+        env_id: str = DOCKER_CPU_ENV_ID,
+        prerequisites: Mapping[str, str] | None = None,
+        min_memory_mib: float = 0.0,
+        max_benchmark_score: float = 1.0,
+        market_strategy: str = "brass",
+        lifespan: Lifespan | None = None,
+    ) -> None:
+        super().__init__(lifespan=lifespan)
+        if not name:
+            raise ValueError("Requestor(name=...) must not be empty")
+        self.info = AppInfo(
+            name=name,
+            version=version,
+            description=description,
+            author=author,
+            license=license,
+            image=image,
+            tag=tag,
+            env_id=env_id,
+            min_memory_mib=min_memory_mib,
+            max_benchmark_score=max_benchmark_score,
+            market_strategy=market_strategy,
+            prerequisites=dict(prerequisites or {}),
+        )
+        self.task_options = TaskOptions()
+        self.rpcs: dict[str, Callable[..., Any]] = {}
+
+    # -- @requestor.task ---------------------------------------------------
+
+    def add_task(self, func: F, *, max_retries: int = 3) -> F:
+        """Register the CreateTask handler: ``(task: TaskContext) -> parts``.
+
+        It returns or yields :class:`Part` objects (or dicts of params); a
+        generator is consumed lazily. ``max_retries`` bounds the failed
+        verifications a task tolerates before its parts stop being handed out.
+        """
+        if max_retries < 0:
+            raise HandlerError("@requestor.task(max_retries=...) must be >= 0")
+        self._register("task", func, ("task",))
+        self.task_options = TaskOptions(max_retries=max_retries)
+        return func
+
+    @overload
+    def task(self, func: F, /) -> F: ...
+    @overload
+    def task(self, *, max_retries: int = 3) -> Callable[[F], F]: ...
+    def task(self, func: F | None = None, /, *, max_retries: int = 3) -> F | Callable[[F], F]:
+        """Decorator form of :meth:`add_task`, bare or with options; returns the function."""
+
+        def decorator(f: F) -> F:
+            return self.add_task(f, max_retries=max_retries)
+
+        return decorator if func is None else decorator(func)
+
+    # -- verify, merge, benchmark -----------------------------------------
+
+    def add_verify(self, func: F) -> F:
+        """Register the Verify hook: ``(result: VerifyContext) -> bool | VerifyResult | Verdict``.
+
+        Default (no hook): a result file exists and is not empty.
+        """
+        return self._register("verify", func, ("result",))
+
+    def verify(self, func: F) -> F:
+        """Decorator form of :meth:`add_verify`; returns the function unchanged."""
+        return self.add_verify(func)
+
+    def add_merge(self, func: F) -> F:
+        """Register the merge hook: ``(task: MergeContext) -> None``, run when every part is done.
+
+        Default (no hook): copy each part's result into ``task_outputs``.
+        """
+        return self._register("merge", func, ("task",))
+
+    def merge(self, func: F) -> F:
+        """Decorator form of :meth:`add_merge`; returns the function unchanged."""
+        return self.add_merge(func)
+
+    def add_benchmark(self, func: F) -> F:
+        """Register the requestor's RunBenchmark handler: ``() -> float``."""
+        return self._register("benchmark", func, ())
+
+    def benchmark(self, func: F) -> F:
+        """Decorator form of :meth:`add_benchmark`; returns the function unchanged."""
+        return self.add_benchmark(func)
+
+    # -- escape hatch ------------------------------------------------------
+
+    def add_rpc(self, name: str, func: F) -> F:
+        """Take over one RequestorApp RPC whole: ``async (request, work_dir) -> reply``.
+
+        ``request`` and the reply are the generated messages of
+        ``golem_apps.proto.golem_task_api``; the engine is bypassed for that RPC.
+        """
+        if name not in REQUESTOR_RPCS:
+            raise HandlerError(
+                f"@requestor.rpc({name!r}): unknown RPC; expected one of {', '.join(REQUESTOR_RPCS)}"
+            )
+        from ._handlers import is_async
+
+        if not is_async(func):
+            raise HandlerError(f"@requestor.rpc({name!r}) handler must be an async function")
+        self._register(f"rpc {name}", func, ("request", "work_dir"))
+        self.rpcs[name] = func
+        return func
+
+    def rpc(self, name: str) -> Callable[[F], F]:
+        """Decorator form of :meth:`add_rpc`; returns the function unchanged."""
+
+        def decorator(func: F) -> F:
+            return self.add_rpc(name, func)
+
+        return decorator

@@ -1,0 +1,74 @@
+"""The seam between the RPC binding and the task bookkeeping."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from .._contexts import MergeContext, Part, TaskContext, Verdict, VerifyContext
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """A subtask handed out by NextSubtask: its params and the resource names to ship."""
+
+    params: dict[str, Any]
+    resources: list[str]
+
+
+@dataclass(frozen=True)
+class Hooks:
+    """The app's hooks the engine calls, already wrapped to be awaitable.
+
+    ``verify``/``merge`` None means the defaults: the result file exists and is
+    not empty; copy each part's result into task_outputs.
+    """
+
+    verify: Callable[[VerifyContext], Awaitable[Verdict]] | None = None
+    merge: Callable[[MergeContext], Awaitable[None]] | None = None
+    max_retries: int = 3
+
+
+class Engine(Protocol):
+    """What the RequestorApp binding needs from the bookkeeping, one method per RPC."""
+
+    async def create_task(self, task: TaskContext, parts: AsyncIterable[Part]) -> None:
+        """Record a new task and its parts (consumed lazily); AlreadyExists on a known id."""
+
+    async def has_pending_subtasks(self, task_id: str) -> bool:
+        """True iff some part is ready to be handed out."""
+
+    async def next_subtask(
+        self, task_id: str, subtask_id: str, node_id: str
+    ) -> Assignment | None:
+        """Hand a ready part to ``node_id`` as ``subtask_id``, or None (empty reply)."""
+
+    async def verify(self, task_id: str, subtask_id: str) -> Verdict:
+        """Verify the result in subtask_outputs/<subtask_id>/; merge after the last part."""
+
+    async def discard_subtasks(self, task_id: str, subtask_ids: list[str]) -> list[str]:
+        """Discard results (and their dependents'); return the ids actually discarded."""
+
+    async def abort_task(self, task_id: str) -> None:
+        """Stop the task's verifications and refuse its later calls."""
+
+    async def abort_subtask(self, task_id: str, subtask_id: str) -> None:
+        """Give the subtask's part back to the ready pool."""
+
+    async def aclose(self) -> None:
+        """Release files and connections."""
+
+
+@asynccontextmanager
+async def open_engine(work_dir: Path, hooks: Hooks) -> AsyncIterator[Engine]:
+    """Open the engine that keeps the state of every task under ``work_dir``."""
+    from ._memory import MemoryEngine
+
+    engine = MemoryEngine(work_dir, hooks)
+    try:
+        yield engine
+    finally:
+        await engine.aclose()

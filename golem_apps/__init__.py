@@ -1,1 +1,110 @@
-"""golem_apps."""
+"""golem_apps: write Golem task-api applications as a few decorated functions.
+
+::
+
+    requestor = Requestor("myapp", image="me/myapp", tag="1.0")
+    provider = Provider()
+
+    @requestor.task
+    def split(task: TaskContext) -> list[Part]: ...
+
+    @provider.compute
+    def compute(ctx: ComputeContext) -> Path: ...
+
+Serve with ``python -m golem_apps.serve myapp requestor|provider PORT``.
+Light names are imported eagerly; servers and clients on first use, so that a
+provider's start-up pays only for what it runs.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ._contexts import (
+    ComputeContext,
+    MergeContext,
+    Part,
+    PartResult,
+    TaskContext,
+    Verdict,
+    VerifyContext,
+    VerifyResult,
+)
+from ._exceptions import (
+    AlreadyExists,
+    ComputeFailed,
+    ConfigError,
+    EngineError,
+    GolemAppsError,
+    HandlerError,
+    InvalidArgument,
+    InvalidTask,
+    SubtaskNotFound,
+    TaskNotFound,
+    WrongState,
+)
+from ._provider import Provider
+from ._requestor import AppInfo, Requestor, TaskOptions
+
+if TYPE_CHECKING:
+    from ._client import CreatedTask, ProviderClient, RequestorClient, SubtaskAssignment
+    from .server._provider import ProviderServer, run_provider, serve_provider
+    from .server._requestor import RequestorServer, serve_requestor
+
+__all__ = [
+    "AlreadyExists",
+    "AppInfo",
+    "ComputeContext",
+    "ComputeFailed",
+    "ConfigError",
+    "CreatedTask",
+    "EngineError",
+    "GolemAppsError",
+    "HandlerError",
+    "InvalidArgument",
+    "InvalidTask",
+    "MergeContext",
+    "Part",
+    "PartResult",
+    "Provider",
+    "ProviderClient",
+    "ProviderServer",
+    "Requestor",
+    "RequestorClient",
+    "RequestorServer",
+    "SubtaskAssignment",
+    "SubtaskNotFound",
+    "TaskContext",
+    "TaskNotFound",
+    "TaskOptions",
+    "Verdict",
+    "VerifyContext",
+    "VerifyResult",
+    "WrongState",
+    "run_provider",
+    "serve_provider",
+    "serve_requestor",
+]
+
+_LAZY = {
+    "CreatedTask": "._client",
+    "ProviderClient": "._client",
+    "RequestorClient": "._client",
+    "SubtaskAssignment": "._client",
+    "ProviderServer": ".server._provider",
+    "run_provider": ".server._provider",
+    "serve_provider": ".server._provider",
+    "RequestorServer": ".server._requestor",
+    "serve_requestor": ".server._requestor",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'golem_apps' has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(module, __name__), name)
+    globals()[name] = value
+    return value

@@ -49,13 +49,21 @@ def is_async(func: Callable[..., object]) -> bool:
     )
 
 
-async def call(func: Callable[..., T | Awaitable[T]], *args: Any) -> T:
-    """Await an async handler, or run a sync one in a worker thread."""
+async def call(
+    func: Callable[..., T | Awaitable[T]], *args: Any, abandon_on_cancel: bool = False
+) -> T:
+    """Await an async handler, or run a sync one in a worker thread.
+
+    ``abandon_on_cancel``: on cancellation, return at once and leave a sync
+    handler's thread to notice its cancellation flag (the provider does this).
+    """
     if is_async(func):
         return await cast(Callable[..., Awaitable[T]], func)(*args)
     from anyio import to_thread  # deferred: the provider pays for anyio only when computing
 
-    return await to_thread.run_sync(partial(cast(Callable[..., T], func), *args))
+    return await to_thread.run_sync(
+        partial(cast(Callable[..., T], func), *args), abandon_on_cancel=abandon_on_cancel
+    )
 
 
 def to_part(item: object) -> Part:

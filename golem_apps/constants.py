@@ -8,6 +8,10 @@ __all__ = [
     "DOCKER_CPU_ENV_ID",
     "DOCKER_GPU_ENV_ID",
     "SUBTASK_INPUTS_DIR",
+    "TLS_CLIENT_CERT",
+    "TLS_CLIENT_KEY",
+    "TLS_SERVER_CERT",
+    "TLS_SERVER_KEY",
     "SUBTASK_OUTPUTS_DIR",
     "TASK_INPUTS_DIR",
     "TASK_OUTPUTS_DIR",
@@ -28,3 +32,14 @@ WORK_DIR = "golem/work"
 DOCKER_CPU_ENV_ID = "docker_cpu"
 #: Environment id of the docker GPU environment (Linux only).
 DOCKER_GPU_ENV_ID = "docker_gpu"
+
+# TLS file names in the work dir (the spec, section 6): with the three server
+# files present, the server speaks mutual TLS.
+#: The server's private key.
+TLS_SERVER_KEY = "task_api_server_key.pem"
+#: The server's certificate; clients verify the server against it.
+TLS_SERVER_CERT = "task_api_server_cert.pem"
+#: The client's certificate; the server verifies clients against it.
+TLS_CLIENT_CERT = "task_api_client_cert.pem"
+#: The client's private key.
+TLS_CLIENT_KEY = "task_api_client_key.pem"

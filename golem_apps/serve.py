@@ -1,0 +1,147 @@
+"""``python -m golem_apps.serve MODULE[:ATTR] requestor|provider PORT``: serve an app as a node starts it.
+
+The role and port come last, so that a Docker ENTRYPOINT
+``python -m golem_apps.serve myapp --host 0.0.0.0 --work-dir /golem/work``
+plus the node's command ``requestor 50005`` just works. Unknown flags after the
+port are ignored with a warning (a node in development mode appends some).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+from ._exceptions import ConfigError
+
+PROG = "golem_apps.serve"
+ROLES = ("requestor", "provider")
+#: After SIGTERM/SIGINT or Shutdown, how long a provider may take to stop before it is cut off.
+PROVIDER_GRACE_SECONDS = 2.0
+
+log = logging.getLogger("golem_apps.serve")
+
+
+class CliError(Exception):
+    """A one-line error for the user; exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise CliError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m golem_apps.serve``."""
+    parser = _Parser(prog=f"python -m {PROG}", description=__doc__.splitlines()[0])
+    parser.add_argument("app", metavar="MODULE[:ATTR]", help="module of the app; ATTR defaults to the role")
+    parser.add_argument("role", choices=ROLES, help="which side of the app to serve")
+    parser.add_argument("port", type=int, help="port to listen on (0 = any free port)")
+    parser.add_argument("--work-dir", default="/golem/work", help="default: /golem/work")
+    parser.add_argument("--host", default="127.0.0.1", help="default: 127.0.0.1")
+    parser.add_argument(
+        "--log-level",
+        default="WARNING",
+        type=str.upper,
+        choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
+        help="default: WARNING",
+    )
+    return parser
+
+
+def load_app(spec: str, role: str) -> object:
+    """Import ``MODULE[:ATTR]`` and return the attribute (default: the role's name)."""
+    module_name, _, attr = spec.partition(":")
+    attr = attr or role
+    if not module_name:
+        raise CliError(f"no module in {spec!r}")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and module_name.startswith(exc.name):
+            raise CliError(f"cannot import module {module_name!r}: {exc}") from None
+        raise CliError(f"importing {module_name!r} failed: {type(exc).__name__}: {exc}") from None
+    except Exception as exc:
+        raise CliError(f"importing {module_name!r} failed: {type(exc).__name__}: {exc}") from None
+    try:
+        return getattr(module, attr)
+    except AttributeError:
+        raise CliError(f"module {module_name!r} has no attribute {attr!r}") from None
+
+
+async def _serve_requestor(app: object, args: argparse.Namespace) -> int:
+    from ._requestor import Requestor
+    from .server._requestor import serve_requestor
+
+    if not isinstance(app, Requestor):
+        raise CliError(f"{args.app} is a {type(app).__name__}, not a golem_apps.Requestor")
+    async with serve_requestor(
+        app, work_dir=args.work_dir, host=args.host, port=args.port
+    ) as server:
+        print(f"requestor serving on {args.host}:{server.port}", flush=True)
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, server.request_shutdown)
+        await server.wait_shutdown()
+    return 0
+
+
+async def _serve_provider(app: object, args: argparse.Namespace) -> int:
+    from ._provider import Provider
+    from .server._provider import serve_provider
+
+    if not isinstance(app, Provider):
+        raise CliError(f"{args.app} is a {type(app).__name__}, not a golem_apps.Provider")
+    async with serve_provider(
+        app, work_dir=args.work_dir, host=args.host, port=args.port
+    ) as server:
+        print(f"provider serving on {args.host}:{server.port}", flush=True)
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, server.cancel)
+        code = await server.wait()
+        # A sync compute that ignores its cancellation flag must not keep the
+        # process alive: cut it off after the grace period.
+        loop.call_later(PROVIDER_GRACE_SECONDS, _hard_exit, code or 1)
+    return code
+
+
+def _hard_exit(code: int) -> None:
+    log.error("provider did not stop within %.1f s; exiting", PROVIDER_GRACE_SECONDS)
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command; returns the exit code."""
+    parser = build_parser()
+    try:
+        args, extra = parser.parse_known_args(argv)
+        logging.basicConfig(
+            level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
+        if extra:
+            log.warning("ignoring unknown arguments: %s", " ".join(extra))
+        app = load_app(args.app, args.role)
+        serve = _serve_requestor if args.role == "requestor" else _serve_provider
+        return asyncio.run(serve(app, args))
+    except (CliError, ConfigError) as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Skip interpreter teardown: a provider is paid per subtask, and an
+    # abandoned worker thread must not keep the process alive.
+    os._exit(code)

@@ -1,0 +1,247 @@
+"""The RequestorApp binding: RPCs in, engine calls out, and the long-lived server."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import anyio
+from anyio import to_thread
+from grpclib.const import Handler
+
+from .._contexts import MergeContext, TaskContext, Verdict, VerifyContext
+from .._exceptions import ConfigError, InvalidArgument
+from .._handlers import call, iterate_parts
+from .._requestor import Requestor
+from .._validate import parse_params, safe_name
+from ..constants import SUBTASK_INPUTS_DIR, SUBTASK_OUTPUTS_DIR, TASK_INPUTS_DIR, TASK_OUTPUTS_DIR
+from ..engine import Engine, Hooks, open_engine
+from ..proto import golem_task_api as api
+from ._health import Health
+from ._listen import check_work_dir, start
+from ._unary import unary
+
+log = logging.getLogger("golem_apps.requestor")
+
+_TASK_FOLDERS = (TASK_INPUTS_DIR, SUBTASK_INPUTS_DIR, TASK_OUTPUTS_DIR, SUBTASK_OUTPUTS_DIR)
+
+
+def _prepare_task_dir(task_dir: Path) -> None:
+    # The node creates these before CreateTask; create any it did not.
+    for folder in _TASK_FOLDERS:
+        (task_dir / folder).mkdir(parents=True, exist_ok=True)
+
+
+def hooks_for(app: Requestor) -> Hooks:
+    """The engine's view of the app's verify and merge handlers."""
+    verify = app.handler("verify")
+    merge = app.handler("merge")
+
+    async def run_verify(context: VerifyContext) -> Verdict:
+        assert verify is not None
+        return Verdict.coerce(await call(verify, context))
+
+    async def run_merge(context: MergeContext) -> None:
+        assert merge is not None
+        await call(merge, context)
+
+    return Hooks(
+        verify=run_verify if verify is not None else None,
+        merge=run_merge if merge is not None else None,
+        max_retries=app.task_options.max_retries,
+    )
+
+
+class RequestorService:
+    """The ``golem_task_api.RequestorApp`` service of one app over one engine."""
+
+    def __init__(
+        self,
+        app: Requestor,
+        engine: Engine,
+        work_dir: Path,
+        on_shutdown: Callable[[], None],
+    ) -> None:
+        self._app = app
+        self._engine = engine
+        self._work_dir = work_dir
+        self._on_shutdown = on_shutdown
+
+    async def create_task(self, request: api.CreateTaskRequest) -> api.CreateTaskReply:
+        """CreateTask: split the task with the app's handler and record its parts."""
+        task_id = safe_name(request.task_id, "task_id")
+        params = parse_params(request.task_params_json, "task_params_json")
+        if request.max_subtasks_count < 0:
+            raise InvalidArgument(
+                f"max_subtasks_count must not be negative (got {request.max_subtasks_count})"
+            )
+        split = self._app.handler("task")
+        if split is None:
+            raise ConfigError("the app has no @requestor.task handler")
+        task_dir = self._work_dir / task_id
+        await to_thread.run_sync(_prepare_task_dir, task_dir)
+        task = TaskContext(task_id, params, task_dir, request.max_subtasks_count)
+        await self._engine.create_task(task, iterate_parts(split, task))
+        info = self._app.info
+        return api.CreateTaskReply(
+            env_id=info.env_id,
+            prerequisites_json=json.dumps(info.provider_prerequisites),
+            inf_requirements=api.Infrastructure(min_memory_mib=info.min_memory_mib),
+        )
+
+    async def next_subtask(self, request: api.NextSubtaskRequest) -> api.NextSubtaskReply:
+        """NextSubtask: a ready part for this node, or the empty reply."""
+        task_id = safe_name(request.task_id, "task_id")
+        subtask_id = safe_name(request.subtask_id, "subtask_id")
+        assignment = await self._engine.next_subtask(task_id, subtask_id, request.opaque_node_id)
+        if assignment is None:
+            return api.NextSubtaskReply()
+        return api.NextSubtaskReply(
+            subtask=api.SubtaskReply(
+                subtask_params_json=json.dumps(assignment.params),
+                resources=list(assignment.resources),
+            )
+        )
+
+    async def verify(self, request: api.VerifyRequest) -> api.VerifyReply:
+        """Verify: the engine checks the result and runs the app's verify hook."""
+        task_id = safe_name(request.task_id, "task_id")
+        subtask_id = safe_name(request.subtask_id, "subtask_id")
+        verdict = await self._engine.verify(task_id, subtask_id)
+        return api.VerifyReply(
+            result=api.VerifyReplyVerifyResult(int(verdict.result)), reason=verdict.reason
+        )
+
+    async def discard_subtasks(
+        self, request: api.DiscardSubtasksRequest
+    ) -> api.DiscardSubtasksReply:
+        """DiscardSubtasks: the ids actually discarded, dependents included."""
+        task_id = safe_name(request.task_id, "task_id")
+        discarded = await self._engine.discard_subtasks(task_id, list(request.subtask_ids))
+        return api.DiscardSubtasksReply(discarded_subtask_ids=discarded)
+
+    async def run_benchmark(self, request: api.RunBenchmarkRequest) -> api.RunBenchmarkReply:
+        """RunBenchmark: the app's benchmark score, 1.0 without a handler."""
+        benchmark = self._app.handler("benchmark")
+        score = 1.0 if benchmark is None else float(await call(benchmark))
+        return api.RunBenchmarkReply(score=score)
+
+    async def has_pending_subtasks(
+        self, request: api.HasPendingSubtasksRequest
+    ) -> api.HasPendingSubtasksReply:
+        """HasPendingSubtasks."""
+        task_id = safe_name(request.task_id, "task_id")
+        pending = await self._engine.has_pending_subtasks(task_id)
+        return api.HasPendingSubtasksReply(has_pending_subtasks=pending)
+
+    async def abort_task(self, request: api.AbortTaskRequest) -> api.AbortTaskReply:
+        """AbortTask."""
+        await self._engine.abort_task(safe_name(request.task_id, "task_id"))
+        return api.AbortTaskReply()
+
+    async def abort_subtask(self, request: api.AbortSubtaskRequest) -> api.AbortSubtaskReply:
+        """AbortSubtask."""
+        task_id = safe_name(request.task_id, "task_id")
+        subtask_id = safe_name(request.subtask_id, "subtask_id")
+        await self._engine.abort_subtask(task_id, subtask_id)
+        return api.AbortSubtaskReply()
+
+    async def shutdown(self, request: api.ShutdownRequest) -> api.ShutdownReply:
+        """Shutdown: answered first; the server stops once the reply is out."""
+        return api.ShutdownReply()
+
+    def __mapping__(self) -> dict[str, Handler]:
+        methods: dict[str, tuple[Callable[[Any], Awaitable[Any]], type, type]] = {
+            "CreateTask": (self.create_task, api.CreateTaskRequest, api.CreateTaskReply),
+            "NextSubtask": (self.next_subtask, api.NextSubtaskRequest, api.NextSubtaskReply),
+            "Verify": (self.verify, api.VerifyRequest, api.VerifyReply),
+            "DiscardSubtasks": (
+                self.discard_subtasks,
+                api.DiscardSubtasksRequest,
+                api.DiscardSubtasksReply,
+            ),
+            "RunBenchmark": (self.run_benchmark, api.RunBenchmarkRequest, api.RunBenchmarkReply),
+            "HasPendingSubtasks": (
+                self.has_pending_subtasks,
+                api.HasPendingSubtasksRequest,
+                api.HasPendingSubtasksReply,
+            ),
+            "AbortTask": (self.abort_task, api.AbortTaskRequest, api.AbortTaskReply),
+            "AbortSubtask": (self.abort_subtask, api.AbortSubtaskRequest, api.AbortSubtaskReply),
+            "Shutdown": (self.shutdown, api.ShutdownRequest, api.ShutdownReply),
+        }
+        mapping = {}
+        for rpc, (method, request_type, reply_type) in methods.items():
+            override = self._app.rpcs.get(rpc)
+            if override is not None:
+                method = partial(override, work_dir=self._work_dir)
+            mapping[f"/golem_task_api.RequestorApp/{rpc}"] = unary(
+                rpc,
+                method,
+                request_type,
+                reply_type,
+                after_reply=self._on_shutdown if rpc == "Shutdown" else None,
+            )
+        return mapping
+
+
+@dataclass
+class RequestorServer:
+    """A running requestor server, as yielded by :func:`serve_requestor`."""
+
+    host: str
+    port: int
+    work_dir: Path
+    _stop: anyio.Event = field(default_factory=anyio.Event, repr=False)
+
+    def request_shutdown(self) -> None:
+        """Ask the server to stop, as the Shutdown RPC does."""
+        self._stop.set()
+
+    @property
+    def shutdown_requested(self) -> bool:
+        """True once Shutdown was called or :meth:`request_shutdown` was."""
+        return self._stop.is_set()
+
+    async def wait_shutdown(self) -> None:
+        """Return once Shutdown was called (or :meth:`request_shutdown`)."""
+        await self._stop.wait()
+
+
+@asynccontextmanager
+async def serve_requestor(
+    app: Requestor,
+    *,
+    work_dir: str | Path,
+    host: str = "127.0.0.1",
+    port: int = 0,
+) -> AsyncIterator[RequestorServer]:
+    """Serve ``app``'s RequestorApp and Health on ``host:port`` while the block runs.
+
+    ``port=0`` picks a free port (read it from the yielded server). TLS is on
+    when the work dir holds the three TLS files. The app's lifespan runs around
+    the server. Leaving the block stops the server; it installs no signal
+    handler and never exits the process.
+    """
+    if not isinstance(app, Requestor):
+        raise ConfigError(f"serve_requestor needs a Requestor, got {type(app).__name__}")
+    if app.handler("task") is None and "CreateTask" not in app.rpcs:
+        raise ConfigError(f"requestor app {app.info.name!r} has no @requestor.task handler")
+    root = check_work_dir(Path(work_dir))
+    async with app.run_lifespan(), open_engine(root, hooks_for(app)) as engine:
+        handle = RequestorServer(host, 0, root)
+        service = RequestorService(app, engine, root, handle.request_shutdown)
+        health = Health(("golem_task_api.RequestorApp",))
+        server, handle.port = await start([service, health], host, port, root)
+        log.info("requestor %r serving on %s:%d", app.info.name, host, handle.port)
+        try:
+            yield handle
+        finally:
+            server.close()
+            await server.wait_closed()

@@ -56,9 +56,7 @@ async def wait_serving(channel: Channel, address: str, timeout: float) -> None:
         except (ConnectionError, OSError) as exc:
             channel.close()
             if time.monotonic() >= deadline:
-                raise TimeoutError(
-                    f"no server at {address} after {timeout:g} s: {exc}"
-                ) from None
+                raise TimeoutError(f"no server at {address} after {timeout:g} s: {exc}") from None
         else:
             if reply.status == HealthCheckResponseServingStatus.SERVING:
                 return

@@ -124,7 +124,7 @@ class Requestor(Registry):
     @overload
     def task(self, func: F, /) -> F: ...
     @overload
-    def task(self, *, max_retries: int = 3) -> Callable[[F], F]: ...
+    def task(self, func: None = None, /, *, max_retries: int = 3) -> Callable[[F], F]: ...
     def task(self, func: F | None = None, /, *, max_retries: int = 3) -> F | Callable[[F], F]:
         """Decorator form of :meth:`add_task`, bare or with options; returns the function."""
 
@@ -175,7 +175,8 @@ class Requestor(Registry):
         """
         if name not in REQUESTOR_RPCS:
             raise HandlerError(
-                f"@requestor.rpc({name!r}): unknown RPC; expected one of {', '.join(REQUESTOR_RPCS)}"
+                f"@requestor.rpc({name!r}): unknown RPC; "
+                f"expected one of {', '.join(REQUESTOR_RPCS)}"
             )
         from ._handlers import is_async
 

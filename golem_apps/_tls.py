@@ -11,7 +11,6 @@ import ssl
 from pathlib import Path
 
 from ._exceptions import ConfigError
-
 from .constants import TLS_CLIENT_CERT as CLIENT_CERT
 from .constants import TLS_CLIENT_KEY as CLIENT_KEY
 from .constants import TLS_SERVER_CERT as SERVER_CERT

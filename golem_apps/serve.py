@@ -1,4 +1,4 @@
-"""``python -m golem_apps.serve MODULE[:ATTR] requestor|provider PORT``: serve an app as a node starts it.
+"""``python -m golem_apps.serve MODULE[:ATTR] requestor|provider PORT``: serve an app.
 
 The role and port come last, so that a Docker ENTRYPOINT
 ``python -m golem_apps.serve myapp --host 0.0.0.0 --work-dir /golem/work``
@@ -40,7 +40,9 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     """The command line of ``python -m golem_apps.serve``."""
     parser = _Parser(prog=f"python -m {PROG}", description=__doc__.splitlines()[0])
-    parser.add_argument("app", metavar="MODULE[:ATTR]", help="module of the app; ATTR defaults to the role")
+    parser.add_argument(
+        "app", metavar="MODULE[:ATTR]", help="module of the app; ATTR defaults to the role"
+    )
     parser.add_argument("role", choices=ROLES, help="which side of the app to serve")
     parser.add_argument("port", type=int, help="port to listen on (0 = any free port)")
     parser.add_argument("--work-dir", default="/golem/work", help="default: /golem/work")

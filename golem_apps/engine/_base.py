@@ -41,9 +41,7 @@ class Engine(Protocol):
     async def has_pending_subtasks(self, task_id: str) -> bool:
         """True iff some part is ready to be handed out."""
 
-    async def next_subtask(
-        self, task_id: str, subtask_id: str, node_id: str
-    ) -> Assignment | None:
+    async def next_subtask(self, task_id: str, subtask_id: str, node_id: str) -> Assignment | None:
         """Hand a ready part to ``node_id`` as ``subtask_id``, or None (empty reply)."""
 
     async def verify(self, task_id: str, subtask_id: str) -> Verdict:

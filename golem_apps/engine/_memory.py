@@ -10,7 +10,6 @@ from collections.abc import AsyncIterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
 from anyio import to_thread
 
 from .._contexts import (
@@ -112,7 +111,9 @@ class MemoryEngine:
         task = self._task(task_id)
         subtask = self._subtask(task, subtask_id)
         if subtask.state != "computing":
-            raise WrongState(f"subtask {subtask_id!r} is {subtask.state}, not awaiting verification")
+            raise WrongState(
+                f"subtask {subtask_id!r} is {subtask.state}, not awaiting verification"
+            )
         task_dir = task.context.task_dir
         path = await to_thread.run_sync(_result_file, task_dir, subtask_id)
         if path is None:
@@ -192,5 +193,3 @@ class MemoryEngine:
 
     def __repr__(self) -> str:
         return f"MemoryEngine({self._work_dir!s}, tasks={len(self._tasks)})"
-
-

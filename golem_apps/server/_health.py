@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 
-
 from grpclib.const import Cardinality, Handler, Status
 from grpclib.exceptions import GRPCError
 from grpclib.server import Stream
@@ -15,7 +14,7 @@ from ..proto.grpc.health.v1 import (
     HealthCheckResponseServingStatus,
 )
 
-SERVING = HealthCheckResponseServingStatus.SERVING
+SERVING = HealthCheckResponseServingStatus.from_string("SERVING")
 
 
 class Health:
@@ -51,5 +50,3 @@ class Health:
                 self.watch, Cardinality.UNARY_STREAM, HealthCheckRequest, HealthCheckResponse
             ),
         }
-
-

@@ -48,6 +48,8 @@ class AppInfo:
     max_benchmark_score: float = 1.0
     market_strategy: str = "brass"
     prerequisites: Mapping[str, str] = field(default_factory=dict)
+    requestor_env: str = DOCKER_CPU_ENV_ID
+    requestor_prereq: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def provider_prerequisites(self) -> dict[str, str]:
@@ -56,13 +58,22 @@ class AppInfo:
             return dict(self.prerequisites)
         return {"image": self.image or self.name, "tag": self.tag}
 
+    @property
+    def requestor_prerequisites(self) -> dict[str, Any]:
+        """The requestor env's prerequisites (app definition): given ones, else the image's."""
+        if self.requestor_prereq:
+            return dict(self.requestor_prereq)
+        return {"image": self.image or self.name, "tag": self.tag}
+
 
 class Requestor(Registry):
     """The requestor side of an app: app metadata plus ``@requestor.task`` and friends.
 
     ``image``/``tag`` name the app's Docker image, used as the provider
     environment's prerequisites (``{"image": ..., "tag": ...}``) unless
-    ``prerequisites`` is given. Serve it with
+    ``prerequisites`` is given. ``requestor_env``/``requestor_prereq`` are the
+    requestor's own environment in the app definition (default: the same image
+    in ``docker_cpu``; see ``python -m golem_apps.appdef``). Serve it with
     ``python -m golem_apps.serve MODULE requestor PORT`` or
     :func:`golem_apps.serve_requestor`.
     """
@@ -84,6 +95,8 @@ class Requestor(Registry):
         min_memory_mib: float = 0.0,
         max_benchmark_score: float = 1.0,
         market_strategy: str = "brass",
+        requestor_env: str = DOCKER_CPU_ENV_ID,
+        requestor_prereq: Mapping[str, Any] | None = None,
         lifespan: Lifespan | None = None,
     ) -> None:
         super().__init__(lifespan=lifespan)
@@ -102,6 +115,8 @@ class Requestor(Registry):
             max_benchmark_score=max_benchmark_score,
             market_strategy=market_strategy,
             prerequisites=dict(prerequisites or {}),
+            requestor_env=requestor_env,
+            requestor_prereq=dict(requestor_prereq or {}),
         )
         self.task_options = TaskOptions()
         self.rpcs: dict[str, Callable[..., Any]] = {}

@@ -123,28 +123,42 @@ class Requestor(Registry):
 
     # -- @requestor.task ---------------------------------------------------
 
-    def add_task(self, func: F, *, max_retries: int = 3) -> F:
+    def add_task(self, func: F, *, max_retries: int = 3, params: type | None = None) -> F:
         """Register the CreateTask handler: ``(task: TaskContext) -> parts``.
 
         It returns or yields :class:`Part` objects (or dicts of params); a
         generator is consumed lazily. ``max_retries`` bounds the failed
         verifications a task tolerates before its parts stop being handed out.
+
+        Typed params: a handler ``(task, params)`` gets the task params
+        validated as ``params`` (a dataclass, TypedDict or pydantic model; by
+        default the annotation of its second parameter). Invalid task params
+        are answered with INVALID_ARGUMENT naming the bad fields.
         """
         if max_retries < 0:
             raise HandlerError("@requestor.task(max_retries=...) must be >= 0")
-        self._register("task", func, ("task",))
+        self._register("task", func, ("task",), typed=True, params=params)
         self.task_options = TaskOptions(max_retries=max_retries)
         return func
 
     @overload
     def task(self, func: F, /) -> F: ...
     @overload
-    def task(self, func: None = None, /, *, max_retries: int = 3) -> Callable[[F], F]: ...
-    def task(self, func: F | None = None, /, *, max_retries: int = 3) -> F | Callable[[F], F]:
+    def task(
+        self, func: None = None, /, *, max_retries: int = 3, params: type | None = None
+    ) -> Callable[[F], F]: ...
+    def task(
+        self,
+        func: F | None = None,
+        /,
+        *,
+        max_retries: int = 3,
+        params: type | None = None,
+    ) -> F | Callable[[F], F]:
         """Decorator form of :meth:`add_task`, bare or with options; returns the function."""
 
         def decorator(f: F) -> F:
-            return self.add_task(f, max_retries=max_retries)
+            return self.add_task(f, max_retries=max_retries, params=params)
 
         return decorator if func is None else decorator(func)
 

@@ -120,6 +120,8 @@ class Requestor(Registry):
         )
         self.task_options = TaskOptions()
         self.rpcs: dict[str, Callable[..., Any]] = {}
+        #: Event listeners by kind, as added with :meth:`add_listener`.
+        self.listeners: dict[str, list[Callable[..., Any]]] = {}
 
     # -- @requestor.task ---------------------------------------------------
 
@@ -193,6 +195,35 @@ class Requestor(Registry):
     def benchmark(self, func: F) -> F:
         """Decorator form of :meth:`add_benchmark`; returns the function unchanged."""
         return self.add_benchmark(func)
+
+    # -- events ------------------------------------------------------------
+
+    def add_listener(self, kind: str, func: F) -> F:
+        """Call ``func(event: Event)`` on every event of ``kind`` (see ``EVENT_KINDS``).
+
+        For metrics and monitoring: a listener runs after the RPC's work and
+        before its reply is sent (a sync one in a worker thread); an exception
+        in it is logged and never changes the reply. Several listeners may
+        share a kind; they run in the order they were added.
+        """
+        from ._events import EVENT_KINDS
+        from ._handlers import check_signature
+
+        if kind not in EVENT_KINDS:
+            raise HandlerError(
+                f"@requestor.on({kind!r}): unknown event; expected one of {', '.join(EVENT_KINDS)}"
+            )
+        check_signature(func, f"@requestor.on({kind!r})", ("event",))
+        self.listeners.setdefault(kind, []).append(func)
+        return func
+
+    def on(self, kind: str) -> Callable[[F], F]:
+        """Decorator form of :meth:`add_listener`; returns the function unchanged."""
+
+        def decorator(func: F) -> F:
+            return self.add_listener(kind, func)
+
+        return decorator
 
     # -- escape hatch ------------------------------------------------------
 

@@ -25,6 +25,7 @@ from ..engine import Engine, Hooks, open_engine
 from ..proto import golem_task_api as api
 from ._health import Health
 from ._listen import check_work_dir, start
+from ._observe import observed
 from ._unary import unary
 
 log = logging.getLogger("golem_apps.requestor")
@@ -184,7 +185,7 @@ class RequestorService:
                 method = partial(override, work_dir=self._work_dir)
             mapping[f"/golem_task_api.RequestorApp/{rpc}"] = unary(
                 rpc,
-                method,
+                observed(self._app, rpc, method),
                 request_type,
                 reply_type,
                 after_reply=self._on_shutdown if rpc == "Shutdown" else None,

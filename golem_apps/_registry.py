@@ -19,6 +19,14 @@ async def _no_lifespan(_app: object) -> AsyncIterator[None]:
     yield
 
 
+def _accepts(func: Callable[..., object], arguments: tuple[str, ...]) -> bool:
+    try:
+        inspect.signature(func).bind(*arguments)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
 class Registry:
     """Handler slots of one app role; each slot holds at most one handler."""
 
@@ -42,7 +50,8 @@ class Registry:
     ) -> F:
         label = f"@{self._role}.{slot}"
         params_type = None
-        if typed:
+        if typed and (params is not None or not _accepts(func, arguments)):
+            # A typed handler (or a bad signature, which check_signature reports).
             from ._typed import params_type_of  # standard library only; pydantic comes later
 
             params_type = params_type_of(func, label, arguments, params)

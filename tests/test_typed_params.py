@@ -206,6 +206,7 @@ def test_pydantic_stays_unloaded_until_a_typed_request(tmp_path: Path) -> None:
         "import sys\n"
         "import tests.apps.sample\n"
         "assert 'pydantic' not in sys.modules, 'untyped app loaded pydantic'\n"
+        "assert 'golem_apps._typed' not in sys.modules, 'untyped app loaded _typed'\n"
         "from golem_apps import Provider\n"
         "from dataclasses import dataclass\n"
         "@dataclass\n"

@@ -67,14 +67,14 @@ ENV PYTHONDONTWRITEBYTECODE=1 \\
     HOME=/tmp \\
     PYTHONPATH=/app
 
-# golem_apps itself: pass --build-arg GOLEM_APPS=<path or requirement> to use
-# a wheel or another version.
-ARG GOLEM_APPS="golem_apps[typed]=={version}"
-RUN pip install --no-cache-dir "$GOLEM_APPS"
-
-# The app: its module and its own requirements; compiled at build time.
+# The app's folder: its module, its requirements.txt (if any), and a wheels/
+# folder holding the golem_apps wheel (`pip wheel --no-deps -w wheels PATH`)
+# when golem_apps does not come from your package index.
 COPY . /app
-RUN if [ -f /app/requirements.txt ]; then \\
+# --build-arg GOLEM_APPS=<requirement> picks another version or extras.
+ARG GOLEM_APPS="golem_apps[typed]=={version}"
+RUN pip install --no-cache-dir --find-links /app/wheels "$GOLEM_APPS" \\
+    && if [ -f /app/requirements.txt ]; then \\
         pip install --no-cache-dir -r /app/requirements.txt; \\
     fi \\
     && python -m compileall -q /app \\

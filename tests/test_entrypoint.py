@@ -91,6 +91,14 @@ def test_image_runs_as_non_root_and_serves_on_all_interfaces(
     assert env["HOME"].startswith("/tmp")
 
 
+def test_run_instructions_are_valid_shell() -> None:
+    runs = [args for keyword, args in instructions(dockerfile("myapp")) if keyword == "RUN"]
+    assert runs
+    for script in runs:
+        result = subprocess.run(["sh", "-n", "-c", script], capture_output=True, text=True)
+        assert result.returncode == 0, (script, result.stderr)
+
+
 def node_command(entrypoint: list[str], work_dir: Path, *appended: str) -> list[str]:
     """The container's argv with the host's interpreter and work dir in place of the image's."""
     argv = [sys.executable if entrypoint[0] == "python" else entrypoint[0], *entrypoint[1:]]

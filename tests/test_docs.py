@@ -68,3 +68,4 @@ def test_site_builds_strictly_and_offline(tmp_path: Path) -> None:
     reference = (tmp_path / "s" / "reference" / "index.html").read_text(encoding="utf-8")
     for name in golem_apps.__all__:
         assert f'id="golem_apps.{name}"' in reference, name
+    assert not re.search(r":(class|meth|func|data):<code>", reference), "Sphinx roles left raw"

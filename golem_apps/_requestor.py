@@ -49,7 +49,9 @@ class AppInfo:
     market_strategy: str = "brass"
     prerequisites: Mapping[str, str] = field(default_factory=dict)
     requestor_env: str = DOCKER_CPU_ENV_ID
+    """The requestor's own environment, for the app definition."""
     requestor_prereq: Mapping[str, Any] = field(default_factory=dict)
+    """The requestor env's prerequisites; empty means ``{"image": image, "tag": tag}``."""
 
     @property
     def provider_prerequisites(self) -> dict[str, str]:

@@ -12,6 +12,7 @@ the app the way a node starts it (see the "Deploying" page of the docs).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import math
@@ -175,6 +176,48 @@ def write_app_definition(app: Requestor | AppInfo, out_dir: str | Path = ".") ->
     return path
 
 
+def with_pyproject(info: AppInfo, pyproject: str | Path) -> AppInfo:
+    """``info`` with the fields it leaves at their defaults taken from a pyproject.toml.
+
+    From its ``[project]`` table: ``version``, ``description``, ``authors``
+    (as ``Name <email>``, comma-separated) and ``license`` (a string or
+    ``{text = ...}``). Fields given to ``Requestor(...)`` win.
+    """
+    import tomllib
+
+    path = Path(pyproject)
+    try:
+        with path.open("rb") as file:
+            project = tomllib.load(file).get("project", {})
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from None
+    if not isinstance(project, dict):
+        raise ConfigError(f"{path}: [project] is not a table")
+    found: dict[str, Any] = {}
+    if isinstance(project.get("version"), str):
+        found["version"] = project["version"]
+    if isinstance(project.get("description"), str):
+        found["description"] = project["description"]
+    authors = [_person(a) for a in project.get("authors", []) if isinstance(a, dict)]
+    if any(authors):
+        found["author"] = ", ".join(a for a in authors if a)
+    license_ = project.get("license")
+    if isinstance(license_, dict):
+        license_ = license_.get("text")
+    if isinstance(license_, str):
+        found["license"] = license_
+    defaults = AppInfo(name=info.name)
+    missing = {
+        key: value for key, value in found.items() if getattr(info, key) == getattr(defaults, key)
+    }
+    return dataclasses.replace(info, **missing)
+
+
+def _person(author: dict[str, Any]) -> str:
+    name, email = str(author.get("name", "")), str(author.get("email", ""))
+    return f"{name} <{email}>".strip() if email else name
+
+
 def dockerfile(module: str, app: Requestor | AppInfo | None = None) -> str:
     """The text of a Dockerfile serving ``module``'s app as a node starts it.
 
@@ -220,6 +263,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="also write a Dockerfile serving the app (refused if one exists, unless --force)",
     )
     parser.add_argument("--force", action="store_true", help="overwrite an existing Dockerfile")
+    parser.add_argument(
+        "--pyproject",
+        metavar="FILE",
+        help="take version, description, authors and license from this pyproject.toml "
+        "where Requestor(...) leaves them at their defaults",
+    )
     return parser
 
 
@@ -243,7 +292,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         docker_text = dockerfile(args.app.partition(":")[0], app) if args.dockerfile else None
         if docker_text is not None and target.exists() and not args.force:
             raise CliError(f"{target} exists; pass --force to overwrite it")
-        written = [write_app_definition(app, out)]
+        info = app.info if args.pyproject is None else with_pyproject(app.info, args.pyproject)
+        written = [write_app_definition(info, out)]
         if docker_text is not None:
             target.write_text(docker_text, encoding="utf-8")
             written.append(target)

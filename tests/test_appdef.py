@@ -12,7 +12,14 @@ from typing import Any
 import pytest
 
 from golem_apps import ConfigError, Requestor
-from golem_apps.appdef import app_definition, app_id, dockerfile, main, write_app_definition
+from golem_apps.appdef import (
+    app_definition,
+    app_id,
+    dockerfile,
+    main,
+    with_pyproject,
+    write_app_definition,
+)
 
 from .conftest import ROOT
 
@@ -169,3 +176,31 @@ def test_docs_dockerfile_is_the_generated_one() -> None:
     """docs/Dockerfile is what ``appdef --dockerfile`` writes for a module ``myapp``."""
     app = Requestor("myapp", image="me/myapp", tag="1.0")
     assert (ROOT / "docs" / "Dockerfile").read_text() == dockerfile("myapp", app)
+
+
+def test_pyproject_fills_only_what_the_requestor_left_out(tmp_path: Path) -> None:
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text(
+        "[project]\n"
+        'name = "mandel-app"\n'
+        'version = "2.5"\n'
+        'description = "From pyproject"\n'
+        'license = {text = "Apache-2.0"}\n'
+        'authors = [{name = "Ada", email = "ada@example.org"}, {name = "Bob"}]\n'
+    )
+    info = with_pyproject(Requestor("mandel", description="Given").info, pyproject)
+    definition = app_definition(info)
+    assert definition["version"] == "2.5"
+    assert definition["description"] == "Given"  # given to Requestor(...): kept
+    assert definition["author"] == "Ada <ada@example.org>, Bob"
+    assert definition["license"] == "Apache-2.0"
+
+
+def test_cli_pyproject_option(tmp_path: Path) -> None:
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text('[project]\nversion = "3.1"\n')
+    assert main(["tests.apps.sample", "--out", str(tmp_path), "--pyproject", str(pyproject)]) == 0
+    (written,) = tmp_path.glob("sample_3.1_*.json")
+    assert written.name == f"sample_3.1_{node_id(json.loads(written.read_text()))}.json"
+    pyproject.write_text("[project\n")
+    assert main(["tests.apps.sample", "--out", str(tmp_path), "--pyproject", str(pyproject)]) == 2

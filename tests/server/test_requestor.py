@@ -218,7 +218,7 @@ async def test_shutdown_replies_then_stops_and_lifespan_wraps_the_server(
         yield
         events.append("stop")
 
-    requestor = Requestor("life", lifespan=lifespan)  # type: ignore[arg-type]
+    requestor = Requestor("life", lifespan=lifespan)
     requestor.task(lambda task: [])
     async with serve_requestor(requestor, work_dir=work_dir) as server:
         assert events == ["start"]

@@ -98,9 +98,12 @@ def params_type_of(
                 f"parameter {parameter.name!r} ({exc}); pass the type as params=..."
             ) from None
     if annotation is inspect.Parameter.empty:
+        name = getattr(func, "__qualname__", repr(func))
+        wanted = ", ".join(arguments)
         raise HandlerError(
-            f"{label}: annotate parameter {parameter.name!r} with its params type "
-            f"(a dataclass, TypedDict or pydantic model), or pass params=..."
+            f"{label} handler {name}{signature} must take exactly ({wanted}), or ({wanted}, "
+            f"params) with params annotated with its type (a dataclass, TypedDict or pydantic "
+            f"model) or given as {label}(params=...)"
         )
     return check_params_type(annotation, label)
 

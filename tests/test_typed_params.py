@@ -175,7 +175,7 @@ def _one(ctx: ComputeContext) -> Path:
 @pytest.mark.parametrize(
     ("func", "params", "message"),
     [
-        (_two, None, "annotate parameter 'params' with its params type"),
+        (_two, None, r"must take exactly \(ctx\), or \(ctx, params\) with params annotated"),
         (_one, Box, r"handler must take exactly \(ctx, params\)"),
         (_two, dict, "must be a dataclass, a TypedDict or a pydantic model"),
         (_two, PlainTypedDict, "needs typing_extensions.TypedDict"),

@@ -85,7 +85,8 @@ class RequestorService:
         split = self._app.handler("task")
         if split is None:
             raise ConfigError("the app has no @requestor.task handler")
-        typed = self._app.handler_args("task", params, "task_params_json")
+        # In a thread: the first typed validation imports pydantic (a few hundred ms).
+        typed = await to_thread.run_sync(self._app.handler_args, "task", params, "task_params_json")
         task_dir = self._work_dir / task_id
         await to_thread.run_sync(_prepare_task_dir, task_dir)
         task = TaskContext(task_id, params, task_dir, request.max_subtasks_count)

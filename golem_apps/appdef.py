@@ -24,6 +24,7 @@ from typing import Any, NoReturn
 from ._exceptions import ConfigError, InvalidArgument
 from ._requestor import AppInfo, Requestor
 from ._validate import safe_name
+from .constants import DOCKER_CPU_ENV_ID, DOCKER_GPU_ENV_ID
 
 PROG = "golem_apps.appdef"
 
@@ -122,6 +123,15 @@ def app_definition(app: Requestor | AppInfo) -> dict[str, Any]:
         prereq = json.loads(json.dumps(prereq))
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"requestor_prereq must be a JSON object: {exc}") from None
+    if info.requestor_env in (DOCKER_CPU_ENV_ID, DOCKER_GPU_ENV_ID) and (
+        not isinstance(prereq, dict)
+        or set(prereq) != {"image", "tag"}
+        or not all(isinstance(value, str) and value for value in prereq.values())
+    ):
+        raise ConfigError(
+            f"requestor_prereq of a {info.requestor_env} app must be exactly "
+            f'{{"image": ..., "tag": ...}} with non-empty strings (got {prereq!r})'
+        )
     for key in ("name", "version", "requestor_env", "description", "author", "license"):
         value = getattr(info, key)
         if not isinstance(value, str):

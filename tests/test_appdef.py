@@ -119,6 +119,9 @@ def test_requestor_env_and_prereq_can_be_given() -> None:
         ({"market_strategy": "gold"}, "market_strategy must be one of brass, wasm"),
         ({"max_benchmark_score": float("inf")}, "max_benchmark_score must be a finite number"),
         ({"version": "1/2"}, "version must not contain a path separator"),
+        ({"requestor_prereq": {"image": "x"}}, r"must be exactly \{\"image\": \.\.\., \"tag\""),
+        ({"requestor_prereq": {"image": "x", "tag": "1", "extra": "y"}}, "must be exactly"),
+        ({"tag": ""}, "with non-empty strings"),
     ],
 )
 def test_bad_metadata_is_a_clear_error(

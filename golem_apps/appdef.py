@@ -153,7 +153,7 @@ def app_id(definition: Mapping[str, Any]) -> str:
     """The app's id as a node computes it from a definition (a parsed file or ours).
 
     Keys are put in the spec's order with defaults for the missing optional
-    ones; unknown keys are ignored, as the node's own model ignores them.
+    ones; keys the spec does not list are left out.
     """
     normalized: dict[str, Any] = {}
     for key, default in DEFINITION_DEFAULTS:

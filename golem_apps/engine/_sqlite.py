@@ -233,11 +233,18 @@ async def open_sqlite_engine(work_dir: Path, hooks: Hooks) -> AsyncIterator[Sqli
     try:
         merges = await db.call(_ops.recover)
         engine = SqliteEngine(work_dir, hooks, db)
+        body_error: BaseException | None = None
         async with anyio.create_task_group() as task_group:
             engine.start_recovery(task_group, merges)
             try:
                 yield engine
+            except BaseException as exc:
+                # Re-raised below, outside the task group, so that the caller's
+                # errors do not come back wrapped in an exception group.
+                body_error = exc
             finally:
                 task_group.cancel_scope.cancel()
+        if body_error is not None:
+            raise body_error
     finally:
         await to_thread.run_sync(db.close)

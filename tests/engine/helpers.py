@@ -68,7 +68,7 @@ async def create(
 
 
 async def verdict_from_content(result: VerifyContext) -> Verdict:
-    """A verify hook driven by the result's text: S, F, I or A (+ anything)."""
+    """A verify hook driven by the result's text: S, F, I or A (+ anything); else FAILURE."""
     text = result.result_path.read_text()
     kinds = {
         "S": VerifyResult.SUCCESS,
@@ -76,7 +76,7 @@ async def verdict_from_content(result: VerifyContext) -> Verdict:
         "I": VerifyResult.INCONCLUSIVE,
         "A": VerifyResult.AWAITING_DATA,
     }
-    return Verdict(kinds[text[:1]], f"content {text!r}")
+    return Verdict(kinds.get(text[:1], VerifyResult.FAILURE), f"content {text!r}")
 
 
 @asynccontextmanager

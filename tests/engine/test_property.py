@@ -120,7 +120,7 @@ async def run(work_dir: Path, ops: list[tuple[Any, ...]]) -> None:
     async with AsyncExitStack() as stack:
         engine: Engine = await stack.enter_async_context(open_engine(work_dir, hooks))
         await create(engine, work_dir, PARTS)
-        expanded = []
+        expanded: list[tuple[Any, ...]] = []
         for op in ops:
             expanded.extend([("next", op[1]), ("verify", 0, "S")] if op[0] == "cycle" else [op])
         after = Snapshot(work_dir)

@@ -13,8 +13,11 @@ import random
 import signal
 import subprocess
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from typing import TypeVar
 
 import anyio
 import pytest
@@ -29,6 +32,7 @@ from .helpers import TASK, query, write_result
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
+T = TypeVar("T")
 NODE = "node-1"
 PARTS = 12  # plus the app's "base" part, which every third part depends on
 
@@ -46,16 +50,15 @@ class Server:
     async def start(self) -> RequestorClient:
         """Start the server and connect; retried until it answers."""
         while True:
+            self.stop()
             self.starts += 1
             log = (self.work_dir.parent / f"serve-{self.starts}.log").open("w")
-            self.process = subprocess.Popen(
-                [self.python, "-m", "golem_apps.serve", "tests.apps.engine_app", "requestor", "0"]
-                + ["--work-dir", str(self.work_dir)],
-                cwd=ROOT,
-                stdout=subprocess.PIPE,
-                stderr=log,
-                text=True,
+            command = [self.python, "-m", "golem_apps.serve", "tests.apps.engine_app"]
+            command += ["requestor", "0", "--work-dir", str(self.work_dir)]
+            popen = partial(
+                subprocess.Popen, command, cwd=ROOT, stdout=subprocess.PIPE, stderr=log, text=True
             )
+            self.process = await anyio.to_thread.run_sync(popen)
             log.close()
             assert self.process.stdout is not None
             line = await anyio.to_thread.run_sync(self.process.stdout.readline)
@@ -75,12 +78,12 @@ class Server:
         return self.process is not None and self.process.poll() is None
 
     def kill(self) -> None:
-        """SIGKILL the current process."""
+        """SIGKILL the current process (its pipe is closed by the next start or stop)."""
         if self.alive:
             assert self.process is not None
             self.process.send_signal(signal.SIGKILL)
+            self.process.wait()  # a few milliseconds: dead before anyone checks
             self.kills += 1
-        self.stop()
 
     def stop(self) -> None:
         """Kill and reap the process."""
@@ -125,7 +128,8 @@ class Driver:
             try:
                 if not created:
                     await self.rpc_step()
-                    await _tolerate(client.create_task(TASK, {"parts": PARTS}), Status.ALREADY_EXISTS)
+                    create = client.create_task(TASK, {"parts": PARTS})
+                    await _tolerate(create, Status.ALREADY_EXISTS)
                     created = True
                 if lost_handout is not None:
                     await self.rpc_step()
@@ -163,9 +167,9 @@ class Driver:
                 client = await self.server.start()
 
 
-async def _tolerate(call: object, *statuses: Status) -> object:
+async def _tolerate(call: Awaitable[T], *statuses: Status) -> T | None:
     try:
-        return await call  # type: ignore[misc]
+        return await call
     except GRPCError as error:
         if error.status not in statuses:
             raise
@@ -190,7 +194,7 @@ async def drive(
     python: str, work_dir: Path, kill_steps: frozenset[int], kill_after: list[float]
 ) -> Run:
     """Run one task to its end, killing the server at the given steps and times."""
-    work_dir.mkdir(parents=True)
+    await anyio.Path(work_dir).mkdir(parents=True)
     server = Server(python, work_dir)
     driver = Driver(server, kill_steps)
     try:
@@ -244,27 +248,28 @@ async def test_sigkill_at_any_point_leaves_the_same_outputs(python: str, tmp_pat
     assert kills >= 10  # most random kills land before the task ends
 
 
+async def _create_big(client: RequestorClient, server: Server) -> None:
+    try:
+        await client.create_task(TASK, {"parts": 20_000})
+    except Exception:
+        assert not server.alive  # killed under the call
+
+
 async def test_sigkill_during_create_task(python: str, tmp_path: Path) -> None:
     rng = random.Random(7)
     interrupted = 0
     for run in range(3):
         work_dir = tmp_path / f"run-{run}"
-        work_dir.mkdir()
+        await anyio.Path(work_dir).mkdir()
         server = Server(python, work_dir)
         try:
             client = await server.start()
             async with anyio.create_task_group() as group:
-
-                async def create() -> None:
-                    try:
-                        await client.create_task(TASK, {"parts": 20_000})
-                    except Exception:
-                        assert not server.alive
-
-                group.start_soon(create)
+                group.start_soon(_create_big, client, server)
                 # Kill once some batches are in, at a random moment after that.
                 with anyio.fail_after(30):
-                    while not query(work_dir, "SELECT 1 FROM tasks WHERE total > 0"):
+                    # Polling: the other process's database has no event to wait on.
+                    while not query(work_dir, "SELECT 1 FROM tasks WHERE total > 0"):  # noqa: ASYNC110
                         await anyio.sleep(0.005)
                 await anyio.sleep(rng.uniform(0, 0.05))
                 server.kill()

@@ -11,9 +11,10 @@ import json
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from .._contexts import Part, Verdict, VerifyResult
+from .._contexts import Part, PartResult, Verdict, VerifyResult
 from .._exceptions import (
     AlreadyExists,
     InvalidArgument,
@@ -365,17 +366,26 @@ def record_verdict(
 
 
 def merge_inputs(
-    conn: sqlite3.Connection, task_id: str
-) -> tuple[dict[str, Any], list[tuple[str, dict[str, Any], str, str]]]:
-    """The task params and each part's (name, params, subtask id, result file), in order."""
+    conn: sqlite3.Connection, task_id: str, outputs: Path, with_params: bool
+) -> tuple[dict[str, Any], list[PartResult]]:
+    """The task params and each part's result, in the parts' order.
+
+    ``outputs`` is the task's subtask_outputs folder. Without ``with_params``
+    (the default merge needs none) the parts' params are left empty.
+    """
     params = conn.execute("SELECT params FROM tasks WHERE id = ?", (task_id,)).fetchone()[0]
+    columns = "p.params" if with_params else "'{}'"
     rows = conn.execute(
-        "SELECT p.name, p.params, s.id, s.result FROM parts p"
+        f"SELECT p.name, {columns}, s.id, s.result FROM parts p"
         " JOIN subtasks s ON s.task = p.task AND s.id = p.subtask"
         " WHERE p.task = ? ORDER BY p.idx",
         (task_id,),
-    ).fetchall()
-    return json.loads(params), [(n, json.loads(pp), sid, r) for n, pp, sid, r in rows]
+    )
+    results = [
+        PartResult(name, json.loads(part_params), outputs / subtask_id / result)
+        for name, part_params, subtask_id, result in rows
+    ]
+    return json.loads(params), results
 
 
 def finish_merge(conn: sqlite3.Connection, task_id: str) -> None:

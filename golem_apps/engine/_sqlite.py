@@ -19,7 +19,7 @@ import anyio
 from anyio import to_thread
 from anyio.abc import TaskGroup
 
-from .._contexts import MergeContext, Part, PartResult, TaskContext, Verdict, VerifyContext
+from .._contexts import MergeContext, Part, TaskContext, Verdict, VerifyContext
 from .._contexts import VerifyResult as R
 from .._exceptions import InvalidTask, WrongState
 from ..constants import SUBTASK_OUTPUTS_DIR
@@ -171,14 +171,10 @@ class SqliteEngine:
     async def _merge(self, task_id: str) -> None:
         done = self._merging.setdefault(task_id, anyio.Event())
         try:
-            params, rows = await self._db.call(_ops.merge_inputs, task_id)
             task_dir = self._work_dir / task_id
             outputs = task_dir / SUBTASK_OUTPUTS_DIR
-            results = [
-                PartResult(name, part_params, outputs / subtask_id / result)
-                for name, part_params, subtask_id, result in rows
-            ]
-            del rows
+            custom = self._hooks.merge is not None
+            params, results = await self._db.call(_ops.merge_inputs, task_id, outputs, custom)
             if self._hooks.merge is None:
                 pairs = [(r.name, r.path) for r in results]
                 await to_thread.run_sync(_files.copy_results, task_dir, pairs)

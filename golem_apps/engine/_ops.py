@@ -138,6 +138,9 @@ def _part_row(
         params = json.dumps(dict(part.params))
     except (TypeError, ValueError) as exc:
         raise InvalidTask(f"{label}: params are not a JSON object: {exc}") from None
+    for field in ("resources", "depends_on"):
+        if isinstance(getattr(part, field), str):
+            raise InvalidTask(f"{label}: {field} must be a list of names, not a string")
     resources = [safe_name(r, f"{label}: resource") for r in part.resources]
     for resource in resources:
         if resource not in inputs:

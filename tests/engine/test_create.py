@@ -58,6 +58,8 @@ async def test_a_generator_over_max_subtasks_is_not_consumed_further(work_dir: P
         ([Part(name="a", resources=["../etc/passwd"])], r"'a'.*resource.*path separator"),
         ([Part(name="a/b")], r"name of part 0.*path separator"),
         ([Part(name="a", params={"x": object()})], r"'a'.*not a JSON object"),
+        ([Part(name="a", resources="in.txt")], r"'a': resources must be a list"),
+        ([Part(name="a", depends_on="b")], r"'a': depends_on must be a list"),
         ([], r"no parts"),
     ],
 )

@@ -2,7 +2,10 @@
 
 Each runs inside one :meth:`Database.run` (one transaction, in a worker
 thread) and looks rows up by index only, so that a call costs the same at 100
-parts and at 100,000. Errors name the task and subtask ids.
+parts and at 100,000. Where the planner, without statistics, would rather walk
+a task's primary key in order, ``INDEXED BY`` pins the index (and makes SQLite
+refuse the query if the index could not serve it). Errors name the task and
+subtask ids.
 """
 
 from __future__ import annotations
@@ -251,7 +254,9 @@ def has_pending(conn: sqlite3.Connection, task_id: str, max_retries: int) -> boo
     if task.state != "active" or task.failures > max_retries:
         return False
     row = conn.execute(
-        "SELECT 1 FROM parts WHERE task = ? AND status = 'ready' LIMIT 1", (task_id,)
+        "SELECT 1 FROM parts INDEXED BY parts_by_status"
+        " WHERE task = ? AND status = 'ready' LIMIT 1",
+        (task_id,),
     ).fetchone()
     return row is not None
 
@@ -272,13 +277,14 @@ def next_subtask(
     if (
         node_id
         and conn.execute(
-            "SELECT 1 FROM subtasks WHERE task = ? AND node = ? AND state = 'computing' LIMIT 1",
+            "SELECT 1 FROM subtasks INDEXED BY live_by_node"
+            " WHERE task = ? AND node = ? AND state = 'computing' LIMIT 1",
             (task_id, node_id),
         ).fetchone()
     ):
         return None
     row = conn.execute(
-        "SELECT idx, name, params, resources FROM parts"
+        "SELECT idx, name, params, resources FROM parts INDEXED BY parts_by_status"
         " WHERE task = ? AND status = 'ready' ORDER BY idx LIMIT 1",
         (task_id,),
     ).fetchone()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import threading
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -202,13 +203,13 @@ async def test_the_default_merge_never_writes_inside_task_outputs(
     work_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     written: list[Path] = []
-    copy = _files.shutil.copyfile
+    copy = shutil.copyfile
 
     def recording_copy(source: Any, target: Any) -> Any:
         written.append(Path(target))
         return copy(source, target)
 
-    monkeypatch.setattr(_files.shutil, "copyfile", recording_copy)
+    monkeypatch.setattr(shutil, "copyfile", recording_copy)
     async with engine_on(work_dir) as engine:
         await create(engine, work_dir, [Part(name="a"), Part(name="b")])
         for n in range(2):

@@ -40,6 +40,7 @@ from ._exceptions import (
     InvalidArgument,
     InvalidTask,
     SubtaskNotFound,
+    TaskFailed,
     TaskNotFound,
     WrongState,
 )
@@ -75,6 +76,7 @@ __all__ = [
     "SubtaskAssignment",
     "SubtaskNotFound",
     "TaskContext",
+    "TaskFailed",
     "TaskNotFound",
     "TaskOptions",
     "Verdict",

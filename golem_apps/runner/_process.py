@@ -145,7 +145,12 @@ async def serve_process(
                 tg.start_soon(_drain, stdout, log_path)
                 yield ServeProcess(process, host, port, log_path)
             finally:
-                await kill(process)
+                await kill(process)  # ends the drain too
+    except BaseExceptionGroup as group:
+        # The drain never fails: the one error is the block's own; raise it as it was.
+        if len(group.exceptions) == 1:
+            raise group.exceptions[0] from None
+        raise
     finally:
         await kill(process)
 

@@ -1,0 +1,99 @@
+"""An app for the runner's tests: each part's params say how its attempts behave.
+
+Task params: ``{"parts": [{"name": "a", "text": "a", ...}, ...]}``. Part params:
+
+- ``text``: the provider writes it upper-cased into ``<name>.txt``;
+- ``sleep``: seconds the compute takes (it polls ``ctx.cancelled``);
+- ``fail``: every compute of the part raises;
+- ``slow_once``: a folder; the part's first compute writes its pid to
+  ``<folder>/<name>.pid`` and then hangs (until cancelled or killed); later ones are quick;
+- ``await_once``: a folder; the part's first verify answers AWAITING_DATA;
+- ``await_always``: every verify answers AWAITING_DATA;
+- ``reject``: every verify answers FAILURE.
+
+AbortTask is taken over to leave ``<work dir>/<task_id>.aborted`` behind.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from golem_apps import (
+    ComputeContext,
+    Part,
+    Provider,
+    Requestor,
+    TaskContext,
+    Verdict,
+    VerifyContext,
+    VerifyResult,
+)
+
+requestor = Requestor("runner-test", image="golem/runner-test")
+provider = Provider()
+
+#: How long a slow_once compute hangs at most (the tests kill or time it out long before).
+HANG_SECONDS = 60.0
+
+
+@requestor.task(max_retries=2)
+def split(task: TaskContext) -> Iterator[Part]:
+    for i, spec in enumerate(task.params.get("parts", [])):
+        name = spec.get("name", f"p{i}")
+        yield Part(params={**spec, "name": name}, name=name)
+
+
+def _sleep(ctx: ComputeContext, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and not ctx.cancelled:
+        time.sleep(0.01)
+
+
+@provider.compute
+def compute(ctx: ComputeContext) -> Path:
+    p = ctx.params
+    if p.get("fail"):
+        raise RuntimeError(f"part {p['name']} asked to fail")
+    if p.get("slow_once"):
+        marker = Path(p["slow_once"]) / f"{p['name']}.pid"
+        try:
+            with marker.open("x") as file:
+                file.write(str(os.getpid()))
+        except FileExistsError:
+            pass
+        else:
+            _sleep(ctx, HANG_SECONDS)
+            raise RuntimeError("the slow attempt was not stopped")
+    _sleep(ctx, float(p.get("sleep", 0)))
+    out = ctx.subtask_dir / f"{p['name']}.txt"
+    out.write_text(str(p.get("text", "")).upper())
+    return out
+
+
+@requestor.verify
+def verify(result: VerifyContext) -> Verdict:
+    p = result.params
+    if p.get("reject"):
+        return Verdict(VerifyResult.FAILURE, "asked to reject")
+    if p.get("await_always"):
+        return Verdict(VerifyResult.AWAITING_DATA, "waits forever")
+    if p.get("await_once"):
+        marker = Path(p["await_once"]) / f"{p['name']}.awaited"
+        if not marker.exists():
+            marker.touch()
+            return Verdict(VerifyResult.AWAITING_DATA, "waits once")
+    if result.result_path.read_text() != str(p.get("text", "")).upper():
+        return Verdict(VerifyResult.FAILURE, "wrong text")
+    return Verdict(VerifyResult.SUCCESS)
+
+
+@requestor.rpc("AbortTask")
+async def abort_task(request: Any, work_dir: Path) -> Any:
+    from golem_apps.proto import golem_task_api as api
+
+    (work_dir / f"{request.task_id}.aborted").touch()
+    return api.AbortTaskReply()

@@ -61,12 +61,14 @@ def pixel(px: int, py: int, size: int, max_iter: int) -> tuple[int, int, int]:
     if q * (q + (cr - 0.25)) <= 0.25 * ci * ci or (cr + 1.0) ** 2 + ci * ci <= 0.0625:
         return (0, 0, 0)
     zr = zi = 0.0
-    for n in range(max_iter):
+    n = 0
+    while n < max_iter:
         zr2, zi2 = zr * zr, zi * zi
         if zr2 + zi2 > 4.0:
             break
         zi = 2.0 * zr * zi + ci
         zr = zr2 - zi2 + cr
+        n += 1
     else:
         return (0, 0, 0)
     t = math.sqrt(n / max_iter)  # brighten the fast-escaping outside

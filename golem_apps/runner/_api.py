@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import tempfile
 import time
 import uuid
 from collections.abc import Mapping, Sequence
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,12 @@ from ._workdir import (
 
 #: How long AbortTask may take when a run ends early.
 ABORT_TIMEOUT = 3.0
+
+
+def _work_root(work_dir: str | Path | None) -> Path:
+    if work_dir is None:
+        return Path(tempfile.mkdtemp(prefix="golem_apps_run_"))
+    return Path(work_dir).absolute()
 
 
 def _check_options(providers: int, subtask_timeout: float | None, max_attempts: int) -> None:
@@ -84,11 +92,7 @@ async def run_task(
         raise ValueError(f"max_subtasks must not be negative, got {max_subtasks}")
     files = await anyio.to_thread.run_sync(check_inputs, list(inputs))
     temporary = work_dir is None
-    root = Path(
-        await anyio.to_thread.run_sync(lambda: tempfile.mkdtemp(prefix="golem_apps_run_"))
-        if work_dir is None
-        else work_dir
-    ).absolute()
+    root = await anyio.to_thread.run_sync(_work_root, work_dir)
     task_id = str(uuid.uuid4())
     task_dir = await anyio.to_thread.run_sync(prepare_requestor, root, task_id, files)
     nodes: Nodes = (
@@ -99,7 +103,9 @@ async def run_task(
     reporter = reporter or Reporter()
     stats = Stats()
     try:
-        async with nodes.requestor(root / REQUESTOR_DIR, root / LOGS_DIR / "requestor.log") as client:
+        async with nodes.requestor(
+            root / REQUESTOR_DIR, root / LOGS_DIR / "requestor.log"
+        ) as client:
             try:
                 await client.create_task(task_id, dict(params or {}), max_subtasks)
             except GRPCError as exc:
@@ -128,16 +134,17 @@ async def run_task(
                     )
             except BaseException:
                 # As a node does when a task fails or the user stops it.
-                with anyio.CancelScope(shield=True), anyio.move_on_after(ABORT_TIMEOUT):
-                    try:
-                        await client.abort_task(task_id)
-                    except Exception:  # the task is given up either way
-                        pass
+                with (
+                    anyio.CancelScope(shield=True),
+                    anyio.move_on_after(ABORT_TIMEOUT),
+                    suppress(Exception),  # the task is given up either way
+                ):
+                    await client.abort_task(task_id)
                 raise
     finally:
         reporter.stop()
     if out is not None:
-        out_dir = Path(out).absolute()
+        out_dir = Path(await anyio.to_thread.run_sync(os.path.abspath, out))
         outputs = await anyio.to_thread.run_sync(copy_outputs, task_dir, out_dir)
     else:
         out_dir = task_dir / "task_outputs"

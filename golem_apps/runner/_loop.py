@@ -169,7 +169,9 @@ class Scheduler:
             tg.start_soon(self._run_subtask, slot, subtask_id, assignment)
         return handed_out
 
-    async def _run_subtask(self, slot: _Slot, subtask_id: str, assignment: SubtaskAssignment) -> None:
+    async def _run_subtask(
+        self, slot: _Slot, subtask_id: str, assignment: SubtaskAssignment
+    ) -> None:
         key = json.dumps([assignment.params, assignment.resources], sort_keys=True)
         subtask = _Subtask(subtask_id, slot.node_id, key, assignment.params)
         computing = True

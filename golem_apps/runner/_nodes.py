@@ -48,7 +48,9 @@ class ComputeJob:
 class Nodes(Protocol):
     """Starts the requestor app and runs one-shot provider apps."""
 
-    def requestor(self, work_dir: Path, log_path: Path) -> AbstractAsyncContextManager[RequestorClient]:
+    def requestor(
+        self, work_dir: Path, log_path: Path
+    ) -> AbstractAsyncContextManager[RequestorClient]:
         """Serve the requestor on ``work_dir`` while the block runs; yield a connected client."""
 
     async def compute(self, job: ComputeJob) -> str:

@@ -48,9 +48,7 @@ class ServeProcess:
         return self.process.pid
 
 
-def serve_command(
-    python: str, module: str, role: str, work_dir: Path, log_level: str
-) -> list[str]:
+def serve_command(python: str, module: str, role: str, work_dir: Path, log_level: str) -> list[str]:
     """The command line of one ``golem_apps.serve`` child (port 0: it picks a free one)."""
     return [
         python, "-m", "golem_apps.serve", module, role, "0",
@@ -62,7 +60,8 @@ def child_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment of a child: the current directory importable, as for ``python -m``."""
     env = dict(os.environ if base is None else base)
     existing = env.get("PYTHONPATH")
-    env["PYTHONPATH"] = os.pathsep.join([os.getcwd(), existing] if existing else [os.getcwd()])
+    cwd = str(Path.cwd())
+    env["PYTHONPATH"] = os.pathsep.join([cwd, existing] if existing else [cwd])
     env["PYTHONUNBUFFERED"] = "1"  # the app's prints reach its log as they happen
     return env
 

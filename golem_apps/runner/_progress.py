@@ -115,7 +115,8 @@ class RichReporter(Reporter):
         if self._bar is not None:
             done = self._stats.parts
             self._progress.update(self._bar, total=done, completed=done, counts=self._counts())
-        self._progress.stop()
+            self._progress.stop()
+            self._bar = None
 
 
 def auto_reporter(stream: TextIO | None = None) -> Reporter:

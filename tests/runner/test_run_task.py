@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -107,7 +108,8 @@ async def test_a_failing_compute_is_retried_and_gives_up_after_max_attempts(
             work_dir=tmp_path,
             reporter=recorder,
         )
-    assert len(list(tmp_path.glob("requestor/*.aborted"))) == 1  # AbortTask was sent
+    aborted = await anyio.to_thread.run_sync(lambda: list(tmp_path.glob("requestor/*.aborted")))
+    assert len(aborted) == 1  # AbortTask was sent
     failed = [detail for kind, _, detail in recorder.events if kind == "failed"]
     assert len(failed) == 3
     assert all("part bad asked to fail" in detail for detail in failed)
@@ -117,7 +119,7 @@ async def test_a_failing_compute_is_retried_and_gives_up_after_max_attempts(
 @pytest.mark.anyio
 async def test_rejected_results_exhaust_the_apps_retries(tmp_path: Path) -> None:
     # The app's max_retries is 2: after 3 FAILURE verdicts the requestor hands nothing out.
-    with pytest.raises(TaskFailed, match="cannot finish.*task_outputs is empty"):
+    with pytest.raises(TaskFailed, match=r"cannot finish.*task_outputs is empty"):
         await run_task(
             APP,
             params=parts({"name": "r", "text": "r", "reject": True}),
@@ -210,7 +212,7 @@ async def test_unknown_module_in_process(tmp_path: Path) -> None:
 
 @pytest.mark.anyio
 async def test_requestor_process_that_cannot_start(tmp_path: Path) -> None:
-    with pytest.raises(TaskFailed, match="requestor did not start.*cannot import module"):
+    with pytest.raises(TaskFailed, match=r"requestor did not start.*cannot import module"):
         await run_task("no_such_app", work_dir=tmp_path)
 
 
@@ -221,13 +223,13 @@ async def test_provider_killed_mid_compute_is_recomputed_elsewhere(tmp_path: Pat
     markers.mkdir()
     pid_file = markers / "a.pid"
 
-    async def kill_when_computing() -> None:
+    def kill_when_computing() -> None:
         while not (pid_file.exists() and pid_file.read_text()):
-            await anyio.sleep(0.02)
+            time.sleep(0.02)
         os.kill(int(pid_file.read_text()), signal.SIGKILL)
 
     async with anyio.create_task_group() as tg:
-        tg.start_soon(kill_when_computing)
+        tg.start_soon(anyio.to_thread.run_sync, kill_when_computing)
         result = await run_task(
             APP,
             params=parts(

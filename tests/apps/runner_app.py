@@ -9,7 +9,12 @@ Task params: ``{"parts": [{"name": "a", "text": "a", ...}, ...]}``. Part params:
   ``<folder>/<name>.pid`` and then hangs (until cancelled or killed); later ones are quick;
 - ``await_once``: a folder; the part's first verify answers AWAITING_DATA;
 - ``await_always``: every verify answers AWAITING_DATA;
-- ``reject``: every verify answers FAILURE.
+- ``reject``: every verify answers FAILURE;
+- ``resource``: ``{"name": ..., "content": ...}``: split puts that file in
+  subtask_inputs as the part's resource; compute writes its content upper-cased;
+- ``print_kb``: compute prints that many KiB to stdout first;
+- ``verify_sleep``: verify takes that long; ``MAX_VERIFYING`` records how many
+  verifications ever overlapped (in-process runs).
 
 AbortTask is taken over to leave ``<work dir>/<task_id>.aborted`` behind.
 """
@@ -17,6 +22,7 @@ AbortTask is taken over to leave ``<work dir>/<task_id>.aborted`` behind.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,6 +38,7 @@ from golem_apps import (
     VerifyContext,
     VerifyResult,
 )
+from golem_apps.constants import SUBTASK_INPUTS_DIR
 
 requestor = Requestor("runner-test", image="golem/runner-test")
 provider = Provider()
@@ -40,11 +47,22 @@ provider = Provider()
 HANG_SECONDS = 60.0
 
 
+#: Verifications running now and the most ever seen at once (guarded by _LOCK).
+VERIFYING = 0
+MAX_VERIFYING = 0
+_LOCK = threading.Lock()
+
+
 @requestor.task(max_retries=2)
 def split(task: TaskContext) -> Iterator[Part]:
     for i, spec in enumerate(task.params.get("parts", [])):
         name = spec.get("name", f"p{i}")
-        yield Part(params={**spec, "name": name}, name=name)
+        resources = []
+        if "resource" in spec:
+            resource = spec["resource"]
+            (task.task_dir / SUBTASK_INPUTS_DIR / resource["name"]).write_text(resource["content"])
+            resources.append(resource["name"])
+        yield Part(params={**spec, "name": name}, name=name, resources=resources)
 
 
 def _sleep(ctx: ComputeContext, seconds: float) -> None:
@@ -68,14 +86,39 @@ def compute(ctx: ComputeContext) -> Path:
         else:
             _sleep(ctx, HANG_SECONDS)
             raise RuntimeError("the slow attempt was not stopped")
+    if p.get("print_kb"):
+        for _ in range(p["print_kb"]):
+            print("x" * 1023)
     _sleep(ctx, float(p.get("sleep", 0)))
+    text = str(p.get("text", ""))
+    if "resource" in p:
+        text = (ctx.inputs_dir / p["resource"]["name"]).read_text()
     out = ctx.subtask_dir / f"{p['name']}.txt"
-    out.write_text(str(p.get("text", "")).upper())
+    out.write_text(text.upper())
     return out
+
+
+def _expected(params: dict[str, Any]) -> str:
+    if "resource" in params:
+        return str(params["resource"]["content"]).upper()
+    return str(params.get("text", "")).upper()
 
 
 @requestor.verify
 def verify(result: VerifyContext) -> Verdict:
+    global VERIFYING, MAX_VERIFYING
+    with _LOCK:
+        VERIFYING += 1
+        MAX_VERIFYING = max(MAX_VERIFYING, VERIFYING)
+    try:
+        time.sleep(float(result.params.get("verify_sleep", 0)))
+        return _verdict(result)
+    finally:
+        with _LOCK:
+            VERIFYING -= 1
+
+
+def _verdict(result: VerifyContext) -> Verdict:
     p = result.params
     if p.get("reject"):
         return Verdict(VerifyResult.FAILURE, "asked to reject")
@@ -86,7 +129,7 @@ def verify(result: VerifyContext) -> Verdict:
         if not marker.exists():
             marker.touch()
             return Verdict(VerifyResult.AWAITING_DATA, "waits once")
-    if result.result_path.read_text() != str(p.get("text", "")).upper():
+    if result.result_path.read_text() != _expected(p):
         return Verdict(VerifyResult.FAILURE, "wrong text")
     return Verdict(VerifyResult.SUCCESS)
 

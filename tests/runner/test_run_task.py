@@ -278,3 +278,48 @@ def test_plain_reporter_lines() -> None:
     lines = stream.getvalue().splitlines()
     assert "task task-1 created (work dir /work)" in lines[0]
     assert lines[1].endswith("subtask 01234567 failed: boom (2 verified, 1 running, 1 failed)")
+
+
+@pytest.mark.anyio
+async def test_resources_are_shipped_to_the_provider(tmp_path: Path) -> None:
+    result = await run_task(
+        APP,
+        params=parts({"name": "r", "resource": {"name": "in.txt", "content": "shipped"}}),
+        providers=1,
+        in_process=True,
+        work_dir=tmp_path / "work",
+    )
+    assert texts(result) == {"r.txt": "SHIPPED"}
+    [node] = (tmp_path / "work" / "providers").iterdir()
+    assert (node / result.task_id / "subtask_inputs" / "in.txt").read_text() == "shipped"
+
+
+@pytest.mark.anyio
+async def test_verify_calls_never_overlap(tmp_path: Path) -> None:
+    from tests.apps import runner_app
+
+    runner_app.MAX_VERIFYING = 0
+    await run_task(
+        APP,
+        params=parts(*({"name": f"p{i}", "text": "t", "verify_sleep": 0.05} for i in range(6))),
+        providers=4,
+        in_process=True,
+        work_dir=tmp_path,
+    )
+    assert runner_app.MAX_VERIFYING == 1
+
+
+@pytest.mark.anyio
+async def test_a_chatty_provider_does_not_block_and_its_output_is_logged(tmp_path: Path) -> None:
+    # 256 KiB on stdout: far more than a pipe holds if nobody reads it.
+    result = await run_task(
+        APP,
+        params=parts({"name": "c", "text": "c", "print_kb": 256}),
+        providers=1,
+        subtask_timeout=30,
+        work_dir=tmp_path / "work",
+    )
+    assert texts(result) == {"c.txt": "C"}
+    logs = [p for p in (tmp_path / "work" / "logs").iterdir() if p.name != "requestor.log"]
+    [log] = logs
+    assert log.read_text().count("x" * 1023 + "\n") == 256

@@ -10,8 +10,8 @@ Task params: ``{"parts": [{"name": "a", "text": "a", ...}, ...]}``. Part params:
 - ``await_once``: a folder; the part's first verify answers AWAITING_DATA;
 - ``await_always``: every verify answers AWAITING_DATA;
 - ``reject``: every verify answers FAILURE;
-- ``resource``: ``{"name": ..., "content": ...}``: split puts that file in
-  subtask_inputs as the part's resource; compute writes its content upper-cased;
+- ``resource``: the name of a task input, the part's resource; compute
+  writes its content upper-cased;
 - ``print_kb``: compute prints that many KiB to stdout first;
 - ``verify_sleep``: verify takes that long; ``MAX_VERIFYING`` records how many
   verifications ever overlapped (in-process runs).
@@ -38,7 +38,6 @@ from golem_apps import (
     VerifyContext,
     VerifyResult,
 )
-from golem_apps.constants import SUBTASK_INPUTS_DIR
 
 requestor = Requestor("runner-test", image="golem/runner-test")
 provider = Provider()
@@ -57,11 +56,7 @@ _LOCK = threading.Lock()
 def split(task: TaskContext) -> Iterator[Part]:
     for i, spec in enumerate(task.params.get("parts", [])):
         name = spec.get("name", f"p{i}")
-        resources = []
-        if "resource" in spec:
-            resource = spec["resource"]
-            (task.task_dir / SUBTASK_INPUTS_DIR / resource["name"]).write_text(resource["content"])
-            resources.append(resource["name"])
+        resources = [spec["resource"]] if "resource" in spec else []
         yield Part(params={**spec, "name": name}, name=name, resources=resources)
 
 
@@ -92,16 +87,16 @@ def compute(ctx: ComputeContext) -> Path:
     _sleep(ctx, float(p.get("sleep", 0)))
     text = str(p.get("text", ""))
     if "resource" in p:
-        text = (ctx.inputs_dir / p["resource"]["name"]).read_text()
+        text = (ctx.inputs_dir / p["resource"]).read_text()
     out = ctx.subtask_dir / f"{p['name']}.txt"
     out.write_text(text.upper())
     return out
 
 
-def _expected(params: dict[str, Any]) -> str:
-    if "resource" in params:
-        return str(params["resource"]["content"]).upper()
-    return str(params.get("text", "")).upper()
+def _expected(result: VerifyContext) -> str:
+    if "resource" in result.params:
+        return (result.inputs_dir / result.params["resource"]).read_text().upper()
+    return str(result.params.get("text", "")).upper()
 
 
 @requestor.verify
@@ -129,7 +124,7 @@ def _verdict(result: VerifyContext) -> Verdict:
         if not marker.exists():
             marker.touch()
             return Verdict(VerifyResult.AWAITING_DATA, "waits once")
-    if result.result_path.read_text() != _expected(p):
+    if result.result_path.read_text() != _expected(result):
         return Verdict(VerifyResult.FAILURE, "wrong text")
     return Verdict(VerifyResult.SUCCESS)
 

@@ -286,9 +286,12 @@ def test_plain_reporter_lines() -> None:
 
 @pytest.mark.anyio
 async def test_resources_are_shipped_to_the_provider(tmp_path: Path) -> None:
+    source = tmp_path / "in.txt"
+    source.write_text("shipped")
     result = await run_task(
         APP,
-        params=parts({"name": "r", "resource": {"name": "in.txt", "content": "shipped"}}),
+        params=parts({"name": "r", "resource": "in.txt"}),
+        inputs=[source],
         providers=1,
         in_process=True,
         work_dir=tmp_path / "work",

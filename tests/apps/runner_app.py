@@ -95,7 +95,7 @@ def compute(ctx: ComputeContext) -> Path:
 
 def _expected(result: VerifyContext) -> str:
     if "resource" in result.params:
-        return (result.inputs_dir / result.params["resource"]).read_text().upper()
+        return str((result.inputs_dir / result.params["resource"]).read_text()).upper()
     return str(result.params.get("text", "")).upper()
 
 

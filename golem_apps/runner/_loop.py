@@ -118,9 +118,9 @@ class Scheduler:
         idle_polls = 0
         while True:
             self._wake = anyio.Event()
-            handed_out = await self._fill_slots(tg)
             if self._fatal is not None:
                 raise TaskFailed(self._fatal)
+            handed_out = await self._fill_slots(tg)
             if not any(slot.busy for slot in self._slots):
                 pending = await self._requestor_call(
                     "HasPendingSubtasks", self._client.has_pending_subtasks(self._task_id)
@@ -147,6 +147,8 @@ class Scheduler:
     async def _fill_slots(self, tg: anyio.abc.TaskGroup) -> bool:
         handed_out = False
         for slot in self._slots:
+            if self._fatal is not None:
+                break
             if slot.busy:
                 continue
             pending = await self._requestor_call(
@@ -166,6 +168,10 @@ class Scheduler:
             self.stats.subtasks += 1
             self.stats.running += 1
             self._reporter.event("started", subtask_id, f"on {slot.node_id}")
+            log.debug(
+                "subtask %s on %s: params %s, resources %s",
+                subtask_id, slot.node_id, json.dumps(assignment.params), assignment.resources,
+            )  # fmt: skip
             tg.start_soon(self._run_subtask, slot, subtask_id, assignment)
         return handed_out
 
@@ -239,9 +245,8 @@ class Scheduler:
         if attempts >= self._max_attempts:
             shown = json.dumps(subtask.params)
             shown = shown if len(shown) <= 80 else shown[:77] + "..."
-            raise TaskFailed(
-                f"a part (params {shown}) failed {attempts} times; last failure: {reason}"
-            )
+            times = "once" if attempts == 1 else f"{attempts} times"
+            raise TaskFailed(f"a part (params {shown}) failed {times}; last failure: {reason}")
 
     async def _verify(self, subtask: _Subtask) -> None:
         async with self._verify_lock:

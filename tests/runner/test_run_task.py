@@ -113,6 +113,7 @@ async def test_a_failing_compute_is_retried_and_gives_up_after_max_attempts(
     failed = [detail for kind, _, detail in recorder.events if kind == "failed"]
     assert len(failed) == 3
     assert all("part bad asked to fail" in detail for detail in failed)
+    assert recorder.kinds().count("started") == 4  # nothing handed out once the task failed
     assert recorder.stopped
 
 

@@ -178,6 +178,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # HTTP/2 header compression logs every frame at DEBUG: noise, not debugging help.
+    logging.getLogger("hpack").setLevel(max(logging.INFO, logging.getLevelName(args.log_level)))
     try:
         return anyio.run(_run, args, params)
     except KeyboardInterrupt:  # a Ctrl-C before the signal watcher was up

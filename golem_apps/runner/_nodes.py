@@ -7,6 +7,7 @@ Either way the runner talks to them only over loopback gRPC, through
 from __future__ import annotations
 
 import logging
+import signal
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -62,8 +63,6 @@ def describe_exit(code: int | None) -> str:
     if code is None:
         return "did not exit"
     if code < 0:
-        import signal
-
         try:
             return f"was killed by {signal.Signals(-code).name}"
         except ValueError:

@@ -71,11 +71,11 @@ class PlainReporter(Reporter):
 class RichReporter(Reporter):
     """A live bar of verified parts and running providers; failures printed above it."""
 
-    def __init__(self) -> None:
+    def __init__(self, stream: TextIO | None = None) -> None:
         from rich.console import Console
         from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-        self._console = Console()
+        self._console = Console(file=stream)
         self._progress = Progress(
             SpinnerColumn(),
             TextColumn("[bold]{task.description}"),
@@ -128,5 +128,5 @@ def auto_reporter(stream: TextIO | None = None) -> Reporter:
         except ImportError:
             pass
         else:
-            return RichReporter()
+            return RichReporter(stream)
     return PlainReporter(stream)

@@ -134,3 +134,14 @@ def test_provider_start_up_never_imports_the_runner_or_rich() -> None:
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
     )
     assert proc.stdout.strip() == "[]"
+
+
+def test_max_subtasks_reaches_create_task(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    params = json.dumps({"parts": [{"text": "a"}, {"text": "b"}]})
+    argv = [APP, "--params", params, "--in-process", "--max-subtasks", "1"]
+    assert run.main([*argv, "--work-dir", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("golem_apps.run: error: CreateTask refused: ")
+    assert "max_subtasks_count=1" in err

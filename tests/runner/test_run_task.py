@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -332,3 +333,54 @@ async def test_a_chatty_provider_does_not_block_and_its_output_is_logged(tmp_pat
     logs = [p for p in (tmp_path / "work" / "logs").iterdir() if p.name != "requestor.log"]
     [log] = logs
     assert log.read_text().count("x" * 1023 + "\n") == 256
+
+
+@pytest.mark.anyio
+async def test_rich_reporter_through_a_run(tmp_path: Path) -> None:
+    import io
+
+    from golem_apps.runner import RichReporter
+
+    stream = io.StringIO()
+    with pytest.raises(TaskFailed):
+        await run_task(
+            APP,
+            params=parts({"name": "ok", "text": "x"}, {"name": "bad", "fail": True}),
+            providers=2,
+            max_attempts=1,
+            in_process=True,
+            work_dir=tmp_path,
+            reporter=RichReporter(stream),
+        )
+    text = stream.getvalue()
+    assert "created (work dir" in text
+    assert "failed: compute failed: part bad asked to fail" in text
+
+
+@pytest.mark.anyio
+@pytest.mark.slow
+async def test_requestor_dying_mid_task_ends_the_run_cleanly(tmp_path: Path) -> None:
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    pid_file = markers / "a.pid"
+    seen: list[psutil.Process] = []
+
+    def kill_requestor_when_computing() -> None:
+        while not (pid_file.exists() and pid_file.read_text()):
+            time.sleep(0.02)
+        seen.extend(psutil.Process().children(recursive=True))
+        [requestor] = [p for p in seen if "requestor" in p.cmdline()]
+        requestor.kill()
+
+    killer = threading.Thread(target=kill_requestor_when_computing)
+    killer.start()
+    with pytest.raises(TaskFailed, match=r"(HasPendingSubtasks|NextSubtask|Verify) failed: "):
+        await run_task(
+            APP,
+            params=parts({"name": "a", "slow_once": str(markers)}, {"name": "b", "text": "b"}),
+            providers=2,
+            work_dir=tmp_path / "work",
+        )
+    await anyio.to_thread.run_sync(killer.join)
+    _, alive = psutil.wait_procs(seen, timeout=5)
+    assert alive == []

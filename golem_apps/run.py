@@ -125,41 +125,41 @@ async def _run(args: argparse.Namespace, params: dict[str, Any]) -> int:
     from .runner import TaskFailed, auto_reporter, format_summary, run_task
 
     interrupted = False
-    async with anyio.create_task_group() as tg:
+    # The receiver stays installed until the clean-up is over: a second Ctrl-C
+    # must not cut short the killing of the children.
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with anyio.create_task_group() as tg:
 
-        async def watch_signals() -> None:
-            nonlocal interrupted
-            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async def watch_signals() -> None:
+                nonlocal interrupted
                 async for _ in signals:
                     interrupted = True
                     tg.cancel_scope.cancel()
-                    return
 
-        tg.start_soon(watch_signals)
-        try:
-            result = await run_task(
-                args.module,
-                params=params,
-                inputs=args.input,
-                providers=args.providers,
-                work_dir=args.work_dir,
-                out=args.out,
-                subtask_timeout=args.subtask_timeout,
-                max_subtasks=args.max_subtasks,
-                max_attempts=args.max_attempts,
-                in_process=args.in_process,
-                log_level=args.log_level,
-                reporter=auto_reporter(),
-            )
-        except TaskFailed as exc:
-            print(f"{PROG}: error: {exc}", file=sys.stderr)
-            tg.cancel_scope.cancel()
-            return EXIT_FAILED
-        except ValueError as exc:
-            print(f"{PROG}: error: {exc}", file=sys.stderr)
-            tg.cancel_scope.cancel()
-            return EXIT_USAGE
-        tg.cancel_scope.cancel()
+            tg.start_soon(watch_signals)
+            try:
+                result = await run_task(
+                    args.module,
+                    params=params,
+                    inputs=args.input,
+                    providers=args.providers,
+                    work_dir=args.work_dir,
+                    out=args.out,
+                    subtask_timeout=args.subtask_timeout,
+                    max_subtasks=args.max_subtasks,
+                    max_attempts=args.max_attempts,
+                    in_process=args.in_process,
+                    log_level=args.log_level,
+                    reporter=auto_reporter(),
+                )
+            except TaskFailed as exc:
+                print(f"{PROG}: error: {exc}", file=sys.stderr)
+                return EXIT_FAILED
+            except ValueError as exc:
+                print(f"{PROG}: error: {exc}", file=sys.stderr)
+                return EXIT_USAGE
+            finally:
+                tg.cancel_scope.cancel()  # stops the signal watcher
     if interrupted:
         print(f"{PROG}: interrupted: task aborted, child processes stopped", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -95,6 +95,7 @@ def test_sigint_aborts_and_leaves_no_child_behind(tmp_path: Path) -> None:
         roles = sorted(c.cmdline()[4] for c in children)
         assert roles == ["provider", "provider", "requestor"]
         runner.send_signal(signal.SIGINT)
+        runner.send_signal(signal.SIGINT)  # an impatient second Ctrl-C changes nothing
         _, err = runner.communicate(timeout=30)
     finally:
         if runner.poll() is None:

@@ -110,6 +110,8 @@ async def run_task(
                 await client.create_task(task_id, dict(params or {}), max_subtasks)
             except GRPCError as exc:
                 raise TaskFailed(f"CreateTask refused: {exc.message}") from None
+            except Exception as exc:
+                raise TaskFailed(f"CreateTask failed: {type(exc).__name__}: {exc}") from None
             reporter.start(stats, task_id, str(root))
             scheduler = Scheduler(
                 client,
@@ -141,6 +143,11 @@ async def run_task(
                 ):
                     await client.abort_task(task_id)
                 raise
+    except TaskFailed as exc:
+        if in_process:
+            raise
+        # The children's stderr tells the rest of the story.
+        raise TaskFailed(f"{exc} (logs in {root / LOGS_DIR})") from None
     finally:
         reporter.stop()
     if out is not None:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from collections.abc import Awaitable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 from grpclib.exceptions import GRPCError
@@ -22,6 +23,7 @@ from ._summary import Failure
 from ._workdir import LOGS_DIR, prepare_provider, ship_resources, ship_result
 
 log = logging.getLogger("golem_apps.runner")
+T = TypeVar("T")
 
 #: How often the loop looks again when nothing told it to (an empty NextSubtask reply).
 POLL_INTERVAL = 0.05
@@ -108,7 +110,7 @@ class Scheduler:
         if self._fatal is not None:
             raise TaskFailed(self._fatal)
 
-    async def _requestor_call(self, what: str, call: Any) -> Any:
+    async def _requestor_call(self, what: str, call: Awaitable[T]) -> T:
         try:
             return await call
         except Exception as exc:

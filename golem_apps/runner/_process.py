@@ -29,6 +29,8 @@ START_TIMEOUT = 30.0
 MAX_LINE = 4096
 #: How long a provider may take to exit after answering Compute.
 PROVIDER_EXIT_TIMEOUT = 10.0
+#: How long the rest of a stopped child's output may take to reach its log.
+DRAIN_TIMEOUT = 2.0
 #: How long the requestor may take to exit after Shutdown before it is killed (as a node waits).
 REQUESTOR_EXIT_TIMEOUT = 5.0
 
@@ -66,8 +68,8 @@ def child_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-async def kill(process: Process) -> None:
-    """Kill the child's process group (idempotent) and reap it."""
+async def stop(process: Process) -> None:
+    """Kill the child's process group unless it has exited, and reap it."""
     if process.returncode is None:
         try:
             os.killpg(process.pid, signal.SIGKILL)
@@ -75,6 +77,12 @@ async def kill(process: Process) -> None:
             process.kill()
     with anyio.CancelScope(shield=True):
         await process.wait()
+
+
+async def kill(process: Process) -> None:
+    """Stop the child (idempotent) and close its pipes."""
+    await stop(process)
+    with anyio.CancelScope(shield=True):
         await process.aclose()
 
 
@@ -85,12 +93,15 @@ async def _read_address(
     with anyio.move_on_after(START_TIMEOUT):
         while True:
             try:
-                line = (await stdout.receive_until(b"\n", MAX_LINE)).decode(errors="replace")
+                raw = await stdout.receive_until(b"\n", MAX_LINE)
             except (anyio.EndOfStream, anyio.IncompleteRead, anyio.DelimiterNotFound):
                 break
+            line = raw.decode(errors="replace")
             if line.startswith(marker):
                 host, _, port = line[len(marker) :].strip().rpartition(":")
                 return host, int(port)
+            # The app printed something while importing: it belongs in its log.
+            await anyio.to_thread.run_sync(_append, log_path, raw + b"\n")
         await process.wait()
         why = await anyio.to_thread.run_sync(tail, log_path)
         raise ComputeFailed(
@@ -100,18 +111,25 @@ async def _read_address(
     raise ComputeFailed(f"{role} did not start serving within {START_TIMEOUT:g} s")
 
 
-async def _drain(stdout: ByteReceiveStream, log_path: Path) -> None:
+async def _drain(stdout: ByteReceiveStream, log_path: Path, done: anyio.Event) -> None:
     # Keep reading what the app prints, so that a chatty app never blocks on a full pipe.
-    async with await anyio.open_file(log_path, "ab") as log:
-        try:
+    try:
+        async with await anyio.open_file(log_path, "ab") as log:
             async for chunk in stdout:
                 await log.write(chunk)
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-            pass
+    except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+        pass
+    finally:
+        done.set()
 
 
 def _open_log(path: Path) -> Any:
     return path.open("ab")
+
+
+def _append(path: Path, data: bytes) -> None:
+    with path.open("ab") as file:
+        file.write(data)
 
 
 @asynccontextmanager
@@ -138,13 +156,21 @@ async def serve_process(
     try:
         assert process.stdout is not None
         stdout = BufferedByteReceiveStream(process.stdout)
+        drained: anyio.Event | None = None
         async with anyio.create_task_group() as tg:
             try:
                 host, port = await _read_address(stdout, process, role, log_path)
-                tg.start_soon(_drain, stdout, log_path)
+                drained = anyio.Event()
+                tg.start_soon(_drain, stdout, log_path, drained)
                 yield ServeProcess(process, host, port, log_path)
             finally:
-                await kill(process)  # ends the drain too
+                await stop(process)
+                if drained is not None:
+                    # Let the drain log what is still in the pipe; a helper the app
+                    # left holding the pipe open must not keep us here.
+                    with anyio.CancelScope(shield=True), anyio.move_on_after(DRAIN_TIMEOUT):
+                        await drained.wait()
+                tg.cancel_scope.cancel()
     except BaseExceptionGroup as group:
         # The drain never fails: the one error is the block's own; raise it as it was.
         if len(group.exceptions) == 1:

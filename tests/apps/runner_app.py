@@ -16,6 +16,7 @@ Task params: ``{"parts": [{"name": "a", "text": "a", ...}, ...]}``. Part params:
 - ``verify_sleep``: verify takes that long; ``MAX_VERIFYING`` records how many
   verifications ever overlapped (in-process runs).
 
+With RUNNER_APP_SAY set in the environment, the module prints it when imported.
 AbortTask is taken over to leave ``<work dir>/<task_id>.aborted`` behind.
 """
 
@@ -38,6 +39,9 @@ from golem_apps import (
     VerifyContext,
     VerifyResult,
 )
+
+if os.environ.get("RUNNER_APP_SAY"):
+    print(os.environ["RUNNER_APP_SAY"])
 
 requestor = Requestor("runner-test", image="golem/runner-test")
 provider = Provider()

@@ -319,7 +319,10 @@ async def test_verify_calls_never_overlap(tmp_path: Path) -> None:
 
 
 @pytest.mark.anyio
-async def test_a_chatty_provider_does_not_block_and_its_output_is_logged(tmp_path: Path) -> None:
+async def test_a_chatty_provider_does_not_block_and_its_output_is_logged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RUNNER_APP_SAY", "said while importing")
     # 256 KiB on stdout: far more than a pipe holds if nobody reads it.
     result = await run_task(
         APP,
@@ -332,7 +335,9 @@ async def test_a_chatty_provider_does_not_block_and_its_output_is_logged(tmp_pat
     assert texts(result) == {"c.txt": "C"}
     logs = [p for p in (tmp_path / "work" / "logs").iterdir() if p.name != "requestor.log"]
     [log] = logs
-    assert log.read_text().count("x" * 1023 + "\n") == 256
+    text = log.read_text()
+    assert text.count("x" * 1023 + "\n") == 256
+    assert text.startswith("said while importing\n")  # printed before "serving on"
 
 
 @pytest.mark.anyio

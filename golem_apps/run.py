@@ -13,9 +13,12 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import anyio
+
+if TYPE_CHECKING:
+    from .runner import Reporter
 
 PROG = "golem_apps.run"
 EXIT_OK = 0
@@ -121,8 +124,8 @@ def parse_params(text: str) -> dict[str, Any]:
     return value
 
 
-async def _run(args: argparse.Namespace, params: dict[str, Any]) -> int:
-    from .runner import TaskFailed, auto_reporter, format_summary, run_task
+async def _run(args: argparse.Namespace, params: dict[str, Any], reporter: Reporter) -> int:
+    from .runner import TaskFailed, format_summary, run_task
 
     interrupted = False
     # The receiver stays installed until the clean-up is over: a second Ctrl-C
@@ -150,7 +153,7 @@ async def _run(args: argparse.Namespace, params: dict[str, Any]) -> int:
                     max_attempts=args.max_attempts,
                     in_process=args.in_process,
                     log_level=args.log_level,
-                    reporter=auto_reporter(),
+                    reporter=reporter,
                 )
             except TaskFailed as exc:
                 print(f"{PROG}: error: {exc}", file=sys.stderr)
@@ -181,7 +184,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # HTTP/2 header compression logs every frame at DEBUG: noise, not debugging help.
     logging.getLogger("hpack").setLevel(max(logging.INFO, logging.getLevelName(args.log_level)))
     try:
-        return anyio.run(_run, args, params)
+        from .runner import auto_reporter
+
+        return anyio.run(_run, args, params, auto_reporter())
     except KeyboardInterrupt:  # a Ctrl-C before the signal watcher was up
         print(f"{PROG}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -95,11 +95,11 @@ async def run_task(
     root = await anyio.to_thread.run_sync(_work_root, work_dir)
     task_id = str(uuid.uuid4())
     task_dir = await anyio.to_thread.run_sync(prepare_requestor, root, task_id, files)
-    nodes: Nodes = (
-        InProcessNodes(module)
-        if in_process
-        else SubprocessNodes(module, python=python or sys.executable, log_level=log_level)
-    )
+    nodes: Nodes
+    if in_process:
+        nodes = await anyio.to_thread.run_sync(InProcessNodes, module)  # imports the app
+    else:
+        nodes = SubprocessNodes(module, python=python or sys.executable, log_level=log_level)
     reporter = reporter or Reporter()
     stats = Stats()
     try:

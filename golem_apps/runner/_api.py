@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import sys
 import tempfile
@@ -17,6 +16,7 @@ import anyio
 from grpclib.exceptions import GRPCError
 
 from .._exceptions import TaskFailed
+from ..constants import TASK_OUTPUTS_DIR
 from ._loop import Scheduler
 from ._nodes import InProcessNodes, Nodes, SubprocessNodes
 from ._progress import Reporter, Stats
@@ -34,10 +34,34 @@ from ._workdir import (
 ABORT_TIMEOUT = 3.0
 
 
-def _work_root(work_dir: str | Path | None) -> Path:
+def _work_root(work_dir: str | Path | None, out: str | Path | None) -> Path:
+    if out is not None and Path(out).exists() and not Path(out).is_dir():
+        raise ValueError(f"the outputs folder {out} exists and is not a folder")
     if work_dir is None:
         return Path(tempfile.mkdtemp(prefix="golem_apps_run_"))
-    return Path(work_dir).absolute()
+    root = Path(work_dir).absolute()
+    if root.exists() and not root.is_dir():
+        raise ValueError(f"the work dir {work_dir} exists and is not a folder")
+    return root
+
+
+def _prepare(root: Path, task_id: str, files: list[Path]) -> Path:
+    try:
+        return prepare_requestor(root, task_id, files)
+    except OSError as exc:
+        raise ValueError(f"cannot prepare the work dir {root}: {exc.strerror or exc}") from None
+
+
+def _copy_out(task_dir: Path, out: str | Path) -> tuple[Path, list[Path]]:
+    target = Path(out).absolute()
+    try:
+        return target, copy_outputs(task_dir, target)
+    except OSError as exc:
+        # The results are still in the work dir: say where.
+        raise TaskFailed(
+            f"cannot copy the outputs to {out}: {exc.strerror or exc} "
+            f"(they are in {task_dir / TASK_OUTPUTS_DIR})"
+        ) from None
 
 
 def _check_options(providers: int, subtask_timeout: float | None, max_attempts: int) -> None:
@@ -92,9 +116,9 @@ async def run_task(
         raise ValueError(f"max_subtasks must not be negative, got {max_subtasks}")
     files = await anyio.to_thread.run_sync(check_inputs, list(inputs))
     temporary = work_dir is None
-    root = await anyio.to_thread.run_sync(_work_root, work_dir)
+    root = await anyio.to_thread.run_sync(_work_root, work_dir, out)
     task_id = str(uuid.uuid4())
-    task_dir = await anyio.to_thread.run_sync(prepare_requestor, root, task_id, files)
+    task_dir = await anyio.to_thread.run_sync(_prepare, root, task_id, files)
     nodes: Nodes
     if in_process:
         nodes = await anyio.to_thread.run_sync(InProcessNodes, module)  # imports the app
@@ -151,10 +175,9 @@ async def run_task(
     finally:
         reporter.stop()
     if out is not None:
-        out_dir = Path(await anyio.to_thread.run_sync(os.path.abspath, out))
-        outputs = await anyio.to_thread.run_sync(copy_outputs, task_dir, out_dir)
+        out_dir, outputs = await anyio.to_thread.run_sync(_copy_out, task_dir, out)
     else:
-        out_dir = task_dir / "task_outputs"
+        out_dir = task_dir / TASK_OUTPUTS_DIR
     kept: Path | None = root
     if temporary and out is not None:
         await anyio.to_thread.run_sync(lambda: shutil.rmtree(root, ignore_errors=True))

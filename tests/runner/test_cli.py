@@ -146,3 +146,20 @@ def test_max_subtasks_reaches_create_task(
     err = capsys.readouterr().err
     assert err.startswith("golem_apps.run: error: CreateTask refused: ")
     assert "max_subtasks_count=1" in err
+
+
+@pytest.mark.parametrize(
+    ("flag", "message"),
+    [
+        ("--out", "the outputs folder {} exists and is not a folder"),
+        ("--work-dir", "the work dir {} exists and is not a folder"),
+    ],
+)
+def test_folders_that_are_files_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flag: str, message: str
+) -> None:
+    path = tmp_path / "a-file"
+    path.write_text("")
+    assert run.main([APP, "--in-process", flag, str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"golem_apps.run: error: {message.format(path)}\n"

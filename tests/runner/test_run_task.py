@@ -389,3 +389,19 @@ async def test_requestor_dying_mid_task_ends_the_run_cleanly(tmp_path: Path) -> 
     await anyio.to_thread.run_sync(killer.join)
     _, alive = psutil.wait_procs(seen, timeout=5)
     assert alive == []
+
+
+@pytest.mark.anyio
+async def test_outputs_that_cannot_be_copied_say_where_they_are(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(
+        TaskFailed, match=r"cannot copy the outputs to .*\(they are in .*task_outputs\)"
+    ):
+        await run_task(
+            APP,
+            params=parts({"name": "x", "text": "x"}),
+            providers=1,
+            in_process=True,
+            out=tmp_path / "a-file" / "out",  # under a file: no folder can be made there
+            work_dir=tmp_path / "work",
+        )

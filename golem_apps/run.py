@@ -67,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog=f"python -m {PROG}",
         description="Run one task of a golem_apps app on this machine, as a Golem node would.",
+        epilog="Exit codes: 0 done, 1 the task could not finish, 2 bad usage, 130 interrupted.",
     )
     parser.add_argument("module", metavar="MODULE", help="module defining requestor and provider")
     parser.add_argument(

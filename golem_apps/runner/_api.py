@@ -112,6 +112,8 @@ async def run_task(
     If cancelled, the task is aborted (AbortTask) and every child killed first.
     """
     _check_options(providers, subtask_timeout, max_attempts)
+    if not module or ":" in module:
+        raise ValueError(f"expected a module defining 'requestor' and 'provider', got {module!r}")
     if max_subtasks < 0:
         raise ValueError(f"max_subtasks must not be negative, got {max_subtasks}")
     files = await anyio.to_thread.run_sync(check_inputs, list(inputs))

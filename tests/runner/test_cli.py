@@ -31,6 +31,7 @@ APP = "tests.apps.runner_app"
         ([APP, "--max-subtasks", "x"], "argument --max-subtasks: invalid non-negative integer"),
         ([APP, "--input", "/nonexistent/in.txt"], "input /nonexistent/in.txt does not exist"),
         ([], "the following arguments are required: MODULE"),
+        (["tests.apps.sample:requestor"], "expected a module defining 'requestor' and 'provider'"),
     ],
 )
 def test_bad_usage_is_one_line_and_exit_2(

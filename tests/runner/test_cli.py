@@ -88,9 +88,12 @@ def test_sigint_aborts_and_leaves_no_child_behind(tmp_path: Path) -> None:
     )  # fmt: skip
     try:
         # Both providers are computing (hanging) once both pid files are written.
+        deadline = time.monotonic() + 60  # a safety bound, not a timing assertion
         while not all((markers / f"{n}.pid").exists() for n in ("a", "b")):
             if runner.poll() is not None:
                 pytest.fail(f"runner exited early: {runner.communicate()}")
+            if time.monotonic() > deadline:
+                pytest.fail("the providers never started computing")
             time.sleep(0.02)
         children = psutil.Process(runner.pid).children(recursive=True)
         roles = sorted(c.cmdline()[4] for c in children)

@@ -19,6 +19,20 @@ from golem_apps.runner import PlainReporter, Reporter, RunResult, Stats, run_tas
 APP = "tests.apps.runner_app"
 
 
+#: Safety bound on waiting for a test app's pid file (not a timing assertion).
+WAIT_LIMIT = 60.0
+
+
+def wait_for_pid(path: Path) -> int:
+    """The pid a slow_once compute wrote, once it is there."""
+    deadline = time.monotonic() + WAIT_LIMIT
+    while not (path.exists() and path.read_text()):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path} never appeared")
+        time.sleep(0.02)
+    return int(path.read_text())
+
+
 def texts(result: RunResult) -> dict[str, str]:
     return {path.name: path.read_text() for path in result.output_files}
 
@@ -230,9 +244,7 @@ async def test_provider_killed_mid_compute_is_recomputed_elsewhere(tmp_path: Pat
     pid_file = markers / "a.pid"
 
     def kill_when_computing() -> None:
-        while not (pid_file.exists() and pid_file.read_text()):
-            time.sleep(0.02)
-        os.kill(int(pid_file.read_text()), signal.SIGKILL)
+        os.kill(wait_for_pid(pid_file), signal.SIGKILL)
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(anyio.to_thread.run_sync, kill_when_computing)
@@ -371,8 +383,7 @@ async def test_requestor_dying_mid_task_ends_the_run_cleanly(tmp_path: Path) -> 
     seen: list[psutil.Process] = []
 
     def kill_requestor_when_computing() -> None:
-        while not (pid_file.exists() and pid_file.read_text()):
-            time.sleep(0.02)
+        wait_for_pid(pid_file)
         seen.extend(psutil.Process().children(recursive=True))
         [requestor] = [p for p in seen if "requestor" in p.cmdline()]
         requestor.kill()

@@ -1,7 +1,8 @@
 """``python -m golem_apps.run MODULE``: run one task of an app on this machine, as a node would.
 
 Exit codes: 0 the task finished, 1 it could not finish, 2 bad usage,
-130 interrupted (Ctrl-C: the task is aborted and every child process stopped).
+130 interrupted (Ctrl-C, SIGTERM, or the terminal closing: the task is
+aborted and every child process stopped).
 """
 
 from __future__ import annotations
@@ -131,7 +132,7 @@ async def _run(args: argparse.Namespace, params: dict[str, Any], reporter: Repor
     interrupted = False
     # The receiver stays installed until the clean-up is over: a second Ctrl-C
     # must not cut short the killing of the children.
-    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
         async with anyio.create_task_group() as tg:
 
             async def watch_signals() -> None:

@@ -77,7 +77,9 @@ def test_unknown_module_exits_1_with_the_requestors_error(tmp_path: Path) -> Non
 
 
 @pytest.mark.slow
-def test_sigint_aborts_and_leaves_no_child_behind(tmp_path: Path) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGHUP])
+def test_sigint_aborts_and_leaves_no_child_behind(tmp_path: Path, signum: int) -> None:
+    # SIGINT: Ctrl-C; SIGHUP: the terminal closed.
     markers = tmp_path / "markers"
     markers.mkdir()
     params = {"parts": [{"name": n, "slow_once": str(markers)} for n in ("a", "b", "c")]}
@@ -98,8 +100,8 @@ def test_sigint_aborts_and_leaves_no_child_behind(tmp_path: Path) -> None:
         children = psutil.Process(runner.pid).children(recursive=True)
         roles = sorted(c.cmdline()[4] for c in children)
         assert roles == ["provider", "provider", "requestor"]
-        runner.send_signal(signal.SIGINT)
-        runner.send_signal(signal.SIGINT)  # an impatient second Ctrl-C changes nothing
+        runner.send_signal(signum)
+        runner.send_signal(signum)  # an impatient second Ctrl-C changes nothing
         _, err = runner.communicate(timeout=30)
     finally:
         if runner.poll() is None:

@@ -27,6 +27,8 @@ T = TypeVar("T")
 
 #: How often the loop looks again when nothing told it to (an empty NextSubtask reply).
 POLL_INTERVAL = 0.05
+#: How often it looks again while subtasks run (each one wakes it when it ends).
+BUSY_POLL_INTERVAL = 1.0
 #: Polls in a row with nothing running and nothing handed out before the task counts as stuck.
 MAX_IDLE_POLLS = 200
 
@@ -143,7 +145,9 @@ class Scheduler:
                         "the requestor reports pending subtasks but hands none out "
                         "(every NextSubtask reply is empty)"
                     )
-            with anyio.move_on_after(POLL_INTERVAL):
+            # A finishing subtask wakes the loop; with none running, only time changes things.
+            busy = any(slot.busy for slot in self._slots)
+            with anyio.move_on_after(BUSY_POLL_INTERVAL if busy else POLL_INTERVAL):
                 await self._wake.wait()
 
     async def _fill_slots(self, tg: anyio.abc.TaskGroup) -> bool:

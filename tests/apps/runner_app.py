@@ -16,7 +16,9 @@ Task params: ``{"parts": [{"name": "a", "text": "a", ...}, ...]}``. Part params:
 - ``verify_sleep``: verify takes that long; ``MAX_VERIFYING`` records how many
   verifications ever overlapped (in-process runs).
 
-With RUNNER_APP_SAY set in the environment, the module prints it when imported.
+With RUNNER_APP_SAY set in the environment, the module prints it when imported;
+with RUNNER_APP_FAIL_EXIT set, the provider's lifespan fails as it ends, so its
+process exits non-zero after answering Compute.
 AbortTask is taken over to leave ``<work dir>/<task_id>.aborted`` behind.
 """
 
@@ -25,7 +27,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +70,13 @@ def _sleep(ctx: ComputeContext, seconds: float) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline and not ctx.cancelled:
         time.sleep(0.01)
+
+
+@provider.lifespan
+async def provider_lifespan(app: Provider) -> AsyncIterator[None]:
+    yield
+    if os.environ.get("RUNNER_APP_FAIL_EXIT"):
+        raise RuntimeError("the provider's lifespan failed on the way out")
 
 
 @provider.compute

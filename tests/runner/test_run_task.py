@@ -416,3 +416,12 @@ async def test_outputs_that_cannot_be_copied_say_where_they_are(tmp_path: Path) 
             out=tmp_path / "a-file" / "out",  # under a file: no folder can be made there
             work_dir=tmp_path / "work",
         )
+
+
+@pytest.mark.anyio
+async def test_a_provider_exiting_non_zero_after_compute_failed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RUNNER_APP_FAIL_EXIT", "1")
+    with pytest.raises(TaskFailed, match="provider exited with code 1 after Compute"):
+        await run_task(APP, params=parts({"text": "x"}), max_attempts=1, work_dir=tmp_path)

@@ -7,6 +7,7 @@ Task params: ``{"parts": [{"name": "a", "text": "a", ...}, ...]}``. Part params:
 - ``fail``: every compute of the part raises;
 - ``slow_once``: a folder; the part's first compute writes its pid to
   ``<folder>/<name>.pid`` and then hangs (until cancelled or killed); later ones are quick;
+- ``stubborn``: the slow_once hang ignores ``ctx.cancelled``;
 - ``await_once``: a folder; the part's first verify answers AWAITING_DATA;
 - ``await_always``: every verify answers AWAITING_DATA;
 - ``reject``: every verify answers FAILURE;
@@ -92,7 +93,10 @@ def compute(ctx: ComputeContext) -> Path:
         except FileExistsError:
             pass
         else:
-            _sleep(ctx, HANG_SECONDS)
+            if p.get("stubborn"):
+                time.sleep(HANG_SECONDS)  # ignores ctx.cancelled
+            else:
+                _sleep(ctx, HANG_SECONDS)
             raise RuntimeError("the slow attempt was not stopped")
     if p.get("print_kb"):
         for _ in range(p["print_kb"]):

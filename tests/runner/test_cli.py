@@ -169,3 +169,29 @@ def test_folders_that_are_files_are_refused(
     assert run.main([APP, "--in-process", flag, str(path)]) == 2
     err = capsys.readouterr().err
     assert err == f"golem_apps.run: error: {message.format(path)}\n"
+
+
+@pytest.mark.slow
+def test_sigint_in_process_does_not_wait_for_a_stubborn_compute(tmp_path: Path) -> None:
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    params = {"parts": [{"name": "a", "slow_once": str(markers), "stubborn": True}]}
+    runner = subprocess.Popen(
+        [sys.executable, "-m", "golem_apps.run", APP, "--params", json.dumps(params),
+         "--in-process", "--work-dir", str(tmp_path / "work")],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60  # a safety bound, not a timing assertion
+        while not (markers / "a.pid").exists():
+            if runner.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"the compute never started: {runner.communicate()}")
+            time.sleep(0.02)
+        runner.send_signal(signal.SIGINT)
+        # The compute sleeps for a minute more: the command must not wait for it.
+        _, err = runner.communicate(timeout=30)
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+    assert runner.returncode == 130
+    assert "interrupted: task aborted" in err

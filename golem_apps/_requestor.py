@@ -30,6 +30,10 @@ class TaskOptions:
 
     max_retries: int = 3
     """How many failed verifications (FAILURE or INCONCLUSIVE) a task tolerates in all."""
+    redundancy: int = 1
+    """How many subtasks, on distinct nodes, compute each part and vote on its result."""
+    ban_after: int = 0
+    """After this many failed verifications a node gets nothing more of the task (0: never)."""
 
 
 @dataclass(frozen=True)
@@ -127,29 +131,59 @@ class Requestor(Registry):
 
     # -- @requestor.task ---------------------------------------------------
 
-    def add_task(self, func: F, *, max_retries: int = 3, params: type | None = None) -> F:
+    def add_task(
+        self,
+        func: F,
+        *,
+        max_retries: int = 3,
+        params: type | None = None,
+        redundancy: int = 1,
+        ban_after: int = 0,
+    ) -> F:
         """Register the CreateTask handler: ``(task: TaskContext) -> parts``.
 
         It returns or yields :class:`Part` objects (or dicts of params); a
         generator is consumed lazily. ``max_retries`` bounds the failed
         verifications a task tolerates before its parts stop being handed out.
 
+        ``redundancy=K`` has each part computed by K subtasks on K distinct
+        node ids; Verify answers AWAITING_DATA until all K results are in, then
+        the results vote (identical bytes, or the ``@requestor.compare`` hook):
+        a majority (``K // 2 + 1``) wins, the others fail, outvoted; without a
+        majority more copies are handed out. ``ban_after=N`` bans a node from
+        the task after N failed verifications (0: never): it gets the empty
+        NextSubtask reply from then on.
+
         Typed params: a handler ``(task, params)`` gets the task params
         validated as ``params`` (a dataclass, TypedDict or pydantic model; by
         default the annotation of its second parameter). Invalid task params
         are answered with INVALID_ARGUMENT naming the bad fields.
         """
-        if max_retries < 0:
-            raise HandlerError("@requestor.task(max_retries=...) must be >= 0")
+        for option, value, least in (
+            ("max_retries", max_retries, 0),
+            ("redundancy", redundancy, 1),
+            ("ban_after", ban_after, 0),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise HandlerError(f"@requestor.task({option}=...) must be an int >= {least}")
         self._register("task", func, ("task",), typed=True, params=params)
-        self.task_options = TaskOptions(max_retries=max_retries)
+        self.task_options = TaskOptions(
+            max_retries=max_retries, redundancy=redundancy, ban_after=ban_after
+        )
         return func
 
     @overload
     def task(self, func: F, /) -> F: ...
     @overload
     def task(
-        self, func: None = None, /, *, max_retries: int = 3, params: type | None = None
+        self,
+        func: None = None,
+        /,
+        *,
+        max_retries: int = 3,
+        params: type | None = None,
+        redundancy: int = 1,
+        ban_after: int = 0,
     ) -> Callable[[F], F]: ...
     def task(
         self,
@@ -158,11 +192,19 @@ class Requestor(Registry):
         *,
         max_retries: int = 3,
         params: type | None = None,
+        redundancy: int = 1,
+        ban_after: int = 0,
     ) -> F | Callable[[F], F]:
         """Decorator form of :meth:`add_task`, bare or with options; returns the function."""
 
         def decorator(f: F) -> F:
-            return self.add_task(f, max_retries=max_retries, params=params)
+            return self.add_task(
+                f,
+                max_retries=max_retries,
+                params=params,
+                redundancy=redundancy,
+                ban_after=ban_after,
+            )
 
         return decorator if func is None else decorator(func)
 
@@ -178,6 +220,18 @@ class Requestor(Registry):
     def verify(self, func: F) -> F:
         """Decorator form of :meth:`add_verify`; returns the function unchanged."""
         return self.add_verify(func)
+
+    def add_compare(self, func: F) -> F:
+        """Register the vote's comparison: ``(a: VerifyContext, b: VerifyContext) -> bool``.
+
+        Used by tasks with ``redundancy`` > 1: True when two results of one part
+        agree (for example within a tolerance). Default: identical bytes.
+        """
+        return self._register("compare", func, ("a", "b"))
+
+    def compare(self, func: F) -> F:
+        """Decorator form of :meth:`add_compare`; returns the function unchanged."""
+        return self.add_compare(func)
 
     def add_merge(self, func: F) -> F:
         """Register the merge hook: ``(task: MergeContext) -> None``, run when every part is done.

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .._contexts import MergeContext, Part, TaskContext, Verdict, VerifyContext
+from .._taskstatus import TaskStatus
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,12 @@ class Hooks:
     verify: Callable[[VerifyContext], Awaitable[Verdict]] | None = None
     merge: Callable[[MergeContext], Awaitable[None]] | None = None
     max_retries: int = 3
+    redundancy: int = 1
+    """Subtasks per part, on distinct nodes, whose results vote (stored per task)."""
+    ban_after: int = 0
+    """Failed verifications after which a node is banned from a task (0: never)."""
+    compare: Callable[[VerifyContext, VerifyContext], Awaitable[bool]] | None = None
+    """Whether two results of a part agree; None: identical bytes."""
 
 
 class Engine(Protocol):
@@ -55,6 +62,9 @@ class Engine(Protocol):
 
     async def abort_subtask(self, task_id: str, subtask_id: str) -> None:
         """Give the subtask's part back to the ready pool."""
+
+    async def task_status(self, task_id: str) -> TaskStatus:
+        """The task's status now (TaskNotFound for an unknown id)."""
 
     async def aclose(self) -> None:
         """Release files and connections."""

@@ -18,7 +18,11 @@ DB_NAME = ".golem_apps_engine.sqlite3"
 
 # Part status: ready (may be handed out), blocked (a dependency is not done),
 # computing (a live subtask holds it), done (a subtask succeeded; `subtask` names it).
-# Subtask state: computing, success, failure, aborted, discarded.
+# Subtask state: computing, awaiting (redundant tasks: a result waiting for the vote),
+# success, failure, aborted, discarded. ``told`` is 0 while a verdict decided by a
+# vote has not yet been answered to the node's Verify of that subtask.
+# Redundant tasks: ``parts.wanted`` counts the subtasks still to hand out for a part.
+# ``nodes`` counts each node's failed verifications per task and holds its ban.
 # Task state: creating (parts still being recorded; removed on restart),
 # active, merging (every part done, merge running or interrupted), finished, aborted.
 SCHEMA = """
@@ -28,7 +32,9 @@ CREATE TABLE IF NOT EXISTS tasks (
     params TEXT NOT NULL,
     total INTEGER NOT NULL DEFAULT 0,
     done INTEGER NOT NULL DEFAULT 0,
-    failures INTEGER NOT NULL DEFAULT 0
+    failures INTEGER NOT NULL DEFAULT 0,
+    redundancy INTEGER NOT NULL DEFAULT 1,
+    ban_after INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS parts (
     task TEXT NOT NULL,
@@ -39,6 +45,7 @@ CREATE TABLE IF NOT EXISTS parts (
     status TEXT NOT NULL,
     waiting INTEGER NOT NULL,
     subtask TEXT,
+    wanted INTEGER NOT NULL DEFAULT 1,
     PRIMARY KEY (task, idx)
 ) WITHOUT ROWID;
 CREATE UNIQUE INDEX IF NOT EXISTS parts_by_name ON parts (task, name);
@@ -57,10 +64,37 @@ CREATE TABLE IF NOT EXISTS subtasks (
     node TEXT NOT NULL,
     state TEXT NOT NULL,
     result TEXT,
+    reason TEXT,
+    told INTEGER NOT NULL DEFAULT 1,
     PRIMARY KEY (task, id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS live_by_node ON subtasks (task, node) WHERE state = 'computing';
+CREATE INDEX IF NOT EXISTS subtasks_by_part ON subtasks (task, part);
+CREATE TABLE IF NOT EXISTS nodes (
+    task TEXT NOT NULL,
+    node TEXT NOT NULL,
+    failures INTEGER NOT NULL DEFAULT 0,
+    banned TEXT,
+    PRIMARY KEY (task, node)
+) WITHOUT ROWID;
 """
+
+#: Columns added after the first release: (table, column, definition), added to older databases.
+MIGRATIONS = (
+    ("tasks", "redundancy", "INTEGER NOT NULL DEFAULT 1"),
+    ("tasks", "ban_after", "INTEGER NOT NULL DEFAULT 0"),
+    ("parts", "wanted", "INTEGER NOT NULL DEFAULT 1"),
+    ("subtasks", "reason", "TEXT"),
+    ("subtasks", "told", "INTEGER NOT NULL DEFAULT 1"),
+)
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    # A database made by an older golem_apps lacks the newer columns: add them.
+    for table, column, definition in MIGRATIONS:
+        columns = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        if column not in columns:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
 
 
 class Database:
@@ -82,6 +116,7 @@ class Database:
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.execute("PRAGMA cache_size=-16000")  # 16 MB: bounded memory at any size
         self._conn.executescript(SCHEMA)
+        _migrate(self._conn)
 
     def run(self, func: Callable[..., T], *args: Any) -> T:
         """Run ``func(connection, *args)`` in one transaction, in the calling thread."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import uuid
@@ -35,6 +36,18 @@ def result_file(task_dir: Path, subtask_id: str) -> Path | None:
 def default_verdict(path: Path) -> bool:
     """The default verification: the result file is not empty."""
     return path.stat().st_size > 0
+
+
+def digests(paths: Sequence[Path]) -> list[str]:
+    """The SHA-256 of each file: the vote's default comparison (identical bytes)."""
+    result = []
+    for path in paths:
+        digest = hashlib.sha256()
+        with path.open("rb") as stream:
+            while chunk := stream.read(1 << 20):
+                digest.update(chunk)
+        result.append(digest.hexdigest())
+    return result
 
 
 def _place(source: Path, target: Path) -> None:

@@ -11,6 +11,7 @@ subtask ids.
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,7 +27,10 @@ from .._exceptions import (
     TaskNotFound,
     WrongState,
 )
+from .._taskstatus import NodeStatus, TaskStatus
 from .._validate import safe_name
+
+log = logging.getLogger("golem_apps.engine")
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,8 @@ class TaskRow:
     failures: int
     total: int
     done: int
+    redundancy: int = 1
+    ban_after: int = 0
 
 
 @dataclass(frozen=True)
@@ -62,6 +68,21 @@ class Pending:
     part_name: str
     params: dict[str, Any]
     node_id: str
+    part: int = 0
+    state: str = "computing"
+    """computing (the hook must run), awaiting (a redundant result: vote again),
+    success or failure (a vote decided it: answer the stored verdict)."""
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What recording a verdict did: the verdict, whether the task is complete, whether
+    a node was banned by it."""
+
+    verdict: Verdict
+    complete: bool = False
+    banned: bool = False
 
 
 # -- lookups ---------------------------------------------------------------
@@ -70,7 +91,8 @@ class Pending:
 def task_row(conn: sqlite3.Connection, task_id: str) -> TaskRow:
     """The task, or TaskNotFound."""
     row = conn.execute(
-        "SELECT state, failures, total, done FROM tasks WHERE id = ?", (task_id,)
+        "SELECT state, failures, total, done, redundancy, ban_after FROM tasks WHERE id = ?",
+        (task_id,),
     ).fetchone()
     if row is None:
         raise TaskNotFound(f"task {task_id!r} not found")
@@ -106,8 +128,17 @@ def _computing(conn: sqlite3.Connection, task_id: str, subtask_id: str) -> tuple
     return part, node
 
 
-def _release(conn: sqlite3.Connection, task_id: str, part: int) -> None:
+def _release(conn: sqlite3.Connection, task_id: str, part: int, redundancy: int = 1) -> None:
     # The part's live subtask is gone: back to the ready pool, or blocked.
+    if redundancy > 1:
+        # One more copy to hand out; the part's other subtasks keep going.
+        conn.execute(
+            "UPDATE parts SET wanted = wanted + 1,"
+            " status = CASE WHEN status = 'done' THEN 'done' WHEN waiting = 0 THEN 'ready'"
+            " ELSE 'blocked' END WHERE task = ? AND idx = ?",
+            (task_id, part),
+        )
+        return
     conn.execute(
         "UPDATE parts SET status = CASE WHEN waiting = 0 THEN 'ready' ELSE 'blocked' END,"
         " subtask = NULL WHERE task = ? AND idx = ?",
@@ -118,12 +149,19 @@ def _release(conn: sqlite3.Connection, task_id: str, part: int) -> None:
 # -- CreateTask ------------------------------------------------------------
 
 
-def begin_task(conn: sqlite3.Connection, task_id: str, params_json: str) -> None:
+def begin_task(
+    conn: sqlite3.Connection,
+    task_id: str,
+    params_json: str,
+    redundancy: int = 1,
+    ban_after: int = 0,
+) -> None:
     """Record a task in state creating, or AlreadyExists."""
     try:
         conn.execute(
-            "INSERT INTO tasks (id, state, params) VALUES (?, 'creating', ?)",
-            (task_id, params_json),
+            "INSERT INTO tasks (id, state, params, redundancy, ban_after)"
+            " VALUES (?, 'creating', ?, ?, ?)",
+            (task_id, params_json, redundancy, ban_after),
         )
     except sqlite3.IntegrityError:
         raise AlreadyExists(f"task {task_id!r} already exists") from None
@@ -165,6 +203,7 @@ def insert_parts(
     A dependency must name a part yielded earlier: that keeps the graph free
     of cycles and lets each batch be checked on its own.
     """
+    redundancy = task_row(conn, task_id).redundancy
     rows: list[tuple[Any, ...]] = []
     deps: list[tuple[str, int, str, str, int]] = []
     for offset, part in enumerate(parts):
@@ -172,12 +211,13 @@ def insert_parts(
             row, depends_on = _part_row(task_id, start + offset, part, inputs)
         except InvalidArgument as exc:
             raise InvalidTask(str(exc)) from None
-        rows.append(row)
+        rows.append((*row, redundancy))
         deps.extend((task_id, row[1], task_id, dep, row[1]) for dep in depends_on)
     try:
         conn.executemany(
-            "INSERT INTO parts (task, idx, name, params, resources, status, waiting)"
-            " VALUES (?1, ?2, ?3, ?4, ?5, CASE WHEN ?6 = 0 THEN 'ready' ELSE 'blocked' END, ?6)",
+            "INSERT INTO parts (task, idx, name, params, resources, status, waiting, wanted)"
+            " VALUES (?1, ?2, ?3, ?4, ?5, CASE WHEN ?6 = 0 THEN 'ready' ELSE 'blocked' END, ?6,"
+            " ?7)",
             rows,
         )
     except sqlite3.IntegrityError:
@@ -233,7 +273,7 @@ def finish_task(conn: sqlite3.Connection, task_id: str) -> None:
 
 def delete_task(conn: sqlite3.Connection, task_id: str) -> None:
     """Forget a task whose creation failed."""
-    for table in ("parts", "deps", "subtasks"):
+    for table in ("parts", "deps", "subtasks", "nodes"):
         conn.execute(f"DELETE FROM {table} WHERE task = ?", (task_id,))
     conn.execute("DELETE FROM tasks WHERE id = ?", (task_id,))
 
@@ -283,18 +323,41 @@ def next_subtask(
         ).fetchone()
     ):
         return None
-    row = conn.execute(
-        "SELECT idx, name, params, resources FROM parts INDEXED BY parts_by_status"
-        " WHERE task = ? AND status = 'ready' ORDER BY idx LIMIT 1",
-        (task_id,),
-    ).fetchone()
+    if node_id and is_banned(conn, task_id, node_id):
+        return None
+    if task.redundancy > 1 and node_id:
+        # Each copy of a part goes to a distinct node: skip the parts this node
+        # already computed (or computes) a copy of.
+        row = conn.execute(
+            "SELECT idx, name, params, resources FROM parts INDEXED BY parts_by_status"
+            " WHERE task = ?1 AND status = 'ready' AND NOT EXISTS ("
+            "  SELECT 1 FROM subtasks INDEXED BY subtasks_by_part"
+            "  WHERE task = ?1 AND part = parts.idx AND node = ?2"
+            "  AND state IN ('computing', 'awaiting', 'success', 'failure'))"
+            " ORDER BY idx LIMIT 1",
+            (task_id, node_id),
+        ).fetchone()
+    else:
+        row = conn.execute(
+            "SELECT idx, name, params, resources FROM parts INDEXED BY parts_by_status"
+            " WHERE task = ? AND status = 'ready' ORDER BY idx LIMIT 1",
+            (task_id,),
+        ).fetchone()
     if row is None:
         return None
     index, name, params, resources = row
-    conn.execute(
-        "UPDATE parts SET status = 'computing', subtask = ? WHERE task = ? AND idx = ?",
-        (subtask_id, task_id, index),
-    )
+    if task.redundancy > 1:
+        conn.execute(
+            "UPDATE parts SET wanted = wanted - 1,"
+            " status = CASE WHEN wanted = 1 THEN 'computing' ELSE status END"
+            " WHERE task = ? AND idx = ?",
+            (task_id, index),
+        )
+    else:
+        conn.execute(
+            "UPDATE parts SET status = 'computing', subtask = ? WHERE task = ? AND idx = ?",
+            (subtask_id, task_id, index),
+        )
     conn.execute(
         "INSERT INTO subtasks (task, id, part, node, state) VALUES (?, ?, ?, ?, 'computing')",
         (task_id, subtask_id, index, node_id),
@@ -324,42 +387,95 @@ def abort_handout(conn: sqlite3.Connection, task_id: str, subtask_id: str) -> No
         conn.execute(
             "UPDATE subtasks SET state = 'aborted' WHERE task = ? AND id = ?", (task_id, subtask_id)
         )
-        _release(conn, task_id, row[0])
+        _release(conn, task_id, row[0], task_row(conn, task_id).redundancy)
 
 
 # -- Verify ----------------------------------------------------------------
 
 
 def pending_verification(conn: sqlite3.Connection, task_id: str, subtask_id: str) -> Pending:
-    """What the verify hook needs, or an error if the subtask awaits no verification."""
-    live_task(conn, task_id)
-    part, node = _computing(conn, task_id, subtask_id)
+    """What the verify hook needs, or an error if the subtask awaits no verification.
+
+    In a redundant task a subtask may also be ``awaiting`` (its result waits
+    for the vote) or decided by a vote and not yet told (the stored verdict).
+    """
+    task = live_task(conn, task_id)
+    part, node, state = subtask_row(conn, task_id, subtask_id)
+    reason = ""
+    if state != "computing":
+        row = conn.execute(
+            "SELECT told, reason FROM subtasks WHERE task = ? AND id = ?", (task_id, subtask_id)
+        ).fetchone()
+        told, reason = int(row[0]), row[1] or ""
+        redundant_wait = state == "awaiting" and task.redundancy > 1
+        if not (redundant_wait or (state in ("success", "failure") and not told)):
+            raise WrongState(
+                f"subtask {subtask_id!r} of task {task_id!r} is {state}, not awaiting a result"
+            )
     name, params = conn.execute(
         "SELECT name, params FROM parts WHERE task = ? AND idx = ?", (task_id, part)
     ).fetchone()
-    return Pending(name, json.loads(params), node)
+    return Pending(name, json.loads(params), node, part, state, reason)
 
 
-def record_verdict(
-    conn: sqlite3.Connection, task_id: str, subtask_id: str, verdict: Verdict, result: str | None
-) -> bool:
-    """Record a verification's outcome; True when it completed the task (merge next)."""
-    live_task(conn, task_id)
-    part, _ = _computing(conn, task_id, subtask_id)
-    if verdict.result is VerifyResult.AWAITING_DATA:
-        return False  # still computing: the node asks again later
-    if verdict.result is not VerifyResult.SUCCESS or result is None:
-        conn.execute(
-            "UPDATE subtasks SET state = 'failure' WHERE task = ? AND id = ?", (task_id, subtask_id)
-        )
-        _release(conn, task_id, part)
-        conn.execute("UPDATE tasks SET failures = failures + 1 WHERE id = ?", (task_id,))
-        return False
+def is_banned(conn: sqlite3.Connection, task_id: str, node_id: str) -> bool:
+    """True iff the node is banned from the task."""
+    row = conn.execute(
+        "SELECT banned FROM nodes WHERE task = ? AND node = ?", (task_id, node_id)
+    ).fetchone()
+    return row is not None and row[0] is not None
+
+
+def _strike(conn: sqlite3.Connection, task: TaskRow, task_id: str, node_id: str, why: str) -> bool:
+    # A node's result failed verification: count it; True when that bans the node.
+    if not node_id:
+        return False  # an anonymous node cannot be told apart from others
     conn.execute(
-        "UPDATE subtasks SET state = 'success', result = ? WHERE task = ? AND id = ?",
-        (result, task_id, subtask_id),
+        "INSERT INTO nodes (task, node, failures) VALUES (?, ?, 1)"
+        " ON CONFLICT (task, node) DO UPDATE SET failures = failures + 1",
+        (task_id, node_id),
     )
-    conn.execute("UPDATE parts SET status = 'done' WHERE task = ? AND idx = ?", (task_id, part))
+    failures, banned = conn.execute(
+        "SELECT failures, banned FROM nodes WHERE task = ? AND node = ?", (task_id, node_id)
+    ).fetchone()
+    if banned is None and 0 < task.ban_after <= failures:
+        reason = f"{failures} failed verifications; last: {why}"
+        conn.execute(
+            "UPDATE nodes SET banned = ? WHERE task = ? AND node = ?", (reason, task_id, node_id)
+        )
+        log.warning("task %r: node %r banned: %s", task_id, node_id, reason)
+        return True
+    return False
+
+
+def _fail(
+    conn: sqlite3.Connection,
+    task: TaskRow,
+    task_id: str,
+    subtask_id: str,
+    part: int,
+    node_id: str,
+    reason: str,
+    told: bool = True,
+    release: bool = True,
+) -> bool:
+    # The subtask's result is rejected; True when that banned its node.
+    conn.execute(
+        "UPDATE subtasks SET state = 'failure', reason = ?, told = ? WHERE task = ? AND id = ?",
+        (reason, int(told), task_id, subtask_id),
+    )
+    if release:
+        _release(conn, task_id, part, task.redundancy)
+    conn.execute("UPDATE tasks SET failures = failures + 1 WHERE id = ?", (task_id,))
+    return _strike(conn, task, task_id, node_id, reason)
+
+
+def _succeed(conn: sqlite3.Connection, task_id: str, part: int, subtask_id: str) -> bool:
+    # The part is done with this subtask's result; True when that completed the task.
+    conn.execute(
+        "UPDATE parts SET status = 'done', subtask = ? WHERE task = ? AND idx = ?",
+        (subtask_id, task_id, part),
+    )
     conn.execute(
         "UPDATE parts SET waiting = waiting - 1,"
         " status = CASE WHEN waiting = 1 AND status = 'blocked' THEN 'ready' ELSE status END"
@@ -372,6 +488,141 @@ def record_verdict(
         conn.execute("UPDATE tasks SET state = 'merging' WHERE id = ?", (task_id,))
         return True
     return False
+
+
+def record_verdict(
+    conn: sqlite3.Connection, task_id: str, subtask_id: str, verdict: Verdict, result: str | None
+) -> Outcome:
+    """Record a verification's outcome (the hook's, on a computing subtask).
+
+    In a redundant task a result that passes becomes ``awaiting``: the vote
+    (:func:`vote_candidates`, :func:`apply_vote`) decides it.
+    """
+    task = live_task(conn, task_id)
+    part, node = _computing(conn, task_id, subtask_id)
+    if verdict.result is VerifyResult.AWAITING_DATA:
+        return Outcome(verdict)  # still computing: the node asks again later
+    if verdict.result is not VerifyResult.SUCCESS or result is None:
+        banned = _fail(conn, task, task_id, subtask_id, part, node, verdict.reason)
+        return Outcome(verdict, banned=banned)
+    conn.execute(
+        "UPDATE subtasks SET state = ?, result = ? WHERE task = ? AND id = ?",
+        ("awaiting" if task.redundancy > 1 else "success", result, task_id, subtask_id),
+    )
+    if task.redundancy > 1:
+        return Outcome(Verdict(VerifyResult.AWAITING_DATA, "result recorded; awaiting the vote"))
+    return Outcome(verdict, complete=_succeed(conn, task_id, part, subtask_id))
+
+
+def take_decided(conn: sqlite3.Connection, task_id: str, subtask_id: str) -> Verdict:
+    """The verdict a vote stored for this subtask, now told to the node."""
+    live_task(conn, task_id)
+    _, _, state = subtask_row(conn, task_id, subtask_id)
+    reason = conn.execute(
+        "SELECT reason FROM subtasks WHERE task = ? AND id = ? AND told = 0",
+        (task_id, subtask_id),
+    ).fetchone()
+    if state not in ("success", "failure") or reason is None:
+        raise WrongState(
+            f"subtask {subtask_id!r} of task {task_id!r} is {state}, not awaiting a result"
+        )
+    conn.execute("UPDATE subtasks SET told = 1 WHERE task = ? AND id = ?", (task_id, subtask_id))
+    result = VerifyResult.SUCCESS if state == "success" else VerifyResult.FAILURE
+    return Verdict(result, reason[0] or "")
+
+
+@dataclass(frozen=True)
+class Ballot:
+    """A redundant part's results, when every copy handed out has one: time to vote."""
+
+    part: int
+    #: (subtask id, result file name) of each awaiting result, oldest first
+    results: list[tuple[str, str]]
+    quorum: int
+
+
+def vote_candidates(
+    conn: sqlite3.Connection, task_id: str, subtask_id: str
+) -> Ballot | tuple[int, int]:
+    """The ballot of the subtask's part if the vote is due, else (results in, copies out)."""
+    task = live_task(conn, task_id)
+    part, _, _ = subtask_row(conn, task_id, subtask_id)
+    status, wanted = conn.execute(
+        "SELECT status, wanted FROM parts WHERE task = ? AND idx = ?", (task_id, part)
+    ).fetchone()
+    rows = conn.execute(
+        "SELECT id, state, result FROM subtasks INDEXED BY subtasks_by_part"
+        " WHERE task = ? AND part = ? AND state IN ('computing', 'awaiting') ORDER BY id",
+        (task_id, part),
+    ).fetchall()
+    results = [(row[0], row[2]) for row in rows if row[1] == "awaiting"]
+    computing = len(rows) - len(results)
+    if status == "done" or computing or wanted > 0:
+        return len(results), len(results) + computing + max(int(wanted), 0)
+    return Ballot(part, results, task.redundancy // 2 + 1)
+
+
+def apply_vote(
+    conn: sqlite3.Connection,
+    task_id: str,
+    subtask_id: str,
+    ballot: Ballot,
+    groups: list[list[str]],
+) -> Outcome:
+    """Record the vote on a ballot: ``groups`` are the agreeing subtask ids, largest first.
+
+    With a group of at least ``quorum`` results the part is done with the
+    group's first result; the others fail, outvoted. Without one, the part
+    wants as many more copies as the largest group lacks. The returned
+    verdict is ``subtask_id``'s.
+    """
+    task = live_task(conn, task_id)
+    current = vote_candidates(conn, task_id, subtask_id)
+    if not isinstance(current, Ballot) or current.results != ballot.results:
+        # Someone else voted meanwhile (or a copy was discarded): the caller asks again.
+        raise WrongState(f"the vote on subtask {subtask_id!r} of task {task_id!r} is stale")
+    total = len(ballot.results)
+    best = groups[0] if groups else []
+    if len(best) < ballot.quorum:
+        more = ballot.quorum - len(best)
+        conn.execute(
+            "UPDATE parts SET wanted = ?,"
+            " status = CASE WHEN waiting = 0 THEN 'ready' ELSE 'blocked' END"
+            " WHERE task = ? AND idx = ?",
+            (more, task_id, ballot.part),
+        )
+        reason = (
+            f"no majority yet: at most {len(best)} of {total} results agree, "
+            f"{ballot.quorum} needed; {more} more copies handed out"
+        )
+        log.info("task %r part %d: %s", task_id, ballot.part, reason)
+        return Outcome(Verdict(VerifyResult.AWAITING_DATA, reason))
+    winners = set(best)
+    banned = False
+    nodes = dict(
+        conn.execute(
+            "SELECT id, node FROM subtasks INDEXED BY subtasks_by_part"
+            " WHERE task = ? AND part = ? AND state = 'awaiting'",
+            (task_id, ballot.part),
+        ).fetchall()
+    )
+    agree = f"{len(best)} of {total} results agree"
+    # Every verdict is stored untold; each is answered at its subtask's next Verify.
+    for other, _ in ballot.results:
+        if other in winners:
+            conn.execute(
+                "UPDATE subtasks SET state = 'success', reason = ?, told = 0"
+                " WHERE task = ? AND id = ?",
+                (f"in the majority: {agree}", task_id, other),
+            )
+        else:
+            why = f"outvoted: its result differs from the majority ({agree})"
+            banned |= _fail(
+                conn, task, task_id, other, ballot.part, nodes[other], why, False, release=False
+            )
+    complete = _succeed(conn, task_id, ballot.part, best[0])
+    verdict = take_decided(conn, task_id, subtask_id)
+    return Outcome(verdict, complete=complete, banned=banned)
 
 
 def merge_inputs(
@@ -420,7 +671,7 @@ def discard(conn: sqlite3.Connection, task_id: str, subtask_ids: Sequence[str]) 
     stack: list[int] = []
     for subtask_id in subtask_ids:
         part, _, state = subtask_row(conn, task_id, subtask_id)
-        if state in ("success", "computing"):
+        if state in ("success", "computing", "awaiting"):
             stack.append(part)
     discarded: list[str] = []
     while stack:
@@ -428,7 +679,26 @@ def discard(conn: sqlite3.Connection, task_id: str, subtask_ids: Sequence[str]) 
         status, subtask = conn.execute(
             "SELECT status, subtask FROM parts WHERE task = ? AND idx = ?", (task_id, part)
         ).fetchone()
-        if status in ("done", "computing"):
+        if task.redundancy > 1:
+            # A redundant part's vote is discarded whole: every copy starts anew.
+            copies = [
+                row[0]
+                for row in conn.execute(
+                    "SELECT id FROM subtasks INDEXED BY subtasks_by_part WHERE task = ?"
+                    " AND part = ? AND state IN ('computing', 'awaiting', 'success') ORDER BY id",
+                    (task_id, part),
+                )
+            ]
+            conn.executemany(
+                "UPDATE subtasks SET state = 'discarded' WHERE task = ? AND id = ?",
+                [(task_id, copy) for copy in copies],
+            )
+            discarded.extend(copies)
+            conn.execute(
+                "UPDATE parts SET wanted = ? WHERE task = ? AND idx = ?",
+                (task.redundancy, task_id, part),
+            )
+        elif status in ("done", "computing"):
             conn.execute(
                 "UPDATE subtasks SET state = 'discarded' WHERE task = ? AND id = ?",
                 (task_id, subtask),
@@ -458,15 +728,77 @@ def discard(conn: sqlite3.Connection, task_id: str, subtask_ids: Sequence[str]) 
 
 def abort_subtask(conn: sqlite3.Connection, task_id: str, subtask_id: str) -> None:
     """The computing subtask is aborted; its part goes back to the ready pool."""
-    live_task(conn, task_id)
+    task = live_task(conn, task_id)
     part, _ = _computing(conn, task_id, subtask_id)
     conn.execute(
         "UPDATE subtasks SET state = 'aborted' WHERE task = ? AND id = ?", (task_id, subtask_id)
     )
-    _release(conn, task_id, part)
+    _release(conn, task_id, part, task.redundancy)
 
 
 def abort_task(conn: sqlite3.Connection, task_id: str) -> None:
     """Mark the task aborted; its later calls answer WrongState."""
     live_task(conn, task_id)
     conn.execute("UPDATE tasks SET state = 'aborted' WHERE id = ?", (task_id,))
+
+
+# -- status --------------------------------------------------------------------
+
+
+def task_status(conn: sqlite3.Connection, task_id: str, max_retries: int) -> TaskStatus:
+    """The task's status: parts by status, subtasks per node, bans.
+
+    Aggregates over the task's parts and subtasks (index scans): the engine
+    computes it on request and for the status file, never on every RPC.
+    """
+    task = task_row(conn, task_id)
+    parts = {status: 0 for status in ("ready", "blocked", "computing", "done")}
+    for status, count in conn.execute(
+        "SELECT status, count(*) FROM parts INDEXED BY parts_by_status"
+        " WHERE task = ? GROUP BY status",
+        (task_id,),
+    ):
+        parts[status] = int(count)
+    parts["total"] = task.total
+    subtasks: dict[str, dict[str, int]] = {}
+    for node, state, count in conn.execute(
+        "SELECT node, state, count(*) FROM subtasks WHERE task = ? GROUP BY node, state",
+        (task_id,),
+    ):
+        subtasks.setdefault(node, {})[state] = int(count)
+    strikes = {
+        node: (int(failures), banned)
+        for node, failures, banned in conn.execute(
+            "SELECT node, failures, banned FROM nodes WHERE task = ?", (task_id,)
+        )
+    }
+    nodes = {
+        node: NodeStatus(
+            subtasks=subtasks.get(node, {}),
+            failures=strikes.get(node, (0, None))[0],
+            banned=strikes.get(node, (0, None))[1],
+        )
+        for node in sorted(subtasks.keys() | strikes.keys())
+    }
+    return TaskStatus(
+        task_id=task_id,
+        state=task.state,
+        parts=parts,
+        nodes=nodes,
+        failures=task.failures,
+        max_retries=max_retries,
+        redundancy=task.redundancy,
+        ban_after=task.ban_after,
+    )
+
+
+def pending_list(conn: sqlite3.Connection, task_id: str, subtask_ids: list[str]) -> list[Pending]:
+    """Part name, params and node of each subtask (for the vote's comparison hook)."""
+    pendings = []
+    for subtask_id in subtask_ids:
+        part, node, state = subtask_row(conn, task_id, subtask_id)
+        name, params = conn.execute(
+            "SELECT name, params FROM parts WHERE task = ? AND idx = ?", (task_id, part)
+        ).fetchone()
+        pendings.append(Pending(name, json.loads(params), node, part, state))
+    return pendings

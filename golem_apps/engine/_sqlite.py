@@ -21,7 +21,8 @@ from anyio.abc import TaskGroup
 
 from .._contexts import MergeContext, Part, TaskContext, Verdict, VerifyContext
 from .._contexts import VerifyResult as R
-from .._exceptions import InvalidTask, WrongState
+from .._exceptions import InvalidTask, TaskNotFound, WrongState
+from .._taskstatus import TaskStatus, write_task_status
 from ..constants import SUBTASK_OUTPUTS_DIR
 from . import _files, _ops
 from ._base import Assignment, Hooks
@@ -31,6 +32,8 @@ log = logging.getLogger("golem_apps.engine")
 
 #: Parts recorded per transaction while a task is created.
 CREATE_BATCH = 2000
+#: Seconds between two writes of the status files (a ban or a task's end writes at once).
+STATUS_INTERVAL = 0.25
 
 
 class SqliteEngine:
@@ -44,6 +47,9 @@ class SqliteEngine:
         self._verifying: dict[str, dict[str, anyio.CancelScope]] = {}
         # task id -> set once its running merge has ended
         self._merging: dict[str, anyio.Event] = {}
+        # tasks whose status file is out of date
+        self._dirty: set[str] = set()
+        self._dirty_event = anyio.Event()
 
     # -- CreateTask ------------------------------------------------------------
 
@@ -54,7 +60,10 @@ class SqliteEngine:
         what was recorded; so does a restart after a crash mid-way.
         """
         task_id = task.task_id
-        await self._db.call(_ops.begin_task, task_id, json.dumps(task.params))
+        hooks = self._hooks
+        await self._db.call(
+            _ops.begin_task, task_id, json.dumps(task.params), hooks.redundancy, hooks.ban_after
+        )
         try:
             inputs = await to_thread.run_sync(_files.list_inputs, task.task_dir)
             count = 0
@@ -75,6 +84,7 @@ class SqliteEngine:
             if count == 0:
                 raise InvalidTask(f"task {task_id!r}: the task handler returned no parts")
             await self._db.call(_ops.finish_task, task_id)
+            self._touch(task_id)
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await self._db.call(_ops.delete_task, task_id)
@@ -100,7 +110,10 @@ class SqliteEngine:
     async def next_subtask(self, task_id: str, subtask_id: str, node_id: str) -> Assignment | None:
         """Hand out the first ready part and place its resources in subtask_inputs."""
         handout = await to_thread.run_sync(self._hand_out, task_id, subtask_id, node_id)
-        return None if handout is None else Assignment(handout.params, handout.resources)
+        if handout is None:
+            return None
+        self._touch(task_id)
+        return Assignment(handout.params, handout.resources)
 
     def _hand_out(self, task_id: str, subtask_id: str, node_id: str) -> _ops.Handout | None:
         # In a worker thread: one trip for the transaction and the file work.
@@ -142,30 +155,97 @@ class SqliteEngine:
 
     async def _verify(self, task_id: str, subtask_id: str) -> Verdict:
         pending, path, non_empty = await to_thread.run_sync(self._prepare, task_id, subtask_id)
+        if pending.state in ("success", "failure"):
+            # Decided by a vote while this subtask awaited data: answer the stored verdict.
+            return await self._db.call(_ops.take_decided, task_id, subtask_id)
+        if pending.state == "awaiting":
+            return await self._vote(task_id, subtask_id)
         task_dir = self._work_dir / task_id
         if path is None:
             folder = f"{SUBTASK_OUTPUTS_DIR}/{subtask_id}"
             verdict = Verdict(R.FAILURE, f"subtask {subtask_id!r}: no result file in {folder}")
         elif self._hooks.verify is not None:
-            context = VerifyContext(
-                task_id=task_id,
-                subtask_id=subtask_id,
-                part_name=pending.part_name,
-                params=pending.params,
-                task_dir=task_dir,
-                result_path=path,
-                node_id=pending.node_id,
-            )
-            verdict = await self._hooks.verify(context)
+            verdict = await self._hooks.verify(self._context(task_id, subtask_id, pending, path))
         elif non_empty:
             verdict = Verdict(R.SUCCESS)
         else:
             verdict = Verdict(R.FAILURE, f"subtask {subtask_id!r}: result {path.name!r} is empty")
         result = path.name if path is not None else None
-        complete = await self._db.call(_ops.record_verdict, task_id, subtask_id, verdict, result)
-        if complete:
+        outcome = await self._db.call(_ops.record_verdict, task_id, subtask_id, verdict, result)
+        if outcome.verdict.result is R.AWAITING_DATA and verdict.result is R.SUCCESS:
+            return await self._vote(task_id, subtask_id)  # a redundant task's result
+        await self._after(task_id, outcome)
+        return outcome.verdict
+
+    def _context(
+        self, task_id: str, subtask_id: str, pending: _ops.Pending, path: Path
+    ) -> VerifyContext:
+        return VerifyContext(
+            task_id=task_id,
+            subtask_id=subtask_id,
+            part_name=pending.part_name,
+            params=pending.params,
+            task_dir=self._work_dir / task_id,
+            result_path=path,
+            node_id=pending.node_id,
+        )
+
+    async def _after(self, task_id: str, outcome: _ops.Outcome) -> None:
+        # The status file shows a ban before Verify answers; a complete task merges.
+        if outcome.banned:
+            await self._write_status(task_id)
+        else:
+            self._touch(task_id)
+        if outcome.complete:
             await self._merge(task_id)
-        return verdict
+
+    async def _vote(self, task_id: str, subtask_id: str) -> Verdict:
+        """A redundant part: AWAITING_DATA until every copy has a result, then the vote."""
+        while True:
+            ballot = await self._db.call(_ops.vote_candidates, task_id, subtask_id)
+            if not isinstance(ballot, _ops.Ballot):
+                results, copies = ballot
+                return Verdict(
+                    R.AWAITING_DATA, f"{results} of {copies} results in; the vote waits for all"
+                )
+            groups = await self._group(task_id, ballot)
+            try:
+                outcome = await self._db.call(
+                    _ops.apply_vote, task_id, subtask_id, ballot, groups
+                )
+            except WrongState:
+                if await self._db.call(_ops.vote_candidates, task_id, subtask_id) == ballot:
+                    raise
+                continue  # the ballot changed under us: vote on the new one
+            await self._after(task_id, outcome)
+            return outcome.verdict
+
+    async def _group(self, task_id: str, ballot: _ops.Ballot) -> list[list[str]]:
+        """The ballot's subtask ids in groups of agreeing results, largest (then oldest) first."""
+        folder = self._work_dir / task_id / SUBTASK_OUTPUTS_DIR
+        paths = {sid: folder / sid / name for sid, name in ballot.results}
+        groups: list[list[str]] = []
+        if self._hooks.compare is None:
+            digests = await to_thread.run_sync(_files.digests, list(paths.values()))
+            by_digest: dict[str, list[str]] = {}
+            for sid, digest in zip(paths, digests, strict=True):
+                by_digest.setdefault(digest, []).append(sid)
+            groups = list(by_digest.values())
+        else:
+            compare = self._hooks.compare
+            pendings = await self._db.call(_ops.pending_list, task_id, list(paths))
+            contexts = {
+                sid: self._context(task_id, sid, pending, paths[sid])
+                for sid, pending in zip(paths, pendings, strict=True)
+            }
+            for sid in paths:
+                for group in groups:
+                    if await compare(contexts[group[0]], contexts[sid]):
+                        group.append(sid)
+                        break
+                else:
+                    groups.append([sid])
+        return sorted(groups, key=len, reverse=True)  # stable: ties keep the oldest first
 
     def _prepare(self, task_id: str, subtask_id: str) -> tuple[_ops.Pending, Path | None, bool]:
         # In a worker thread: the subtask's state, its result file, the default check.
@@ -189,6 +269,7 @@ class SqliteEngine:
                 await to_thread.run_sync(_files.clear_outputs, task_dir)
                 await self._hooks.merge(MergeContext(task_id, params, task_dir, results))
             await self._db.call(_ops.finish_merge, task_id)
+            await self._write_status(task_id)
         finally:
             done.set()
             self._merging.pop(task_id, None)
@@ -209,17 +290,58 @@ class SqliteEngine:
 
     async def discard_subtasks(self, task_id: str, subtask_ids: list[str]) -> list[str]:
         """Discard the subtasks' results and their dependents'; return the ids discarded."""
-        return await self._db.call(_ops.discard, task_id, list(subtask_ids))
+        discarded = await self._db.call(_ops.discard, task_id, list(subtask_ids))
+        self._touch(task_id)
+        return discarded
 
     async def abort_subtask(self, task_id: str, subtask_id: str) -> None:
         """The computing subtask's part goes back to the ready pool."""
         await self._db.call(_ops.abort_subtask, task_id, subtask_id)
+        self._touch(task_id)
 
     async def abort_task(self, task_id: str) -> None:
         """Mark the task aborted (committed first), then cancel its running verifications."""
         await self._db.call(_ops.abort_task, task_id)
         for scope in list(self._verifying.get(task_id, {}).values()):
             scope.cancel()
+        await self._write_status(task_id)
+
+    # -- status ----------------------------------------------------------------------
+
+    async def task_status(self, task_id: str) -> TaskStatus:
+        """The task's status now: parts by status, subtasks per node, bans, retries."""
+        return await self._db.call(_ops.task_status, task_id, self._hooks.max_retries)
+
+    def _touch(self, task_id: str) -> None:
+        # The task changed: the status writer rewrites its file soon (at most every
+        # STATUS_INTERVAL: the status aggregates the whole task).
+        self._dirty.add(task_id)
+        self._dirty_event.set()
+
+    async def _write_status(self, task_id: str) -> None:
+        self._dirty.discard(task_id)
+        try:
+            status = await self._db.call(_ops.task_status, task_id, self._hooks.max_retries)
+            await to_thread.run_sync(write_task_status, self._work_dir / task_id, status)
+        except (OSError, TaskNotFound) as exc:  # the task's folder is gone: nothing to show
+            log.debug("status of task %r not written: %s", task_id, exc)
+
+    async def write_statuses(self) -> None:
+        """Write the status file of every task changed since the last write."""
+        for task_id in list(self._dirty):
+            await self._write_status(task_id)
+
+    async def status_writer(self) -> None:
+        """Keep the tasks' status files fresh: run in the background while the engine is open."""
+        try:
+            while True:
+                await self._dirty_event.wait()
+                self._dirty_event = anyio.Event()
+                await self.write_statuses()
+                await anyio.sleep(STATUS_INTERVAL)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self.write_statuses()
 
     async def aclose(self) -> None:
         """Close the database."""
@@ -239,6 +361,7 @@ async def open_sqlite_engine(work_dir: Path, hooks: Hooks) -> AsyncIterator[Sqli
         body_error: BaseException | None = None
         async with anyio.create_task_group() as task_group:
             engine.start_recovery(task_group, merges)
+            task_group.start_soon(engine.status_writer)
             try:
                 yield engine
             except BaseException as exc:

@@ -43,6 +43,7 @@ def hooks_for(app: Requestor) -> Hooks:
     """The engine's view of the app's verify and merge handlers."""
     verify = app.handler("verify")
     merge = app.handler("merge")
+    compare = app.handler("compare")
 
     async def run_verify(context: VerifyContext) -> Verdict:
         assert verify is not None
@@ -52,10 +53,17 @@ def hooks_for(app: Requestor) -> Hooks:
         assert merge is not None
         await call(merge, context)
 
+    async def run_compare(a: VerifyContext, b: VerifyContext) -> bool:
+        assert compare is not None
+        return bool(await call(compare, a, b))
+
     return Hooks(
         verify=run_verify if verify is not None else None,
         merge=run_merge if merge is not None else None,
         max_retries=app.task_options.max_retries,
+        redundancy=app.task_options.redundancy,
+        ban_after=app.task_options.ban_after,
+        compare=run_compare if compare is not None else None,
     )
 
 

@@ -79,10 +79,11 @@ async def test_in_process_run_computes_every_part(tmp_path: Path) -> None:
     assert recorder.kinds().count("started") == 5
     assert recorder.kinds().count("verified") == 5
     assert recorder.stopped
-    # The node's layout: the requestor's task dir and one task dir per provider node.
+    # The node's layout: the requestor's task dir (and its status file beside the
+    # node's folders) and one task dir per provider node.
     task_dir = tmp_path / "work" / "requestor" / result.task_id
     assert sorted(p.name for p in task_dir.iterdir()) == [
-        "subtask_inputs", "subtask_outputs", "task_inputs", "task_outputs",
+        "status.json", "subtask_inputs", "subtask_outputs", "task_inputs", "task_outputs",
     ]  # fmt: skip
     nodes = list((tmp_path / "work" / "providers").iterdir())
     assert 1 <= len(nodes) <= 3

@@ -47,6 +47,7 @@ from ._exceptions import (
 )
 from ._provider import Provider
 from ._requestor import AppInfo, Requestor, TaskOptions
+from ._taskstatus import NodeStatus, TaskStatus, read_task_status
 
 if TYPE_CHECKING:
     from ._client import CreatedTask, ProviderClient, RequestorClient, SubtaskAssignment
@@ -67,6 +68,7 @@ __all__ = [
     "InvalidArgument",
     "InvalidTask",
     "MergeContext",
+    "NodeStatus",
     "Part",
     "PartResult",
     "Provider",
@@ -81,10 +83,12 @@ __all__ = [
     "TaskFailed",
     "TaskNotFound",
     "TaskOptions",
+    "TaskStatus",
     "Verdict",
     "VerifyContext",
     "VerifyResult",
     "WrongState",
+    "read_task_status",
     "run_provider",
     "serve_provider",
     "serve_requestor",

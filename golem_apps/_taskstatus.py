@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-import uuid
+import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -99,7 +99,7 @@ class TaskStatus:
 def write_task_status(task_dir: Path, status: TaskStatus) -> None:
     """Write ``<task_dir>/status.json`` atomically (a temporary file renamed in). Blocking."""
     target = task_dir / STATUS_FILE
-    temp = task_dir / f".{STATUS_FILE}.{uuid.uuid4().hex}.tmp"
+    temp = task_dir / f".{STATUS_FILE}.{os.getpid()}.{threading.get_ident()}.tmp"
     try:
         with temp.open("w", encoding="utf-8") as stream:
             json.dump(status.to_dict(), stream, indent=1, sort_keys=True)

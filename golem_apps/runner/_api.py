@@ -16,6 +16,7 @@ import anyio
 from grpclib.exceptions import GRPCError
 
 from .._exceptions import TaskFailed
+from .._taskstatus import TaskStatus, read_task_status
 from ..constants import TASK_OUTPUTS_DIR
 from ._loop import Scheduler
 from ._nodes import InProcessNodes, Nodes, SubprocessNodes
@@ -62,6 +63,14 @@ def _copy_out(task_dir: Path, out: str | Path) -> tuple[Path, list[Path]]:
             f"cannot copy the outputs to {out}: {exc.strerror or exc} "
             f"(they are in {task_dir / TASK_OUTPUTS_DIR})"
         ) from None
+
+
+def _read_status(task_dir: Path) -> TaskStatus | None:
+    # The requestor has stopped: its status file is final.
+    try:
+        return read_task_status(task_dir)
+    except (OSError, ValueError):
+        return None  # an app whose RPCs bypass the engine writes none
 
 
 def _check_options(providers: int, subtask_timeout: float | None, max_attempts: int) -> None:
@@ -176,6 +185,7 @@ async def run_task(
         raise TaskFailed(f"{exc} (logs in {root / LOGS_DIR})") from None
     finally:
         reporter.stop()
+    status = await anyio.to_thread.run_sync(_read_status, task_dir)
     if out is not None:
         out_dir, outputs = await anyio.to_thread.run_sync(_copy_out, task_dir, out)
     else:
@@ -193,4 +203,5 @@ async def run_task(
         outputs_dir=out_dir,
         output_files=tuple(outputs),
         work_dir=kept,
+        status=status,
     )

@@ -17,6 +17,7 @@ from grpclib.exceptions import GRPCError
 from .._client import RequestorClient, SubtaskAssignment
 from .._contexts import VerifyResult
 from .._exceptions import ComputeFailed, TaskFailed
+from .._taskstatus import read_task_status
 from ._nodes import ComputeJob, Nodes
 from ._progress import Reporter, Stats
 from ._summary import Failure
@@ -58,6 +59,7 @@ class _Subtask:
     key: str  # identifies the part across attempts: its params and resources
     params: dict[str, Any] = field(default_factory=dict)
     verified: bool = False
+    computed: bool = False  # the provider returned a result (whatever its verdict)
 
 
 class Scheduler:
@@ -97,6 +99,7 @@ class Scheduler:
         self._verify_lock = anyio.Lock()  # the node sends Verify calls one at a time
         self._wake = anyio.Event()
         self._fatal: str | None = None
+        self._bans_seen: set[str] = set()
 
     def _notify(self) -> None:
         self._wake.set()
@@ -168,6 +171,17 @@ class Scheduler:
                 self._client.next_subtask(self._task_id, subtask_id, slot.node_id),
             )
             if assignment is None:
+                # Work is pending but not for this node: it may hold a subtask that
+                # awaits data, have computed a copy of every ready part (redundancy)
+                # or be banned. Another machine takes the slot and asks once more.
+                if await self._banned(slot.node_id):
+                    self._reporter.node_event("replaced", slot.node_id, "banned by the requestor")
+                slot.node_id = new_node_id(slot.index)
+                assignment = await self._requestor_call(
+                    "NextSubtask",
+                    self._client.next_subtask(self._task_id, subtask_id, slot.node_id),
+                )
+            if assignment is None:
                 continue  # no subtask for this node now
             slot.busy = True
             handed_out = True
@@ -195,15 +209,17 @@ class Scheduler:
                 await self._abort_subtask(subtask_id)
                 self._failed(subtask, reason)
             else:
+                subtask.computed = True
                 await self._verify(subtask)
         except TaskFailed as exc:
             self._fatal = str(exc)
         finally:
             if computing:
                 self.stats.running -= 1
-            if not subtask.verified:
-                # Another machine takes the slot: an engine may refuse a part to the
-                # node that failed it, or count an awaiting subtask as its live one.
+            if not subtask.computed:
+                # Another machine takes the slot: the provider crashed or timed out.
+                # A node keeps its id through verdicts, so that the requestor can
+                # count its failures (and ban it).
                 slot.node_id = new_node_id(slot.index)
             slot.busy = False
             self._notify()
@@ -236,6 +252,22 @@ class Scheduler:
             return str(exc)
         return None
 
+    async def _banned(self, node_id: str) -> bool:
+        # The requestor's status file names banned nodes (a ban is written before
+        # the Verify that caused it answers).
+        try:
+            status = await anyio.to_thread.run_sync(read_task_status, self._task_dir)
+        except (OSError, ValueError):
+            return False
+        reason = status.bans.get(node_id)
+        if reason is None:
+            return False
+        if node_id not in self._bans_seen:
+            self._bans_seen.add(node_id)
+            self._reporter.node_event("banned", node_id, reason)
+            log.warning("node %s banned by the requestor: %s", node_id, reason)
+        return True
+
     async def _abort_subtask(self, subtask_id: str) -> None:
         try:
             await self._client.abort_subtask(self._task_id, subtask_id)
@@ -257,7 +289,8 @@ class Scheduler:
     async def _verify(self, subtask: _Subtask) -> None:
         async with self._verify_lock:
             result = await self._verify_one(subtask)
-            if result is VerifyResult.SUCCESS:
+            if result in (VerifyResult.SUCCESS, VerifyResult.FAILURE):
+                # A verdict may settle others (a redundant part's vote): ask again.
                 await self._retry_awaiting_locked()
 
     async def _verify_one(self, subtask: _Subtask) -> VerifyResult | None:

@@ -41,6 +41,12 @@ class Reporter:
     def event(self, kind: str, subtask_id: str, detail: str = "") -> None:
         """A subtask ``started``, was ``verified``, is ``awaiting`` data, or ``failed``."""
 
+    def node_event(self, kind: str, node_id: str, detail: str = "") -> None:
+        """A provider node was ``banned`` by the requestor, or ``stalled`` (no heartbeat)."""
+
+    def progress(self, node_id: str, subtask_id: str, fraction: float, message: str) -> None:
+        """A running provider reported its progress (``ctx.progress``); fraction in [0, 1]."""
+
     def stop(self) -> None:
         """The run is over (finished, failed or interrupted)."""
 
@@ -67,6 +73,15 @@ class PlainReporter(Reporter):
         text = f"subtask {subtask_id[:8]} {kind}" + (f": {detail}" if detail else "")
         self._line(f"{text} ({counts})")
 
+    def node_event(self, kind: str, node_id: str, detail: str = "") -> None:
+        """Print the node's event."""
+        self._line(f"node {node_id} {kind}" + (f": {detail}" if detail else ""))
+
+    def progress(self, node_id: str, subtask_id: str, fraction: float, message: str) -> None:
+        """Print the provider's progress."""
+        text = f"subtask {subtask_id[:8]} on {node_id}: {fraction:.0%}"
+        self._line(text + (f" {message}" if message else ""))
+
 
 class RichReporter(Reporter):
     """A live bar of verified parts and running providers; failures printed above it."""
@@ -86,6 +101,7 @@ class RichReporter(Reporter):
         )
         self._bar: Any = None
         self._stats = Stats()
+        self._providers: dict[str, Any] = {}  # subtask id -> its provider's bar
 
     def _counts(self) -> str:
         s = self._stats
@@ -103,12 +119,29 @@ class RichReporter(Reporter):
 
     def event(self, kind: str, subtask_id: str, detail: str = "") -> None:
         """Update the bar; print failures."""
+        if kind in ("verified", "failed", "awaiting") and subtask_id in self._providers:
+            self._progress.remove_task(self._providers.pop(subtask_id))
         if kind == "failed":
             self._progress.console.print(
                 f"[red]subtask {subtask_id[:8]} failed[/red]: {detail}", markup=True
             )
         if self._bar is not None:
             self._progress.update(self._bar, completed=self._stats.parts, counts=self._counts())
+
+    def node_event(self, kind: str, node_id: str, detail: str = "") -> None:
+        """Print the node's event above the bars."""
+        self._progress.console.print(
+            f"[yellow]node {node_id} {kind}[/yellow]" + (f": {detail}" if detail else ""),
+            markup=True,
+        )
+
+    def progress(self, node_id: str, subtask_id: str, fraction: float, message: str) -> None:
+        """One bar per running provider, removed when its subtask ends."""
+        bar = self._providers.get(subtask_id)
+        if bar is None:
+            bar = self._progress.add_task(node_id, total=1.0, counts="")
+            self._providers[subtask_id] = bar
+        self._progress.update(bar, completed=fraction, counts=message)
 
     def stop(self) -> None:
         """Fill the bar and stop it."""

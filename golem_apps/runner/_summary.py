@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from .._taskstatus import TaskStatus
+
 
 @dataclass(frozen=True)
 class Failure:
@@ -34,6 +36,8 @@ class RunResult:
     """The output files, inside ``outputs_dir``."""
     work_dir: Path | None
     """The runner's work dir (logs, requestor and provider dirs); None once removed."""
+    status: TaskStatus | None = None
+    """The requestor's last status of the task (its ``status.json``): nodes, bans, retries."""
 
     @property
     def retries(self) -> int:
@@ -54,6 +58,22 @@ def format_summary(result: RunResult) -> str:
         lines.append(f"    - {failure.subtask_id[:8]} on {failure.node_id}: {failure.reason}")
     if len(result.failures) > 10:
         lines.append(f"    ... and {len(result.failures) - 10} more")
+    status = result.status
+    if status is not None:
+        if status.redundancy > 1:
+            lines.append(f"  redundancy:     {status.redundancy} (results vote)")
+        lines.append(
+            f"  retries used:   {status.failures} of {status.max_retries} "
+            f"(failed verifications)"
+        )
+        lines.append(f"  nodes:          {len(status.nodes)}")
+        for node, info in list(status.nodes.items())[:10]:
+            states = ", ".join(f"{n} {state}" for state, n in sorted(info.subtasks.items()))
+            lines.append(f"    - {node}: {states or 'no subtasks'}")
+        if len(status.nodes) > 10:
+            lines.append(f"    ... and {len(status.nodes) - 10} more")
+        for node, reason in status.bans.items():
+            lines.append(f"  banned:         {node}: {reason}")
     lines.append(f"  outputs:        {result.outputs_dir}")
     lines.extend(f"    {path}" for path in result.output_files)
     if result.work_dir is not None:

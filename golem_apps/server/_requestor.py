@@ -19,6 +19,7 @@ from .._contexts import MergeContext, TaskContext, Verdict, VerifyContext
 from .._exceptions import ConfigError, InvalidArgument
 from .._handlers import call, iterate_parts
 from .._requestor import Requestor
+from .._taskstatus import TaskStatus
 from .._validate import parse_params, safe_name
 from ..constants import SUBTASK_INPUTS_DIR, SUBTASK_OUTPUTS_DIR, TASK_INPUTS_DIR, TASK_OUTPUTS_DIR
 from ..engine import Engine, Hooks, open_engine
@@ -210,6 +211,16 @@ class RequestorServer:
     port: int
     work_dir: Path
     _stop: anyio.Event = field(default_factory=anyio.Event, repr=False)
+    _engine: Engine | None = field(default=None, repr=False)
+
+    async def task_status(self, task_id: str) -> TaskStatus:
+        """The status of one of the server's tasks now: parts by state, nodes, bans, retries.
+
+        Raises TaskNotFound for an unknown task. Other processes read the same
+        from ``<work_dir>/<task_id>/status.json`` (:func:`golem_apps.read_task_status`).
+        """
+        assert self._engine is not None
+        return await self._engine.task_status(task_id)
 
     def request_shutdown(self) -> None:
         """Ask the server to stop, as the Shutdown RPC does."""
@@ -246,7 +257,7 @@ async def serve_requestor(
         raise ConfigError(f"requestor app {app.info.name!r} has no @requestor.task handler")
     root = check_work_dir(Path(work_dir))
     async with app.run_lifespan(), open_engine(root, hooks_for(app)) as engine:
-        handle = RequestorServer(host, 0, root)
+        handle = RequestorServer(host, 0, root, _engine=engine)
         service = RequestorService(app, engine, root, handle.request_shutdown)
         health = Health(("golem_task_api.RequestorApp",))
         server, handle.port = await start([service, health], host, port, root)

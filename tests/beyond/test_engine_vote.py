@@ -1,0 +1,233 @@
+"""The engine's redundancy (a vote per part), node bans and task status, one RPC at a time."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from golem_apps import Part, VerifyContext, VerifyResult, WrongState, read_task_status
+from golem_apps.engine import Hooks
+from golem_apps.engine._db import Database
+
+from ..engine.helpers import TASK, create, engine_on, outputs, query, write_result
+
+pytestmark = pytest.mark.anyio
+
+R = VerifyResult
+TWO = [Part(params={"n": n}, name=f"p{n}") for n in range(2)]
+
+
+async def test_each_copy_of_a_part_goes_to_a_distinct_node(work_dir: Path) -> None:
+    async with engine_on(work_dir, Hooks(redundancy=3)) as engine:
+        await create(engine, work_dir, TWO)
+        first = await engine.next_subtask(TASK, "a0", "node-a")
+        assert first is not None and first.params == {"n": 0}
+        write_result(work_dir, "a0", "x")
+        assert (await engine.verify(TASK, "a0")).result is R.AWAITING_DATA
+        # node-a already computed p0: it gets p1, never a second copy of p0.
+        second = await engine.next_subtask(TASK, "a1", "node-a")
+        assert second is not None and second.params == {"n": 1}
+        # Other nodes take p0's remaining two copies, then p1's.
+        got = [await engine.next_subtask(TASK, f"b{i}", f"node-b{i}") for i in range(5)]
+        params = [g.params["n"] if g else None for g in got]
+        assert params == [0, 0, 1, 1, None]
+
+
+async def test_majority_wins_the_minority_fails_with_a_reason(work_dir: Path) -> None:
+    async with engine_on(work_dir, Hooks(redundancy=3)) as engine:
+        await create(engine, work_dir, [Part(params={}, name="only")])
+        for sid, node in (("s1", "honest-1"), ("s2", "cheat"), ("s3", "honest-2")):
+            assert await engine.next_subtask(TASK, sid, node) is not None
+        write_result(work_dir, "s1", "42")
+        write_result(work_dir, "s2", "41")
+        write_result(work_dir, "s3", "42")
+        first = await engine.verify(TASK, "s1")
+        assert first.result is R.AWAITING_DATA and "1 of 3" in first.reason
+        assert (await engine.verify(TASK, "s2")).result is R.AWAITING_DATA
+        # The last result completes the ballot: 2 of 3 agree, the part is done, merged.
+        last = await engine.verify(TASK, "s3")
+        assert last.result is R.SUCCESS and "2 of 3" in last.reason
+        assert outputs(work_dir) == {"result.txt": "42"}
+        # The subtasks that awaited data get their verdicts when verified again.
+        cheat = await engine.verify(TASK, "s2")
+        assert cheat.result is R.FAILURE and "outvoted" in cheat.reason
+        assert (await engine.verify(TASK, "s1")).result is R.SUCCESS
+        with pytest.raises(WrongState, match="s1"):
+            await engine.verify(TASK, "s1")  # told once only
+        status = await engine.task_status(TASK)
+        assert status.state == "finished" and status.failures == 1
+        assert status.nodes["cheat"].failures == 1
+        assert status.nodes["cheat"].subtasks == {"failure": 1}
+        assert status.nodes["honest-1"].subtasks == {"success": 1}
+
+
+async def test_no_majority_hands_out_more_copies(work_dir: Path) -> None:
+    async with engine_on(work_dir, Hooks(redundancy=2)) as engine:
+        await create(engine, work_dir, [Part(params={}, name="only")])
+        assert await engine.next_subtask(TASK, "s1", "n1") is not None
+        assert await engine.next_subtask(TASK, "s2", "n2") is not None
+        assert await engine.next_subtask(TASK, "s9", "n9") is None  # both copies are out
+        write_result(work_dir, "s1", "A")
+        write_result(work_dir, "s2", "B")
+        assert (await engine.verify(TASK, "s1")).result is R.AWAITING_DATA
+        tie = await engine.verify(TASK, "s2")
+        assert tie.result is R.AWAITING_DATA and "no majority" in tie.reason
+        # One more copy, to a third node; it agrees with s2.
+        assert await engine.has_pending_subtasks(TASK)
+        assert await engine.next_subtask(TASK, "s3", "n1") is None  # n1 voted already
+        assert await engine.next_subtask(TASK, "s3", "n3") is not None
+        write_result(work_dir, "s3", "B")
+        assert (await engine.verify(TASK, "s3")).result is R.SUCCESS
+        assert (await engine.verify(TASK, "s2")).result is R.SUCCESS
+        assert (await engine.verify(TASK, "s1")).result is R.FAILURE
+        assert outputs(work_dir) == {"result.txt": "B"}
+
+
+async def test_a_compare_hook_decides_what_agrees(work_dir: Path) -> None:
+    async def close(a: VerifyContext, b: VerifyContext) -> bool:
+        x, y = float(a.result_path.read_text()), float(b.result_path.read_text())
+        return abs(x - y) < 0.01
+
+    async with engine_on(work_dir, Hooks(redundancy=3, compare=close)) as engine:
+        await create(engine, work_dir, [Part(params={}, name="only")])
+        for sid, value in (("s1", "1.000"), ("s2", "1.001"), ("s3", "7.5")):
+            assert await engine.next_subtask(TASK, sid, f"node-{sid}") is not None
+            write_result(work_dir, sid, value)
+        for sid in ("s1", "s2"):
+            assert (await engine.verify(TASK, sid)).result is R.AWAITING_DATA
+        assert (await engine.verify(TASK, "s3")).result is R.FAILURE  # outvoted at once
+        assert (await engine.verify(TASK, "s1")).result is R.SUCCESS
+        assert outputs(work_dir) == {"result.txt": "1.000"}  # the oldest of the majority
+
+
+async def test_the_verify_hook_still_rejects_single_results(work_dir: Path) -> None:
+    async def hook(result: VerifyContext) -> bool:
+        return result.result_path.read_text() != "bad"
+
+    async with engine_on(work_dir, Hooks(verify=hook_verdict(hook), redundancy=2)) as engine:
+        await create(engine, work_dir, [Part(params={}, name="only")])
+        assert await engine.next_subtask(TASK, "s1", "n1") is not None
+        write_result(work_dir, "s1", "bad")
+        assert (await engine.verify(TASK, "s1")).result is R.FAILURE
+        # The rejected copy is handed out again, to another node.
+        assert await engine.next_subtask(TASK, "s2", "n1") is None
+        assert await engine.next_subtask(TASK, "s2", "n2") is not None
+
+
+def hook_verdict(hook):  # type: ignore[no-untyped-def]
+    from golem_apps import Verdict
+
+    async def run(context: VerifyContext) -> Verdict:
+        return Verdict.coerce(await hook(context))
+
+    return run
+
+
+async def test_a_node_is_banned_after_n_failures_and_gets_nothing_more(work_dir: Path) -> None:
+    parts = [Part(params={"n": n}, name=f"p{n}") for n in range(4)]
+    async with engine_on(work_dir, Hooks(ban_after=2)) as engine:
+        await create(engine, work_dir, parts)
+        for sid in ("s1", "s2"):
+            assert await engine.next_subtask(TASK, sid, "bad-node") is not None
+            write_result(work_dir, sid, "")  # empty: fails the default check
+            assert (await engine.verify(TASK, sid)).result is R.FAILURE
+        assert await engine.has_pending_subtasks(TASK)
+        assert await engine.next_subtask(TASK, "s3", "bad-node") is None
+        assert await engine.next_subtask(TASK, "s4", "good-node") is not None
+        status = await engine.task_status(TASK)
+        assert list(status.bans) == ["bad-node"]
+        assert "2 failed verifications" in status.bans["bad-node"]
+        assert "empty" in status.bans["bad-node"]
+        # The ban is in the status file before Verify answered.
+        assert read_task_status(work_dir / TASK).bans == status.bans
+    # Durable: a restarted engine still refuses the node.
+    async with engine_on(work_dir, Hooks(ban_after=2)) as engine:
+        assert await engine.next_subtask(TASK, "s5", "bad-node") is None
+
+
+async def test_no_ban_by_default(work_dir: Path) -> None:
+    async with engine_on(work_dir, Hooks(max_retries=10)) as engine:
+        await create(engine, work_dir, TWO)
+        for sid in ("s1", "s2", "s3"):
+            assert await engine.next_subtask(TASK, sid, "node") is not None
+            write_result(work_dir, sid, "")
+            assert (await engine.verify(TASK, sid)).result is R.FAILURE
+        assert await engine.next_subtask(TASK, "s4", "node") is not None
+        assert (await engine.task_status(TASK)).bans == {}
+
+
+async def test_status_counts_parts_nodes_and_retries(work_dir: Path) -> None:
+    parts = [Part(params={}, name="a"), Part(params={}, name="b", depends_on=["a"])]
+    async with engine_on(work_dir, Hooks(max_retries=5)) as engine:
+        await create(engine, work_dir, [*parts, Part(params={}, name="c")])
+        status = await engine.task_status(TASK)
+        assert status.parts == {"ready": 2, "blocked": 1, "computing": 0, "done": 0, "total": 3}
+        assert await engine.next_subtask(TASK, "s1", "n1") is not None
+        write_result(work_dir, "s1", "")
+        assert (await engine.verify(TASK, "s1")).result is R.FAILURE
+        assert await engine.next_subtask(TASK, "s2", "n2") is not None
+        status = await engine.task_status(TASK)
+        assert status.parts["computing"] == 1 and status.parts["ready"] == 1
+        assert status.nodes["n1"].subtasks == {"failure": 1}
+        assert status.nodes["n2"].subtasks == {"computing": 1}
+        assert (status.failures, status.max_retries, status.retries_left) == (1, 5, 5)
+    # The file written when the engine closed says the same, and is valid JSON.
+    on_disk = json.loads((work_dir / TASK / "status.json").read_text())
+    assert on_disk["nodes"]["n2"]["subtasks"] == {"computing": 1}
+    assert read_task_status(work_dir / TASK) == status
+    assert not (work_dir / TASK / "task_outputs" / "status.json").exists()
+
+
+async def test_the_status_file_follows_the_task_without_being_asked(work_dir: Path) -> None:
+    async with engine_on(work_dir) as engine:
+        await create(engine, work_dir, [Part(params={}, name="only")])
+        assert await engine.next_subtask(TASK, "s1", "n1") is not None
+        write_result(work_dir, "s1", "ok")
+        assert (await engine.verify(TASK, "s1")).result is R.SUCCESS
+        # The task's end is written at once, before Verify answers.
+        status = read_task_status(work_dir / TASK)
+        assert status.state == "finished"
+        assert status.parts["done"] == 1
+
+
+async def test_an_old_database_gets_the_new_columns(work_dir: Path) -> None:
+    import sqlite3
+
+    path = work_dir / "old.sqlite3"
+    conn = sqlite3.connect(path)
+    conn.executescript(
+        "CREATE TABLE tasks (id TEXT PRIMARY KEY, state TEXT NOT NULL, params TEXT NOT NULL,"
+        " total INTEGER NOT NULL DEFAULT 0, done INTEGER NOT NULL DEFAULT 0,"
+        " failures INTEGER NOT NULL DEFAULT 0);"
+        "INSERT INTO tasks (id, state, params) VALUES ('t', 'active', '{}');"
+    )
+    conn.close()
+    Database(path).close()
+    assert query_columns(path, "tasks") >= {"redundancy", "ban_after"}
+    assert query_columns(path, "subtasks") >= {"reason", "told"}
+
+
+def query_columns(path: Path, table: str) -> set[str]:
+    import sqlite3
+
+    conn = sqlite3.connect(path)
+    try:
+        return {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+    finally:
+        conn.close()
+
+
+async def test_discarding_a_voted_result_restarts_the_whole_vote(work_dir: Path) -> None:
+    async with engine_on(work_dir, Hooks(redundancy=2)) as engine:
+        await create(engine, work_dir, TWO)
+        for sid, node in (("s1", "n1"), ("s2", "n2")):
+            assert await engine.next_subtask(TASK, sid, node) is not None
+            write_result(work_dir, sid, "same")
+        assert (await engine.verify(TASK, "s1")).result is R.AWAITING_DATA
+        assert (await engine.verify(TASK, "s2")).result is R.SUCCESS
+        assert sorted(await engine.discard_subtasks(TASK, ["s2"])) == ["s1", "s2"]
+        assert query(work_dir, "SELECT status, wanted FROM parts WHERE idx = 0") == [("ready", 2)]
+        with pytest.raises(WrongState):
+            await engine.verify(TASK, "s1")  # its verdict went with the vote

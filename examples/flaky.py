@@ -7,7 +7,12 @@ Task params (all optional):
 
 - ``parts``: how many parts (default 8);
 - ``n``: the task sums ``k * k`` for ``k`` in ``range(n)`` (default 100000);
-- ``fail_rate``: the fraction of computations that fail (default 0.3, below 1).
+- ``fail_rate``: the fraction of computations that fail (default 0.3, below 1);
+- ``cheat_slot``: the "wrong answer" mode: the local runner's provider slot with
+  this number (1, 2, ...) is a dishonest machine that returns a wrong sum
+  without failing. It knows its slot from its work dir
+  (``providers/provider<N>-.../``), which only the local runner lays out so.
+  ``examples/voting.py`` outvotes and bans it.
 
 Each part sums the squares of its slice of ``range(n)``; verify recomputes the
 slice; merge adds the parts into ``total.txt``.
@@ -58,10 +63,26 @@ def sum_of_squares(start: int, stop: int) -> int:
 @requestor.task
 def split(task: TaskContext) -> Iterator[Part]:
     """One part per slice of ``range(n)``."""
-    parts, n, fail_rate = _params(task.params)
+    yield from slices(task.params)
+
+
+def slices(task_params: dict[str, Any]) -> Iterator[Part]:
+    """The task's parts: one per slice of ``range(n)``."""
+    parts, n, fail_rate = _params(task_params)
+    cheat = task_params.get("cheat_slot")
+    if cheat is not None and (isinstance(cheat, bool) or not isinstance(cheat, int)):
+        raise ValueError(f"param 'cheat_slot' must be an integer, got {cheat!r}")
     for i in range(parts):
         params = {"start": n * i // parts, "stop": n * (i + 1) // parts, "fail_rate": fail_rate}
+        if cheat is not None:
+            params["cheat_slot"] = cheat
         yield Part(params=params, name=f"slice-{i}")
+
+
+def is_cheater(ctx: ComputeContext) -> bool:
+    """True on the runner's provider slot named by ``cheat_slot``."""
+    slot = ctx.params.get("cheat_slot")
+    return slot is not None and ctx.task_dir.parent.name.startswith(f"provider{slot}-")
 
 
 @provider.compute
@@ -70,7 +91,10 @@ def compute(ctx: ComputeContext) -> Path:
     if random.random() < ctx.params["fail_rate"]:
         raise RuntimeError("simulated failure (fail_rate)")
     out = ctx.subtask_dir / "sum.txt"
-    out.write_text(str(sum_of_squares(ctx.params["start"], ctx.params["stop"])))
+    value = sum_of_squares(ctx.params["start"], ctx.params["stop"])
+    if is_cheater(ctx):
+        value += 1  # a wrong answer, and no error: only a check or a vote catches it
+    out.write_text(str(value))
     return out
 
 

@@ -41,8 +41,9 @@ class RunResult:
 
     @property
     def retries(self) -> int:
-        """Subtasks beyond one per verified part: the recomputations."""
-        return max(0, self.subtasks - self.parts)
+        """Subtasks beyond those a verified part needs (``redundancy`` each): recomputations."""
+        redundancy = self.status.redundancy if self.status is not None else 1
+        return max(0, self.subtasks - self.parts * redundancy)
 
 
 def format_summary(result: RunResult) -> str:

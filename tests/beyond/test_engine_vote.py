@@ -45,6 +45,9 @@ async def test_majority_wins_the_minority_fails_with_a_reason(work_dir: Path) ->
         write_result(work_dir, "s3", "42")
         first = await engine.verify(TASK, "s1")
         assert first.result is R.AWAITING_DATA and "1 of 3" in first.reason
+        # Asked again (as a node re-queues it) it still awaits the others.
+        again = await engine.verify(TASK, "s1")
+        assert again.result is R.AWAITING_DATA and "1 of 3" in again.reason
         assert (await engine.verify(TASK, "s2")).result is R.AWAITING_DATA
         # The last result completes the ballot: 2 of 3 agree, the part is done, merged.
         last = await engine.verify(TASK, "s3")

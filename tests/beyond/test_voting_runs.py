@@ -68,6 +68,26 @@ async def test_a_cheating_provider_is_outvoted_and_banned(tmp_path: Path) -> Non
     assert banned and banned <= set(status.bans)
 
 
+async def test_a_banned_provider_is_replaced_by_another_machine(tmp_path: Path) -> None:
+    # Three providers for three copies of each part: once slot 1's node is
+    # banned, only a new machine in that slot lets the parts find three nodes.
+    events = NodeEvents()
+    result = await run_task(
+        "examples.voting",
+        params={"parts": 5, "n": 5000, "cheat_slot": 1},
+        providers=3,
+        in_process=True,
+        work_dir=tmp_path / "work",
+        reporter=events,
+    )
+    assert (result.outputs_dir / "total.txt").read_text() == f"{sum_of_squares(5000)}\n"
+    assert result.status is not None
+    replaced = [node for kind, node, _ in events.nodes if kind == "replaced"]
+    assert replaced and set(replaced) <= set(result.status.bans)
+    cheaters = {node for node in result.status.nodes if node.startswith("provider1-")}
+    assert len(cheaters) >= 2  # the banned node, then its replacement
+
+
 class Server:
     """A ``golem_apps.serve examples.voting requestor`` subprocess that a test can SIGKILL."""
 

@@ -26,7 +26,8 @@ lint: $(STAMP)
 
 # Regenerate the betterproto messages and grpclib stubs from protos/.
 PROTOS := protos/golem_task_api/constants.proto protos/golem_task_api/envs.proto \
-	protos/golem_task_api/golem_task_api.proto protos/grpc/health/v1/health.proto
+	protos/golem_task_api/golem_task_api.proto protos/grpc/health/v1/health.proto \
+	protos/golem_apps/progress.proto
 PROTOC := PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m grpc_tools.protoc -I protos
 
 proto: $(STAMP)

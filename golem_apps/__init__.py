@@ -50,7 +50,13 @@ from ._requestor import AppInfo, Requestor, TaskOptions
 from ._taskstatus import NodeStatus, TaskStatus, read_task_status
 
 if TYPE_CHECKING:
-    from ._client import CreatedTask, ProviderClient, RequestorClient, SubtaskAssignment
+    from ._client import (
+        CreatedTask,
+        ProgressReport,
+        ProviderClient,
+        RequestorClient,
+        SubtaskAssignment,
+    )
     from .server._provider import ProviderServer, run_provider, serve_provider
     from .server._requestor import RequestorServer, serve_requestor
 
@@ -71,6 +77,7 @@ __all__ = [
     "NodeStatus",
     "Part",
     "PartResult",
+    "ProgressReport",
     "Provider",
     "ProviderClient",
     "ProviderServer",
@@ -96,6 +103,7 @@ __all__ = [
 
 _LAZY = {
     "CreatedTask": "._client",
+    "ProgressReport": "._client",
     "ProviderClient": "._client",
     "RequestorClient": "._client",
     "SubtaskAssignment": "._client",

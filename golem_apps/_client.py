@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -36,6 +37,18 @@ class CreatedTask:
     env_id: str
     prerequisites: dict[str, Any]
     min_memory_mib: float
+
+
+@dataclass(frozen=True)
+class ProgressReport:
+    """A provider's progress, as its compute handler last reported it (``ctx.progress``)."""
+
+    subtask_id: str
+    fraction: float
+    """From 0 to 1."""
+    message: str
+    beats: int
+    """How many reports the computation made so far (0: none yet): a heartbeat counter."""
 
 
 @dataclass(frozen=True)
@@ -220,3 +233,14 @@ class ProviderClient(_Client):
     async def shutdown(self) -> None:
         """Shutdown: cancels a running computation; the server then exits."""
         await self._stub.shutdown(api.ShutdownRequest())
+
+    async def watch_progress(self) -> AsyncGenerator[ProgressReport, None]:
+        """Stream the computation's progress (golem_apps' own ProviderProgress service).
+
+        Yields the current state at once, then each new report; ends when the
+        provider has answered its request (or its connection closes).
+        """
+        from .proto.golem_apps import ProviderProgressStub, WatchRequest
+
+        async for update in ProviderProgressStub(self.channel).watch(WatchRequest()):
+            yield ProgressReport(update.subtask_id, update.fraction, update.message, update.beats)

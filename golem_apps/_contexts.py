@@ -6,8 +6,9 @@ This module is on the provider's start-up path: keep it free of heavy imports.
 from __future__ import annotations
 
 import enum
+import math
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -146,7 +147,8 @@ class ComputeContext:
     ``subtask_dir`` (``<task dir>/<subtask_id>``) is created for the handler;
     the returned result file must lie inside ``task_dir``. A sync handler
     polls ``cancelled`` in long loops: it becomes true when the node shuts the
-    provider down mid-computation.
+    provider down mid-computation. :meth:`progress` reports how far it got
+    (and that it is alive) to golem_apps clients such as the local runner.
     """
 
     task_id: str
@@ -154,6 +156,23 @@ class ComputeContext:
     params: dict[str, Any]
     task_dir: Path
     _cancel_event: threading.Event = field(default_factory=threading.Event, repr=False)
+    _progress: Callable[[float, str], None] | None = field(default=None, repr=False)
+
+    def progress(self, fraction: float, message: str = "") -> None:
+        """Report progress: ``fraction`` done (0 to 1) and an optional message.
+
+        Each call is also a heartbeat: a runner watching with a heartbeat
+        timeout replaces a provider whose reports stop. Cheap and thread-safe;
+        call it as often as you like (watchers get the latest report). A Golem
+        node does not read it.
+        """
+        if isinstance(fraction, bool) or not isinstance(fraction, int | float):
+            raise ValueError(f"ctx.progress(fraction=...) must be a number, got {fraction!r}")
+        value = float(fraction)
+        if math.isnan(value) or not 0.0 <= value <= 1.0:
+            raise ValueError(f"ctx.progress(fraction=...) must be within [0, 1], got {fraction!r}")
+        if self._progress is not None:
+            self._progress(value, str(message))
 
     @property
     def subtask_dir(self) -> Path:

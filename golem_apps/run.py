@@ -86,6 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--subtask-timeout", type=_positive_float, metavar="S", help="kill a provider after S s"
     )
     parser.add_argument(
+        "--heartbeat-timeout", type=_positive_float, metavar="S",
+        help="replace a provider whose progress reports (ctx.progress) stop for S s",
+    )  # fmt: skip
+    parser.add_argument(
         "--max-subtasks", type=_non_negative_int, default=0, metavar="N",
         help="max_subtasks_count for CreateTask (0 = no limit)",
     )  # fmt: skip
@@ -152,6 +156,7 @@ async def _run(args: argparse.Namespace, params: dict[str, Any], reporter: Repor
                     work_dir=args.work_dir,
                     out=args.out,
                     subtask_timeout=args.subtask_timeout,
+                    heartbeat_timeout=args.heartbeat_timeout,
                     max_subtasks=args.max_subtasks,
                     max_attempts=args.max_attempts,
                     in_process=args.in_process,

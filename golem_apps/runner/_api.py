@@ -97,6 +97,7 @@ async def run_task(
     log_level: str = "WARNING",
     python: str | None = None,
     reporter: Reporter | None = None,
+    heartbeat_timeout: float | None = None,
 ) -> RunResult:
     """Run one task of the app in ``module`` to completion and return what happened.
 
@@ -107,6 +108,9 @@ async def run_task(
     resources and results, and verifies each result. A provider that fails,
     crashes or exceeds ``subtask_timeout`` seconds is killed and its subtask
     aborted; its part is computed again, up to ``max_attempts`` times.
+    Providers stream their progress (``ctx.progress``) to ``reporter``; with
+    ``heartbeat_timeout`` a provider that reported progress once and then stays
+    silent that many seconds is flagged (``stalled``), killed and replaced.
 
     By default every app runs as a ``python -m golem_apps.serve`` child process
     (``python`` is the interpreter, default this one); ``in_process=True`` serves
@@ -121,6 +125,8 @@ async def run_task(
     If cancelled, the task is aborted (AbortTask) and every child killed first.
     """
     _check_options(providers, subtask_timeout, max_attempts)
+    if heartbeat_timeout is not None and heartbeat_timeout <= 0:
+        raise ValueError(f"heartbeat_timeout must be positive, got {heartbeat_timeout:g}")
     if not module or ":" in module:
         raise ValueError(f"expected a module defining 'requestor' and 'provider', got {module!r}")
     if max_subtasks < 0:
@@ -159,6 +165,7 @@ async def run_task(
                 max_attempts=max_attempts,
                 reporter=reporter,
                 stats=stats,
+                heartbeat_timeout=heartbeat_timeout,
             )
             try:
                 await scheduler.run()

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import anyio
 from grpclib.exceptions import GRPCError
 
-from .._client import RequestorClient, SubtaskAssignment
+from .._client import ProgressReport, RequestorClient, SubtaskAssignment
 from .._contexts import VerifyResult
 from .._exceptions import ComputeFailed, TaskFailed
 from .._taskstatus import read_task_status
@@ -82,6 +82,7 @@ class Scheduler:
         max_attempts: int,
         reporter: Reporter,
         stats: Stats,
+        heartbeat_timeout: float | None = None,
     ) -> None:
         self._client = client
         self._nodes = nodes
@@ -100,6 +101,9 @@ class Scheduler:
         self._wake = anyio.Event()
         self._fatal: str | None = None
         self._bans_seen: set[str] = set()
+        self._heartbeat_timeout = heartbeat_timeout
+        #: The last progress report of each provider computing now, by node id.
+        self.progress: dict[str, ProgressReport] = {}
 
     def _notify(self) -> None:
         self._wake.set()
@@ -235,20 +239,33 @@ class Scheduler:
                 await anyio.to_thread.run_sync(
                     ship_resources, self._task_dir, task_dir, assignment.resources
                 )
+                node_id = subtask.node_id
+
+                def on_progress(report: ProgressReport) -> None:
+                    self.progress[node_id] = report
+                    self._reporter.progress(node_id, subtask_id, report.fraction, report.message)
+
                 job = ComputeJob(
                     self._task_id,
                     subtask_id,
                     assignment.params,
                     task_dir,
                     self._work_dir / LOGS_DIR / f"{subtask_id}.log",
+                    on_progress=on_progress,
+                    heartbeat_timeout=self._heartbeat_timeout,
                 )
-                output = await self._nodes.compute(job)
+                try:
+                    output = await self._nodes.compute(job)
+                finally:
+                    self.progress.pop(node_id, None)
             await anyio.to_thread.run_sync(
                 ship_result, task_dir, output, self._task_dir, subtask_id
             )
         except TimeoutError:
             return f"timed out after {self._timeout:g} s; provider killed"
         except (ComputeFailed, OSError) as exc:
+            if str(exc).startswith("no heartbeat"):
+                self._reporter.node_event("stalled", subtask.node_id, f"{exc}; provider replaced")
             return str(exc)
         return None
 

@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import logging
 import signal
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import anyio
-from grpclib.exceptions import GRPCError
+from grpclib.exceptions import GRPCError, StreamTerminatedError
 
-from .._client import ProviderClient, RequestorClient
+from .._client import ProgressReport, ProviderClient, RequestorClient
 from .._exceptions import ComputeFailed, ConfigError, TaskFailed
 from ._process import (
     PROVIDER_EXIT_TIMEOUT,
@@ -44,6 +44,72 @@ class ComputeJob:
     params: dict[str, Any]
     task_dir: Path
     log_path: Path
+    on_progress: Callable[[ProgressReport], None] | None = None
+    """Called with each progress report the provider streams."""
+    heartbeat_timeout: float | None = None
+    """Once the provider has reported progress, the longest silence it may keep."""
+
+
+async def _watch(client: ProviderClient, job: ComputeJob, stalled: list[str]) -> None:
+    # Follow the provider's progress; after a first report, a silence longer than
+    # the heartbeat timeout is a stall: say why in ``stalled`` and return.
+    last: ProgressReport | None = None
+    updates = client.watch_progress()
+    try:
+        while True:
+            timeout = job.heartbeat_timeout if last is not None and last.beats else None
+            with anyio.move_on_after(timeout) as silence:
+                try:
+                    report = await updates.__anext__()
+                except StopAsyncIteration:
+                    return
+            if silence.cancelled_caught:
+                assert last is not None and timeout is not None
+                shown = f"{last.fraction:.0%}" + (f" {last.message}" if last.message else "")
+                stalled.append(f"no heartbeat for {timeout:g} s (last progress: {shown})")
+                return
+            if report.beats and (last is None or report.beats != last.beats):
+                if job.on_progress is not None:
+                    job.on_progress(report)
+            last = report
+    except (GRPCError, OSError, StreamTerminatedError):
+        return  # the provider is gone: Compute tells why
+    finally:
+        await updates.aclose()
+
+
+async def compute_watched(client: ProviderClient, job: ComputeJob) -> str:
+    """Compute through ``client`` while watching its progress and heartbeat.
+
+    Raises ComputeFailed when the heartbeat stops (the caller kills the provider).
+    """
+    if job.on_progress is None and job.heartbeat_timeout is None:
+        return await client.compute(job.task_id, job.subtask_id, job.params)
+    stalled: list[str] = []
+    output: str | None = None
+    error: Exception | None = None
+    async with anyio.create_task_group() as group:
+
+        async def watch() -> None:
+            try:
+                await _watch(client, job, stalled)
+            except Exception as exc:  # watching is a bonus: never fail a computation for it
+                log.warning("watching subtask %s failed: %s", job.subtask_id, exc)
+            if stalled:
+                group.cancel_scope.cancel()
+
+        group.start_soon(watch)
+        try:
+            output = await client.compute(job.task_id, job.subtask_id, job.params)
+        except Exception as exc:  # raised below, outside the task group (not in a group)
+            error = exc
+        group.cancel_scope.cancel()
+    if stalled:
+        raise ComputeFailed(stalled[0])
+    if error is not None:
+        raise error
+    assert output is not None
+    return output
 
 
 class Nodes(Protocol):
@@ -117,10 +183,12 @@ class SubprocessNodes:
         async with serve_process(command, "provider", job.log_path, self.env) as child:
             client = await _connect_provider(child.host, child.port)
             try:
-                output = await client.compute(job.task_id, job.subtask_id, job.params)
+                output = await compute_watched(client, job)
             except GRPCError as exc:
                 await wait_exit(child.process, PROVIDER_EXIT_TIMEOUT)
                 raise ComputeFailed(f"compute failed: {exc.message}") from None
+            except ComputeFailed:
+                raise  # its heartbeat stopped: killed as the block ends
             except Exception:  # the connection broke: the process died under us
                 code = await wait_exit(child.process, PROVIDER_EXIT_TIMEOUT)
                 why = await anyio.to_thread.run_sync(tail, job.log_path)
@@ -185,7 +253,7 @@ class InProcessNodes:
             async with serve_provider(self.provider_app, work_dir=job.task_dir) as server:
                 client = await _connect_provider("127.0.0.1", server.port)
                 try:
-                    output = await client.compute(job.task_id, job.subtask_id, job.params)
+                    output = await compute_watched(client, job)
                 except GRPCError as exc:
                     raise ComputeFailed(f"compute failed: {exc.message}") from None
                 finally:

@@ -23,6 +23,7 @@ from .._validate import parse_params, safe_name
 from ..proto import golem_task_api as api
 from ._health import Health
 from ._listen import check_work_dir, start
+from ._progress import ProgressService
 from ._unary import unary
 
 log = logging.getLogger("golem_apps.provider")
@@ -53,9 +54,12 @@ def _result_path(task_dir: Path, output: object) -> str:
 class ProviderService:
     """The ``golem_task_api.ProviderApp`` service: serves exactly one request."""
 
-    def __init__(self, app: Provider, work_dir: Path) -> None:
+    def __init__(
+        self, app: Provider, work_dir: Path, progress: ProgressService | None = None
+    ) -> None:
         self._app = app
         self._work_dir = work_dir
+        self._progress = progress
         self._busy = False
         self._busy_replying = False
         self._work: asyncio.Future[object] | None = None
@@ -104,7 +108,8 @@ class ProviderService:
         if handler is None:
             raise ConfigError("the app has no @provider.compute handler")
         typed = self._app.handler_args("compute", params, "subtask_params_json")
-        context = ComputeContext(task_id, subtask_id, params, self._work_dir)
+        sink = self._progress.sink(subtask_id) if self._progress is not None else None
+        context = ComputeContext(task_id, subtask_id, params, self._work_dir, _progress=sink)
         self._context = context
         context.subtask_dir.mkdir(parents=True, exist_ok=True)
         work = asyncio.ensure_future(call(handler, context, *typed, abandon_on_cancel=True))
@@ -192,14 +197,17 @@ async def serve_provider(
         raise ConfigError("the provider app has no @provider.compute handler")
     root = check_work_dir(Path(work_dir))
     async with app.run_lifespan():
-        service = ProviderService(app, root)
+        progress = ProgressService()
+        progress.bind()
+        service = ProviderService(app, root, progress)
         server, bound = await start(
-            [service, Health(("golem_task_api.ProviderApp",))], host, port, root
+            [service, Health(("golem_task_api.ProviderApp",)), progress], host, port, root
         )
         try:
             yield ProviderServer(service, host, bound)
         finally:
             service.cancel()
+            progress.close()  # the Watch streams end before the server closes
             server.close()
             await server.wait_closed()
 

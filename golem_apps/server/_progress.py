@@ -1,0 +1,160 @@
+"""The provider's ``golem_apps.ProviderProgress`` service: progress and heartbeats, streamed.
+
+On the provider's start-up path: standard library and grpclib only. Its two
+messages are encoded by hand here (``protos/golem_apps/progress.proto``;
+tests check the bytes against the generated betterproto classes, which the
+clients use).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+import threading
+from collections.abc import Callable
+from contextlib import suppress
+from typing import Any
+
+from grpclib.const import Cardinality, Handler
+
+#: The Watch RPC's path.
+WATCH_PATH = "/golem_apps.ProviderProgress/Watch"
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+class WatchRequest:
+    """The empty WatchRequest (any content is ignored, as proto3 allows)."""
+
+    @classmethod
+    def FromString(cls, data: bytes) -> WatchRequest:  # noqa: N802 - grpclib's codec calls it so
+        """Decode (nothing to read)."""
+        return cls()
+
+    def SerializeToString(self) -> bytes:  # noqa: N802
+        """Encode: the empty message."""
+        return b""
+
+
+class ProgressUpdate:
+    """One progress update: subtask id, fraction, message, heartbeat count."""
+
+    __slots__ = ("beats", "fraction", "message", "subtask_id")
+
+    def __init__(
+        self, subtask_id: str = "", fraction: float = 0.0, message: str = "", beats: int = 0
+    ) -> None:
+        self.subtask_id = subtask_id
+        self.fraction = fraction
+        self.message = message
+        self.beats = beats
+
+    @classmethod
+    def FromString(cls, data: bytes) -> ProgressUpdate:  # noqa: N802
+        """Not needed on the provider (it only sends updates)."""
+        raise NotImplementedError("the provider never decodes a ProgressUpdate")
+
+    def SerializeToString(self) -> bytes:  # noqa: N802
+        """The proto3 encoding (fields at their default are left out)."""
+        out = bytearray()
+        for number, text in ((1, self.subtask_id), (3, self.message)):
+            if text:
+                raw = text.encode("utf-8")
+                out += _varint(number << 3 | 2) + _varint(len(raw)) + raw
+            if number == 1 and self.fraction != 0.0:
+                out += _varint(2 << 3 | 1) + struct.pack("<d", self.fraction)
+        if self.beats:
+            out += _varint(4 << 3) + _varint(self.beats)
+        return bytes(out)
+
+
+class ProgressService:
+    """Holds the running computation's last progress and streams it to watchers.
+
+    :meth:`report` may be called from any thread (a sync compute runs in its
+    own); updates are coalesced: a watcher gets the latest, never a backlog.
+    """
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._lock = threading.Lock()
+        self._pending: tuple[str, float, str] = ("", 0.0, "")
+        self._beats = 0
+        self._scheduled = False
+        self._current = ProgressUpdate()
+        self._watchers: set[asyncio.Event] = set()
+        self._closed = False
+
+    def bind(self) -> None:
+        """Remember the serving event loop (call from it)."""
+        self._loop = asyncio.get_running_loop()
+
+    def sink(self, subtask_id: str) -> Callable[[float, str], None]:
+        """The callback a ComputeContext reports its progress to."""
+
+        def report(fraction: float, message: str) -> None:
+            self.report(subtask_id, fraction, message)
+
+        return report
+
+    def report(self, subtask_id: str, fraction: float, message: str) -> None:
+        """Record a progress report (a heartbeat); thread-safe, never blocks."""
+        with self._lock:
+            self._pending = (subtask_id, fraction, message)
+            self._beats += 1
+            if self._scheduled or self._loop is None:
+                return
+            self._scheduled = True
+        with suppress(RuntimeError):  # the loop is closed: nobody watches any more
+            self._loop.call_soon_threadsafe(self._publish)
+
+    def _publish(self) -> None:
+        with self._lock:
+            self._scheduled = False
+            subtask_id, fraction, message = self._pending
+            self._current = ProgressUpdate(subtask_id, fraction, message, self._beats)
+        self._wake()
+
+    def _wake(self) -> None:
+        for event in self._watchers:
+            event.set()
+
+    def close(self) -> None:
+        """The provider's request is answered: end every stream."""
+        self._closed = True
+        self._wake()
+
+    async def watch(self, stream: Any) -> None:
+        """Watch: the current state at once, then each change, until :meth:`close`."""
+        await stream.recv_message()
+        event = asyncio.Event()
+        self._watchers.add(event)
+        try:
+            sent = -1
+            while True:
+                update = self._current
+                if update.beats != sent:
+                    await stream.send_message(update)
+                    sent = update.beats
+                if self._closed:
+                    return
+                await event.wait()
+                event.clear()
+        finally:
+            self._watchers.discard(event)
+
+    def __mapping__(self) -> dict[str, Handler]:
+        return {
+            WATCH_PATH: Handler(self.watch, Cardinality.UNARY_STREAM, WatchRequest, ProgressUpdate)
+        }
+

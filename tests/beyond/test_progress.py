@@ -1,0 +1,154 @@
+"""Provider progress and heartbeats: ctx.progress, the ProviderProgress stream, the runner."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from golem_apps import ComputeContext
+from golem_apps.proto.golem_apps import ProgressUpdate as Generated
+from golem_apps.runner import Reporter, run_task
+from golem_apps.server._progress import ProgressUpdate as Light
+
+APP = "tests.apps.progress_app"
+
+
+class Seen(Reporter):
+    """Keeps the runner's progress and node events."""
+
+    def __init__(self) -> None:
+        self.started: dict[str, str] = {}  # subtask id -> its node, from "started"
+        self.reports: list[tuple[str, str, float, str]] = []
+        self.nodes: list[tuple[str, str, str]] = []
+
+    def event(self, kind: str, subtask_id: str, detail: str = "") -> None:
+        if kind == "started":
+            self.started[subtask_id] = detail.removeprefix("on ")
+
+    def progress(self, node_id: str, subtask_id: str, fraction: float, message: str) -> None:
+        self.reports.append((node_id, subtask_id, fraction, message))
+
+    def node_event(self, kind: str, node_id: str, detail: str = "") -> None:
+        self.nodes.append((kind, node_id, detail))
+
+
+@pytest.mark.parametrize(
+    "update",
+    [
+        ("", 0.0, "", 0),
+        ("3f2c-subtask", 0.25, "step 1/4", 1),
+        ("ü-ñ", 1.0, "done ✓" * 40, 2**40),
+        ("s", 1e-300, "x", 127),
+        ("s", 0.5, "", 128),
+    ],
+)
+def test_the_light_encoding_is_the_generated_one(update: tuple[str, float, str, int]) -> None:
+    subtask_id, fraction, message, beats = update
+    light = Light(subtask_id, fraction, message, beats).SerializeToString()
+    generated = Generated(subtask_id=subtask_id, fraction=fraction, message=message, beats=beats)
+    assert light == bytes(generated)
+    decoded = Generated().parse(light)
+    assert (decoded.subtask_id, decoded.fraction, decoded.message, decoded.beats) == update
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.5, math.nan, "half", True, None])
+def test_progress_refuses_a_bad_fraction(tmp_path: Path, bad: object) -> None:
+    ctx = ComputeContext("t", "s", {}, tmp_path)
+    with pytest.raises(ValueError, match="fraction"):
+        ctx.progress(bad)  # type: ignore[arg-type]
+
+
+def test_progress_reaches_the_sink_and_is_optional(tmp_path: Path) -> None:
+    got: list[tuple[float, str]] = []
+    ctx = ComputeContext("t", "s", {}, tmp_path, _progress=lambda f, m: got.append((f, m)))
+    ctx.progress(1, "all")
+    ctx.progress(0.5)
+    assert got == [(1.0, "all"), (0.5, "")]
+    ComputeContext("t", "s", {}, tmp_path).progress(0.5)  # no watcher: nothing happens
+
+
+@pytest.mark.anyio
+async def test_progress_reaches_the_runner(tmp_path: Path) -> None:
+    seen = Seen()
+    result = await run_task(
+        APP,
+        params={"parts": 2, "steps": 4, "pause": 0.05},
+        providers=2,
+        in_process=True,
+        work_dir=tmp_path / "work",
+        reporter=seen,
+    )
+    assert result.parts == 2
+    reports = seen.reports
+    assert reports
+    for node_id, subtask_id, fraction, message in reports:
+        assert seen.started[subtask_id] == node_id  # the provider computing that subtask
+        assert message == f"step {round(fraction * 4)}/4"
+    # Each subtask's reports arrive in order and reach 100%.
+    for subtask_id in seen.started:
+        fractions = [f for _, sid, f, _ in reports if sid == subtask_id]
+        assert fractions == sorted(fractions) and fractions[-1] == 1.0
+
+
+@pytest.mark.anyio
+@pytest.mark.slow
+async def test_progress_reaches_the_runner_from_provider_processes(
+    tmp_path: Path, python: str
+) -> None:
+    seen = Seen()
+    result = await run_task(
+        APP,
+        params={"parts": 2, "steps": 3, "pause": 0.1},
+        providers=2,
+        work_dir=tmp_path / "work",
+        reporter=seen,
+        python=python,
+    )
+    assert result.parts == 2
+    messages = {message for _, _, _, message in seen.reports}
+    assert "step 3/3" in messages
+    assert {sid for _, sid, _, _ in seen.reports} == set(seen.started)
+
+
+@pytest.mark.anyio
+async def test_a_provider_that_hangs_without_heartbeat_is_replaced(tmp_path: Path) -> None:
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    seen = Seen()
+    result = await run_task(
+        APP,
+        params={"parts": 2, "hang_once": str(markers)},
+        providers=2,
+        in_process=True,
+        work_dir=tmp_path / "work",
+        subtask_timeout=60,  # far away: the heartbeat notices first
+        heartbeat_timeout=0.5,
+        reporter=seen,
+    )
+    assert result.parts == 2
+    assert sorted(p.name for p in markers.iterdir()) == ["0.hung", "1.hung"]
+    hung = {path.read_text() for path in markers.iterdir()}
+    # Both hung subtasks failed for their silence, not for the subtask timeout...
+    assert {f.subtask_id for f in result.failures} == hung
+    for failure in result.failures:
+        assert failure.reason.startswith("no heartbeat for 0.5 s")
+        assert "25% about to hang" in failure.reason
+    # ...were flagged, and their parts were computed again by other providers.
+    stalled = [node for kind, node, _ in seen.nodes if kind == "stalled"]
+    assert sorted(stalled) == sorted(seen.started[sid] for sid in hung)
+    assert result.subtasks == 4
+
+
+@pytest.mark.anyio
+async def test_a_provider_that_keeps_beating_is_left_alone(tmp_path: Path) -> None:
+    result = await run_task(
+        APP,
+        params={"parts": 1, "steps": 10, "pause": 0.05},
+        providers=1,
+        in_process=True,
+        work_dir=tmp_path / "work",
+        heartbeat_timeout=2.0,  # 40 times the gap between two beats
+    )
+    assert (result.parts, result.subtasks, result.failures) == (1, 1, ())

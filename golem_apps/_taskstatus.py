@@ -103,7 +103,7 @@ def write_task_status(task_dir: Path, status: TaskStatus) -> None:
     try:
         with temp.open("w", encoding="utf-8") as stream:
             json.dump(status.to_dict(), stream, indent=1, sort_keys=True)
-        os.replace(temp, target)
+        temp.replace(target)
     finally:
         temp.unlink(missing_ok=True)
 

@@ -160,7 +160,6 @@ class SqliteEngine:
             return await self._db.call(_ops.take_decided, task_id, subtask_id)
         if pending.state == "awaiting":
             return await self._vote(task_id, subtask_id)
-        task_dir = self._work_dir / task_id
         if path is None:
             folder = f"{SUBTASK_OUTPUTS_DIR}/{subtask_id}"
             verdict = Verdict(R.FAILURE, f"subtask {subtask_id!r}: no result file in {folder}")
@@ -210,9 +209,7 @@ class SqliteEngine:
                 )
             groups = await self._group(task_id, ballot)
             try:
-                outcome = await self._db.call(
-                    _ops.apply_vote, task_id, subtask_id, ballot, groups
-                )
+                outcome = await self._db.call(_ops.apply_vote, task_id, subtask_id, ballot, groups)
             except WrongState:
                 if await self._db.call(_ops.vote_candidates, task_id, subtask_id) == ballot:
                     raise

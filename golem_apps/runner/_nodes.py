@@ -68,9 +68,9 @@ async def _watch(client: ProviderClient, job: ComputeJob, stalled: list[str]) ->
                 shown = f"{last.fraction:.0%}" + (f" {last.message}" if last.message else "")
                 stalled.append(f"no heartbeat for {timeout:g} s (last progress: {shown})")
                 return
-            if report.beats and (last is None or report.beats != last.beats):
-                if job.on_progress is not None:
-                    job.on_progress(report)
+            fresh = report.beats and (last is None or report.beats != last.beats)
+            if fresh and job.on_progress is not None:
+                job.on_progress(report)
             last = report
     except (GRPCError, OSError, StreamTerminatedError):
         return  # the provider is gone: Compute tells why

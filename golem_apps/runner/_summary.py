@@ -64,8 +64,7 @@ def format_summary(result: RunResult) -> str:
         if status.redundancy > 1:
             lines.append(f"  redundancy:     {status.redundancy} (results vote)")
         lines.append(
-            f"  retries used:   {status.failures} of {status.max_retries} "
-            f"(failed verifications)"
+            f"  retries used:   {status.failures} of {status.max_retries} (failed verifications)"
         )
         lines.append(f"  nodes:          {len(status.nodes)}")
         for node, info in list(status.nodes.items())[:10]:

@@ -37,11 +37,11 @@ class WatchRequest:
     """The empty WatchRequest (any content is ignored, as proto3 allows)."""
 
     @classmethod
-    def FromString(cls, data: bytes) -> WatchRequest:  # noqa: N802 - grpclib's codec calls it so
+    def FromString(cls, data: bytes) -> WatchRequest:
         """Decode (nothing to read)."""
         return cls()
 
-    def SerializeToString(self) -> bytes:  # noqa: N802
+    def SerializeToString(self) -> bytes:
         """Encode: the empty message."""
         return b""
 
@@ -60,11 +60,11 @@ class ProgressUpdate:
         self.beats = beats
 
     @classmethod
-    def FromString(cls, data: bytes) -> ProgressUpdate:  # noqa: N802
+    def FromString(cls, data: bytes) -> ProgressUpdate:
         """Not needed on the provider (it only sends updates)."""
         raise NotImplementedError("the provider never decodes a ProgressUpdate")
 
-    def SerializeToString(self) -> bytes:  # noqa: N802
+    def SerializeToString(self) -> bytes:
         """The proto3 encoding (fields at their default are left out)."""
         out = bytearray()
         for number, text in ((1, self.subtask_id), (3, self.message)):
@@ -157,4 +157,3 @@ class ProgressService:
         return {
             WATCH_PATH: Handler(self.watch, Cardinality.UNARY_STREAM, WatchRequest, ProgressUpdate)
         }
-

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
 
-from golem_apps import Part, VerifyContext, VerifyResult, WrongState, read_task_status
+from golem_apps import Part, Verdict, VerifyContext, VerifyResult, WrongState, read_task_status
 from golem_apps.engine import Hooks
 from golem_apps.engine._db import Database
 
@@ -119,8 +120,10 @@ async def test_the_verify_hook_still_rejects_single_results(work_dir: Path) -> N
         assert await engine.next_subtask(TASK, "s2", "n2") is not None
 
 
-def hook_verdict(hook):  # type: ignore[no-untyped-def]
-    from golem_apps import Verdict
+def hook_verdict(
+    hook: Callable[[VerifyContext], Awaitable[bool]],
+) -> Callable[[VerifyContext], Awaitable[Verdict]]:
+    """An app's bool hook as the engine calls it."""
 
     async def run(context: VerifyContext) -> Verdict:
         return Verdict.coerce(await hook(context))

@@ -50,7 +50,8 @@ async def test_a_cycle_late_in_a_big_task_runs_as_many_instructions(work_dir: Pa
             # What thousands of cycles of this node leave behind, written in bulk.
             run = conn.execute  # type: ignore[attr-defined]
             run(
-                "INSERT INTO subtasks (task, id, part, node, state, result) SELECT task, 'old' || idx, idx, 'node', 'success', 'r'"
+                "INSERT INTO subtasks (task, id, part, node, state, result)"
+                " SELECT task, 'old' || idx, idx, 'node', 'success', 'r'"
                 " FROM parts WHERE idx >= 20 AND idx < ?",
                 (AGED,),
             )

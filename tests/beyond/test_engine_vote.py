@@ -6,9 +6,18 @@ import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import anyio
 import pytest
 
-from golem_apps import Part, Verdict, VerifyContext, VerifyResult, WrongState, read_task_status
+from golem_apps import (
+    Part,
+    TaskStatus,
+    Verdict,
+    VerifyContext,
+    VerifyResult,
+    WrongState,
+    read_task_status,
+)
 from golem_apps.engine import Hooks
 from golem_apps.engine._db import Database
 
@@ -237,3 +246,31 @@ async def test_discarding_a_voted_result_restarts_the_whole_vote(work_dir: Path)
         assert query(work_dir, "SELECT status, wanted FROM parts WHERE idx = 0") == [("ready", 2)]
         with pytest.raises(WrongState):
             await engine.verify(TASK, "s1")  # its verdict went with the vote
+
+
+async def test_the_status_file_is_refreshed_while_the_task_runs(work_dir: Path) -> None:
+    async with engine_on(work_dir) as engine:
+        await create(engine, work_dir, TWO)
+        # Nobody asks for the status: the background writer refreshes the file.
+        created = await wait_for_status(work_dir, lambda s: s.parts["ready"] == 2)
+        assert created.parts["computing"] == 0
+        assert await engine.next_subtask(TASK, "s1", "n1") is not None
+        status = await wait_for_status(work_dir, lambda s: s.parts["computing"] == 1)
+        assert status.nodes["n1"].subtasks == {"computing": 1}
+
+
+async def wait_for_status(work_dir: Path, check: Callable[[TaskStatus], bool]) -> TaskStatus:
+    """The task's status file once ``check`` holds for it."""
+    with anyio.fail_after(10):  # a hang guard, not a timing check
+        while True:
+            status = await anyio.to_thread.run_sync(_status_or_none, work_dir / TASK)
+            if status is not None and check(status):
+                return status
+            await anyio.sleep(0.02)
+
+
+def _status_or_none(task_dir: Path) -> TaskStatus | None:
+    try:
+        return read_task_status(task_dir)
+    except FileNotFoundError:
+        return None

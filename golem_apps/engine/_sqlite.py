@@ -50,6 +50,8 @@ class SqliteEngine:
         # tasks whose status file is out of date
         self._dirty: set[str] = set()
         self._dirty_event = anyio.Event()
+        self._stop_event = anyio.Event()
+        self._stopping = False
 
     # -- CreateTask ------------------------------------------------------------
 
@@ -329,16 +331,23 @@ class SqliteEngine:
             await self._write_status(task_id)
 
     async def status_writer(self) -> None:
-        """Keep the tasks' status files fresh: run in the background while the engine is open."""
+        """Keep the tasks' status files fresh, until :meth:`stop_status_writer`."""
         try:
-            while True:
+            while not self._stopping:
                 await self._dirty_event.wait()
                 self._dirty_event = anyio.Event()
                 await self.write_statuses()
-                await anyio.sleep(STATUS_INTERVAL)
+                with anyio.move_on_after(STATUS_INTERVAL):
+                    await self._stop_event.wait()
         finally:
             with anyio.CancelScope(shield=True):
                 await self.write_statuses()
+
+    def stop_status_writer(self) -> None:
+        """Make :meth:`status_writer` write what is pending and return."""
+        self._stopping = True
+        self._stop_event.set()
+        self._dirty_event.set()
 
     async def aclose(self) -> None:
         """Close the database."""
@@ -356,17 +365,23 @@ async def open_sqlite_engine(work_dir: Path, hooks: Hooks) -> AsyncIterator[Sqli
         merges = await db.call(_ops.recover)
         engine = SqliteEngine(work_dir, hooks, db)
         body_error: BaseException | None = None
-        async with anyio.create_task_group() as task_group:
-            engine.start_recovery(task_group, merges)
-            task_group.start_soon(engine.status_writer)
+        # The status writer is stopped by a flag, not cancelled: its last writes
+        # run and no cancellation reaches the caller's task on a normal exit.
+        async with anyio.create_task_group() as writer_group:
+            writer_group.start_soon(engine.status_writer)
             try:
-                yield engine
-            except BaseException as exc:
-                # Re-raised below, outside the task group, so that the caller's
-                # errors do not come back wrapped in an exception group.
-                body_error = exc
+                async with anyio.create_task_group() as task_group:
+                    engine.start_recovery(task_group, merges)
+                    try:
+                        yield engine
+                    except BaseException as exc:
+                        # Re-raised below, outside the task groups, so that the caller's
+                        # errors do not come back wrapped in an exception group.
+                        body_error = exc
+                    finally:
+                        task_group.cancel_scope.cancel()
             finally:
-                task_group.cancel_scope.cancel()
+                engine.stop_status_writer()
         if body_error is not None:
             raise body_error
     finally:

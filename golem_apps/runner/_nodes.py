@@ -6,6 +6,7 @@ Either way the runner talks to them only over loopback gRPC, through
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import signal
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -86,30 +87,30 @@ async def compute_watched(client: ProviderClient, job: ComputeJob) -> str:
     if job.on_progress is None and job.heartbeat_timeout is None:
         return await client.compute(job.task_id, job.subtask_id, job.params)
     stalled: list[str] = []
-    output: str | None = None
-    error: Exception | None = None
-    async with anyio.create_task_group() as group:
+    # Plain asyncio tasks, not an anyio task group: grpclib's calls do not keep
+    # asyncio's cancellation count exact when a connection breaks, which makes a
+    # cancel scope around them leak its cancellation into the caller.
+    computing = asyncio.ensure_future(client.compute(job.task_id, job.subtask_id, job.params))
+    watching = asyncio.ensure_future(_watch_quietly(client, job, stalled))
+    try:
+        await asyncio.wait({computing, watching}, return_when=asyncio.FIRST_COMPLETED)
+        if stalled:
+            raise ComputeFailed(stalled[0])
+        return await computing
+    finally:
+        for task in (computing, watching):
+            task.cancel()
+        with anyio.CancelScope(shield=True):
+            await asyncio.wait({computing, watching})
+        if not computing.cancelled():
+            computing.exception()  # retrieved: no "exception never retrieved" warning
 
-        async def watch() -> None:
-            try:
-                await _watch(client, job, stalled)
-            except Exception as exc:  # watching is a bonus: never fail a computation for it
-                log.warning("watching subtask %s failed: %s", job.subtask_id, exc)
-            if stalled:
-                group.cancel_scope.cancel()
 
-        group.start_soon(watch)
-        try:
-            output = await client.compute(job.task_id, job.subtask_id, job.params)
-        except Exception as exc:  # raised below, outside the task group (not in a group)
-            error = exc
-        group.cancel_scope.cancel()
-    if stalled:
-        raise ComputeFailed(stalled[0])
-    if error is not None:
-        raise error
-    assert output is not None
-    return output
+async def _watch_quietly(client: ProviderClient, job: ComputeJob, stalled: list[str]) -> None:
+    try:
+        await _watch(client, job, stalled)
+    except Exception as exc:  # watching is a bonus: never fail a computation for it
+        log.warning("watching subtask %s failed: %s", job.subtask_id, exc)
 
 
 class Nodes(Protocol):

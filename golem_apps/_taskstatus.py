@@ -116,7 +116,10 @@ def read_task_status(task_dir: str | Path) -> TaskStatus:
     """
     path = Path(task_dir) / STATUS_FILE
     with path.open(encoding="utf-8") as stream:
-        data = json.load(stream)
+        try:
+            data = json.load(stream)
+        except ValueError as exc:
+            raise ValueError(f"{path} does not hold a task status: {exc}") from None
     if not isinstance(data, dict):
         raise ValueError(f"{path} does not hold a task status")
     try:

@@ -1,0 +1,58 @@
+"""The runner's summary shows the task status: nodes, bans, retries, redundancy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from golem_apps import NodeStatus, TaskStatus, read_task_status
+from golem_apps._taskstatus import write_task_status
+from golem_apps.runner import RunResult, format_summary
+
+STATUS = TaskStatus(
+    task_id="t",
+    state="finished",
+    parts={"ready": 0, "blocked": 0, "computing": 0, "done": 2, "total": 2},
+    nodes={
+        "good": NodeStatus(subtasks={"success": 2}),
+        "bad": NodeStatus(subtasks={"failure": 2}, failures=2, banned="2 failed verifications"),
+    },
+    failures=2,
+    max_retries=5,
+    redundancy=2,
+    ban_after=2,
+)
+
+
+def result(status: TaskStatus | None) -> RunResult:
+    return RunResult("t", 2, 6, (), 1.0, Path("/out"), (), None, status)
+
+
+def test_the_summary_lists_nodes_bans_and_retries() -> None:
+    text = format_summary(result(STATUS))
+    assert "redundancy:     2 (results vote)" in text
+    assert "retries used:   2 of 5" in text
+    assert "- good: 2 success" in text
+    assert "banned:         bad: 2 failed verifications" in text
+    # Retries count the subtasks beyond redundancy x parts.
+    assert result(STATUS).retries == 2
+
+
+def test_without_a_status_the_summary_is_as_before() -> None:
+    text = format_summary(result(None))
+    assert "banned" not in text and "nodes:" not in text
+    assert result(None).retries == 4
+
+
+def test_the_status_file_round_trips(tmp_path: Path) -> None:
+    write_task_status(tmp_path, STATUS)
+    assert read_task_status(tmp_path) == STATUS
+    assert [p.name for p in tmp_path.iterdir()] == ["status.json"]  # no temporary left
+
+
+@pytest.mark.parametrize("content", ["[]", '{"state": "x"}', "not json"])
+def test_a_bad_status_file_is_a_value_error(tmp_path: Path, content: str) -> None:
+    (tmp_path / "status.json").write_text(content)
+    with pytest.raises(ValueError, match="status"):
+        read_task_status(tmp_path)

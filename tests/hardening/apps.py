@@ -59,11 +59,33 @@ async def verify(result: VerifyContext) -> Verdict:
 
 
 @provider.compute
-def compute(ctx: ComputeContext) -> Path | str:
-    """Modes (params ``mode``): ok, ignore_cancel, children, escape, symlink."""
+async def compute(ctx: ComputeContext) -> Path | str:
+    """Modes (params ``mode``): async ones here, the others in a worker thread."""
+    mode = ctx.params.get("mode", "ok")
+    if mode == "stubborn_async":
+        # Swallows its cancellation and keeps going: stopping the server hangs.
+        print("computing", flush=True)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                await anyio.sleep(0.05)
+            except BaseException:  # noqa: S110 - the point of this handler
+                pass
+    elif mode == "block_loop":
+        # Blocks the event loop itself: no loop callback can run any more.
+        print("computing", flush=True)
+        time.sleep(120)  # noqa: ASYNC251 - the point of this handler
+    return await anyio.to_thread.run_sync(_compute_sync, ctx, abandon_on_cancel=True)
+
+
+def _compute_sync(ctx: ComputeContext) -> Path | str:
     mode = ctx.params.get("mode", "ok")
     out = ctx.subtask_dir / "result.txt"
-    if mode == "ignore_cancel":
+    if mode == "cooperative":
+        print("computing", flush=True)
+        while not ctx.cancelled:
+            time.sleep(0.02)
+    elif mode == "ignore_cancel":
         # Never looks at ctx.cancelled: only the hard exit can stop it.
         print("computing", flush=True)
         time.sleep(120)

@@ -27,6 +27,7 @@ from golem_apps import (
 
 requestor = Requestor("hardening", image="golem/hardening", tag="1.0")
 provider = Provider()
+async_provider = Provider()
 
 #: Released by tests (and at exit) to let hanging handlers return.
 RELEASE = threading.Event()
@@ -58,9 +59,9 @@ async def verify(result: VerifyContext) -> Verdict:
     return Verdict(VerifyResult.SUCCESS)
 
 
-@provider.compute
-async def compute(ctx: ComputeContext) -> Path | str:
-    """Modes (params ``mode``): async ones here, the others in a worker thread."""
+@async_provider.compute
+async def async_compute(ctx: ComputeContext) -> Path | str:
+    """Modes (params ``mode``) that misbehave on the event loop."""
     mode = ctx.params.get("mode", "ok")
     if mode == "stubborn_async":
         # Swallows its cancellation and keeps going: stopping the server hangs.
@@ -75,10 +76,14 @@ async def compute(ctx: ComputeContext) -> Path | str:
         # Blocks the event loop itself: no loop callback can run any more.
         print("computing", flush=True)
         time.sleep(120)  # noqa: ASYNC251 - the point of this handler
-    return await anyio.to_thread.run_sync(_compute_sync, ctx, abandon_on_cancel=True)
+    out = ctx.subtask_dir / "result.txt"
+    out.write_text(f"result {ctx.subtask_id}")
+    return out
 
 
-def _compute_sync(ctx: ComputeContext) -> Path | str:
+@provider.compute
+def compute(ctx: ComputeContext) -> Path | str:
+    """Modes (params ``mode``): ok, cooperative, ignore_cancel, children, escape, symlink."""
     mode = ctx.params.get("mode", "ok")
     out = ctx.subtask_dir / "result.txt"
     if mode == "cooperative":

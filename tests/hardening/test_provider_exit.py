@@ -30,9 +30,11 @@ EXIT_BOUND = PROVIDER_GRACE_SECONDS + 10
 
 
 @contextlib.contextmanager
-def provider_process(python: str, work: Path) -> Iterator[subprocess.Popen[str]]:
+def provider_process(
+    python: str, work: Path, app: str = "tests.hardening.apps"
+) -> Iterator[subprocess.Popen[str]]:
     proc = subprocess.Popen(
-        [python, "-m", "golem_apps.serve", "tests.hardening.apps", "provider", "0",
+        [python, "-m", "golem_apps.serve", app, "provider", "0",
          "--work-dir", str(work)],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
@@ -84,7 +86,10 @@ def descendants(pid: int) -> list[int]:
 async def run_case(python: str, tmp_path: Path, mode: str, stop: str) -> None:
     work = tmp_path / "task"
     work.mkdir()
-    with provider_process(python, work) as proc:
+    app = "tests.hardening.apps"
+    if mode in ("stubborn_async", "block_loop"):
+        app += ":async_provider"
+    with provider_process(python, work, app) as proc:
         line = await read_line(proc, "provider serving on ")
         port = int(line.rsplit(":", 1)[1])
         client = await ProviderClient.connect("127.0.0.1", port, timeout=15)

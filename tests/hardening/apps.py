@@ -38,7 +38,7 @@ def split(task: TaskContext) -> Iterator[Part]:
     """Params: ``n`` parts (an int, validated), optional ``resources``/``names``, ``hang``."""
     params: dict[str, Any] = task.params
     if params.get("hang"):
-        RELEASE.wait(60)
+        RELEASE.wait(30)
     n = params.get("n", 2)
     if not isinstance(n, int) or isinstance(n, bool) or not 0 <= n <= 10_000:
         raise InvalidArgument(f"task_params_json: 'n' must be an integer from 0 to 10000, got {n!r}")
@@ -53,7 +53,7 @@ def split(task: TaskContext) -> Iterator[Part]:
 async def verify(result: VerifyContext) -> Verdict:
     """Awaits forever (until RELEASE) when the task's params say ``hang_verify``."""
     if (result.task_dir / "hang_verify").exists():
-        await anyio.to_thread.run_sync(RELEASE.wait, 60)
+        await anyio.to_thread.run_sync(RELEASE.wait, 30)
     if result.result_path.stat().st_size == 0:
         return Verdict(VerifyResult.FAILURE, "empty result")
     return Verdict(VerifyResult.SUCCESS)

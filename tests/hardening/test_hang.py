@@ -1,0 +1,96 @@
+"""A requestor handler that hangs: Health and other tasks' calls are still answered."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import anyio
+import pytest
+from grpclib.exceptions import GRPCError
+
+from golem_apps.constants import SUBTASK_OUTPUTS_DIR
+from golem_apps.proto import golem_task_api as api
+
+from . import apps
+from .helpers import Live, live_requestor
+
+pytestmark = pytest.mark.anyio
+
+#: Generous bound on an answer while another handler hangs.
+ANSWER_WITHIN = 10
+
+
+@pytest.fixture
+def release() -> Iterator[None]:
+    apps.RELEASE.clear()
+    yield
+    apps.RELEASE.set()
+
+
+async def run_task(live: Live, work_dir: Path, task_id: str, parts: int) -> None:
+    """Drive a task to completion: every call answered within the bound."""
+    stub = live.stub
+    with anyio.fail_after(ANSWER_WITHIN):
+        assert await live.healthy()
+        await stub.create_task(
+            api.CreateTaskRequest(task_id=task_id, task_params_json=json.dumps({"n": parts}))
+        )
+        for index in range(parts):
+            pending = await stub.has_pending_subtasks(
+                api.HasPendingSubtasksRequest(task_id=task_id)
+            )
+            assert pending.has_pending_subtasks
+            subtask_id = f"{task_id}-s{index}"
+            await stub.next_subtask(api.NextSubtaskRequest(task_id=task_id, subtask_id=subtask_id))
+            out = work_dir / task_id / SUBTASK_OUTPUTS_DIR / subtask_id
+            out.mkdir(parents=True)
+            (out / f"{index}.txt").write_text("ok")
+            reply = await stub.verify(api.VerifyRequest(task_id=task_id, subtask_id=subtask_id))
+            assert reply.result == api.VerifyReplyVerifyResult.SUCCESS, reply
+        assert await live.healthy()
+
+
+async def test_hanging_handlers_do_not_block_others(work_dir: Path, release: None) -> None:
+    async with live_requestor(apps.requestor, work_dir) as live:
+        stub = live.stub
+        # Task "hv": its verify hook hangs.
+        await stub.create_task(api.CreateTaskRequest(task_id="hv", task_params_json='{"n": 1}'))
+        (work_dir / "hv" / "hang_verify").write_text("")
+        await stub.next_subtask(api.NextSubtaskRequest(task_id="hv", subtask_id="hv-s"))
+        out = work_dir / "hv" / SUBTASK_OUTPUTS_DIR / "hv-s"
+        out.mkdir(parents=True)
+        (out / "r.txt").write_text("ok")
+        answered: list[str] = []
+        async with anyio.create_task_group() as group:
+
+            async def hang(what: str, call: object) -> None:
+                try:
+                    await call  # type: ignore[misc]
+                except GRPCError:
+                    pass
+                answered.append(what)
+
+            # A sync split handler that hangs in CreateTask, and the hanging verify.
+            group.start_soon(
+                hang,
+                "create",
+                stub.create_task(
+                    api.CreateTaskRequest(task_id="hc", task_params_json='{"hang": true}')
+                ),
+            )
+            group.start_soon(
+                hang, "verify", stub.verify(api.VerifyRequest(task_id="hv", subtask_id="hv-s"))
+            )
+            await anyio.sleep(0.5)
+            # Other tasks still go all the way, and the hanging ones' tasks still answer.
+            await run_task(live, work_dir, "other", 3)
+            with anyio.fail_after(ANSWER_WITHIN):
+                reply = await stub.has_pending_subtasks(
+                    api.HasPendingSubtasksRequest(task_id="hv")
+                )
+                assert not reply.has_pending_subtasks
+            assert answered == []  # they really were hanging all along
+            apps.RELEASE.set()
+        assert sorted(answered) == ["create", "verify"]

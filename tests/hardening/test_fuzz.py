@@ -204,6 +204,9 @@ class RequestorFuzz(RuleBasedStateMachine):
         if not valid_n:
             assert status is Status.INVALID_ARGUMENT, (params, status)
             return
+        if n == 0:  # a task without parts is refused
+            assert status is Status.INVALID_ARGUMENT, (params, status)
+            return
         if max_subtasks and n > max_subtasks:
             assert status is Status.INVALID_ARGUMENT, (params, max_subtasks, status)
             return
@@ -289,6 +292,9 @@ class RequestorFuzz(RuleBasedStateMachine):
         if self.expect_id_errors(status, task_id, *ids, task_id=task_id):
             return
         model = self.tasks[task_id]
+        if status is Status.NOT_FOUND:
+            assert any(i not in model.subtasks for i in ids), "NOT_FOUND for known subtasks"
+            return
         if status is not Status.OK:
             assert model.aborted, status
             return
@@ -420,12 +426,29 @@ def world(tmp_path: Path) -> Iterator[World]:
     work = tmp_path / "work"
     work.mkdir()
     loop = LoopThread()
-    context = live_requestor(apps.requestor, work)
-    live = loop.run(context.__aenter__())
+    started: asyncio.Future[Live] = loop.loop.create_future()
+    stop = asyncio.Event()
+
+    async def serve() -> None:
+        # Entered and left in one task: the server's task groups require it.
+        try:
+            async with live_requestor(apps.requestor, work) as live:
+                started.set_result(live)
+                await stop.wait()
+        except BaseException as exc:
+            if not started.done():
+                started.set_exception(exc)
+            raise
+
+    async def wait_started() -> Live:
+        return await started
+
+    serving = asyncio.run_coroutine_threadsafe(serve(), loop.loop)
     try:
-        yield World(loop, live, work)
+        yield World(loop, loop.run(wait_started()), work)
     finally:
-        loop.run(context.__aexit__(None, None, None))
+        loop.loop.call_soon_threadsafe(stop.set)
+        serving.result(timeout=30)
         loop.close()
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib
 import logging
 import os
@@ -149,7 +150,7 @@ def _descendants() -> list[int]:
     while parents:
         parent = parents.pop()
         try:
-            threads = os.listdir(f"/proc/{parent}/task")
+            threads = os.listdir(f"/proc/{parent}/task")  # noqa: PTH208 - no pathlib needed
         except OSError:
             continue
         for thread in threads:
@@ -170,10 +171,8 @@ def _exit(code: int) -> NoReturn:
     started (a renderer, a shell) must not outlive it.
     """
     for pid in _descendants():  # collected first: killing a parent reparents its children
-        try:
+        with contextlib.suppress(OSError):  # gone already
             os.kill(pid, signal.SIGKILL)
-        except OSError:
-            pass
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)

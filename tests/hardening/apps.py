@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import threading
@@ -41,7 +40,9 @@ def split(task: TaskContext) -> Iterator[Part]:
         RELEASE.wait(30)
     n = params.get("n", 2)
     if not isinstance(n, int) or isinstance(n, bool) or not 0 <= n <= 10_000:
-        raise InvalidArgument(f"task_params_json: 'n' must be an integer from 0 to 10000, got {n!r}")
+        raise InvalidArgument(
+            f"task_params_json: 'n' must be an integer from 0 to 10000, got {n!r}"
+        )
     resources = params.get("resources", [])
     names = params.get("names")
     for index in range(n):
@@ -68,9 +69,9 @@ async def async_compute(ctx: ComputeContext) -> Path | str:
         print("computing", flush=True)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
-            try:
+            try:  # noqa: SIM105 - swallowing cancellation is the point of this handler
                 await anyio.sleep(0.05)
-            except BaseException:  # noqa: S110 - the point of this handler
+            except BaseException:
                 pass
     elif mode == "block_loop":
         # Blocks the event loop itself: no loop callback can run any more.
@@ -107,7 +108,7 @@ def compute(ctx: ComputeContext) -> Path | str:
         return str(ctx.params["path"])
     elif mode == "symlink":
         link = ctx.subtask_dir / "link.txt"
-        os.symlink(ctx.params["target"], link)
+        link.symlink_to(ctx.params["target"])
         return link
     out.write_text(f"result {ctx.subtask_id}")
     return out

@@ -73,7 +73,8 @@ def check_outputs(work: Path, task_id: str, sources: dict[str, bytes]) -> list[s
     names = []
     for path in (work / task_id / TASK_OUTPUTS_DIR).iterdir():
         data = path.read_bytes()
-        assert data in sources.values(), f"{path.name}: {len(data)} bytes, not a whole result"
+        whole = data in sources.values()
+        assert whole, f"{path.name}: {len(data)} bytes, not a whole result"
         names.append(path.name)
     return sorted(names)
 
@@ -136,7 +137,7 @@ async def test_unwritable_task_dir_while_merging_then_recovery(python: str, tmp_
     work.mkdir()
     if os.geteuid() != 0:
         pytest.fail("this test drops root's file-mode override: run the tests as root")
-    proc = subprocess.Popen(
+    proc = subprocess.Popen(  # noqa: ASYNC220 - starting it does not block
         ["setpriv", "--bounding-set", "-dac_override,-dac_read_search",
          python, "-m", "golem_apps.serve", "tests.hardening.apps", "requestor", "0",
          "--work-dir", str(work)],

@@ -66,7 +66,7 @@ async def test_bad_ids_are_refused_naming_the_field(tmp_path: Path, bad: str) ->
         await expect_invalid(stub.abort_task(api.AbortTaskRequest(task_id=bad)), "task_id")
         assert await live.healthy()
     # Nothing outside the work dir, and in it only the good task.
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["work"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["work"]  # noqa: ASYNC240
     # (the engine's own hidden files aside)
     assert sorted(p.name for p in work.iterdir() if not p.name.startswith(".")) == ["good"]
 
@@ -175,5 +175,5 @@ async def test_compute_bad_ids(tmp_path: Path, task_id: str, subtask_id: str) ->
             field = "task_id" if task_id != "t" else "subtask_id"
             await expect_invalid(client.compute(task_id, subtask_id, {}), field)
         assert await server.wait() == 1
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["task"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["task"]  # noqa: ASYNC240
     assert list(work.iterdir()) == []

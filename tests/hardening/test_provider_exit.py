@@ -11,7 +11,6 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import anyio
 import psutil
@@ -64,16 +63,17 @@ async def read_line(proc: subprocess.Popen[str], prefix: str) -> str:
 async def wait_exit(proc: subprocess.Popen[str]) -> tuple[int, float]:
     start = time.monotonic()
     with anyio.fail_after(EXIT_BOUND):
-        while proc.poll() is None:
+        while proc.poll() is None:  # noqa: ASYNC110 - polling another process
             await anyio.sleep(0.05)
     return proc.returncode, time.monotonic() - start
 
 
 def alive(pid: int) -> bool:
     try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        status: str = psutil.Process(pid).status()
     except psutil.NoSuchProcess:
         return False
+    return bool(status != psutil.STATUS_ZOMBIE)
 
 
 def descendants(pid: int) -> list[int]:
@@ -122,7 +122,7 @@ async def run_case(python: str, tmp_path: Path, mode: str, stop: str) -> None:
         assert code != 0, "a cancelled computation must exit non-zero"
         assert outcome and not isinstance(outcome[0], str), outcome
         with anyio.fail_after(5):
-            while any(alive(pid) for pid in kids):
+            while any(alive(pid) for pid in kids):  # noqa: ASYNC110 - other processes
                 await anyio.sleep(0.05)
         assert marker
 

@@ -35,7 +35,7 @@ MAX_RSS_GROWTH = 40 * 1024 * 1024
 async def test_soak(python: str, tmp_path: Path) -> None:
     work = tmp_path / "work"
     work.mkdir()
-    proc = subprocess.Popen(
+    proc = subprocess.Popen(  # noqa: ASYNC220 - starting it does not block
         [python, "-m", "golem_apps.serve", "tests.hardening.apps", "requestor", "0",
          "--work-dir", str(work)],
         cwd=ROOT, stdout=subprocess.PIPE, text=True,

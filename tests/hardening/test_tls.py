@@ -66,7 +66,7 @@ def write_private(path: Path, data: bytes, mode: int = 0o600) -> None:
 
 
 def setup_tls(work: Path, client: Path, *, expired_client: bool = False) -> None:
-    """The node's layout: the three server files in the work dir, the client's three in ``client``."""
+    """The node's layout: three server files in the work dir, the client's three in ``client``."""
     server_cert, server_key = self_signed("server")
     client_cert, client_key = self_signed("client", expired=expired_client)
     write_private(work / TLS_SERVER_KEY, server_key)

@@ -99,7 +99,9 @@ class RawH2:
 
 async def test_oversized_message_is_refused_and_others_served(work_dir: Path) -> None:
     async with live_requestor(apps.requestor, work_dir) as live:
-        big = api.CreateTaskRequest(task_id="big", task_params_json='{"x": "' + "a" * 5 * MiB + '"}')
+        big = api.CreateTaskRequest(
+            task_id="big", task_params_json='{"x": "' + "a" * 5 * MiB + '"}'
+        )
         with pytest.raises(GRPCError) as info:
             await live.stub.create_task(big, timeout=30)
         assert info.value.status is Status.RESOURCE_EXHAUSTED

@@ -51,10 +51,10 @@ def split(task: TaskContext) -> Iterator[Part]:
 
 
 @requestor.verify
-async def verify(result: VerifyContext) -> Verdict:
-    """Awaits forever (until RELEASE) when the task's params say ``hang_verify``."""
+def verify(result: VerifyContext) -> Verdict:
+    """Hangs (until RELEASE) when the task dir holds a ``hang_verify`` file."""
     if (result.task_dir / "hang_verify").exists():
-        await anyio.to_thread.run_sync(RELEASE.wait, 30)
+        RELEASE.wait(30)
     if result.result_path.stat().st_size == 0:
         return Verdict(VerifyResult.FAILURE, "empty result")
     return Verdict(VerifyResult.SUCCESS)

@@ -11,6 +11,7 @@ import anyio
 import pytest
 from grpclib.exceptions import GRPCError
 
+from golem_apps._handlers import HANDLER_THREADS
 from golem_apps.constants import SUBTASK_OUTPUTS_DIR
 from golem_apps.proto import golem_task_api as api
 
@@ -91,3 +92,47 @@ async def test_hanging_handlers_do_not_block_others(work_dir: Path, release: Non
             assert answered == []  # they really were hanging all along
             apps.RELEASE.set()
         assert sorted(answered) == ["create", "verify"]
+
+
+async def test_more_hanging_handlers_than_threads(work_dir: Path, release: None) -> None:
+    """Sync handlers hanging in every handler thread: the engine still serves other tasks."""
+    hung = HANDLER_THREADS + 5
+    async with live_requestor(apps.requestor, work_dir) as live:
+        stub = live.stub
+        await stub.create_task(api.CreateTaskRequest(task_id="other", task_params_json='{"n": 3}'))
+        for number in range(hung):
+            task_id = f"h{number}"
+            await stub.create_task(
+                api.CreateTaskRequest(task_id=task_id, task_params_json='{"n": 1}')
+            )
+            (work_dir / task_id / "hang_verify").write_text("")
+            await stub.next_subtask(api.NextSubtaskRequest(task_id=task_id, subtask_id="s"))
+            out = work_dir / task_id / SUBTASK_OUTPUTS_DIR / "s"
+            out.mkdir(parents=True)
+            (out / "r.txt").write_text("ok")
+        async with anyio.create_task_group() as group:
+
+            async def verify(task_id: str) -> None:
+                with contextlib.suppress(GRPCError):  # h0's is answered: its task is aborted
+                    await stub.verify(api.VerifyRequest(task_id=task_id, subtask_id="s"))
+
+            for number in range(hung):
+                group.start_soon(verify, f"h{number}")
+            await anyio.sleep(1)
+            with anyio.fail_after(ANSWER_WITHIN):
+                assert await live.healthy()
+                for index in range(3):
+                    reply = await stub.has_pending_subtasks(
+                        api.HasPendingSubtasksRequest(task_id="other")
+                    )
+                    assert reply.has_pending_subtasks
+                    await stub.next_subtask(
+                        api.NextSubtaskRequest(task_id="other", subtask_id=f"o{index}")
+                    )
+                await stub.abort_subtask(api.AbortSubtaskRequest(task_id="other", subtask_id="o0"))
+                await stub.discard_subtasks(
+                    api.DiscardSubtasksRequest(task_id="other", subtask_ids=["o1"])
+                )
+                await stub.abort_task(api.AbortTaskRequest(task_id="h0"))
+            # (Calls that need a handler thread, CreateTask's split, wait for one.)
+            apps.RELEASE.set()

@@ -15,6 +15,7 @@ from grpclib.client import Channel
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
+from golem_apps import serve_provider
 from golem_apps.proto import golem_task_api as api
 
 from . import apps
@@ -207,3 +208,36 @@ async def test_garbage_mid_call_drops_only_that_connection(work_dir: Path) -> No
         finally:
             await raw.aclose()
         await still_serving(live, "after-mid-call")
+
+
+async def test_provider_keeps_its_one_request_after_a_refused_one(tmp_path: Path) -> None:
+    """An oversized or garbage Compute is refused without using up the one-shot provider."""
+    work = tmp_path / "task"
+    work.mkdir()
+    async with serve_provider(apps.provider, work_dir=work, port=0) as server:
+        channel = Channel("127.0.0.1", server.port)
+        try:
+            stub = api.ProviderAppStub(channel)
+            big = api.ComputeRequest(task_id="t", subtask_id="s", subtask_params_json="x" * 5 * MiB)
+            with pytest.raises(GRPCError) as info:
+                await stub.compute(big, timeout=30)
+            assert info.value.status is Status.RESOURCE_EXHAUSTED
+            raw = await RawH2.open(server.port)
+            try:
+                headers = grpc_headers(server.port, "Compute")
+                headers[2] = (":path", "/golem_task_api.ProviderApp/Compute")
+                raw.conn.send_headers(1, headers)
+                body = b"\x0a\x03\xff\xfe\xfd"
+                raw.conn.send_data(1, struct.pack(">?I", False, len(body)) + body, end_stream=True)
+                await raw.flush()
+                assert await raw.grpc_status(1) == str(Status.INVALID_ARGUMENT.value)
+            finally:
+                await raw.aclose()
+            with anyio.move_on_after(0.5) as waiting:
+                await server.wait()
+            assert waiting.cancelled_caught, "the refused requests ended the provider"
+            reply = await stub.compute(api.ComputeRequest(task_id="t", subtask_id="s"), timeout=30)
+            assert reply.output_filepath == "s/result.txt"
+        finally:
+            channel.close()
+        assert await server.wait() == 0

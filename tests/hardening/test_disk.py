@@ -21,6 +21,7 @@ from grpclib.client import Channel
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
+from golem_apps import ProviderClient, serve_provider
 from golem_apps.constants import SUBTASK_OUTPUTS_DIR, TASK_OUTPUTS_DIR
 from golem_apps.proto import golem_task_api as api
 
@@ -181,3 +182,17 @@ async def test_unwritable_task_dir_while_merging_then_recovery(python: str, tmp_
         proc.wait(20)
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+async def test_provider_result_on_a_full_disk(tmp_path: Path) -> None:
+    """The compute handler's write fails: a clear status and a failed exit, nothing half-done."""
+    with small_tmpfs(tmp_path / "task", size="1m") as work:
+        fill(work, leave=0)
+        async with serve_provider(apps.provider, work_dir=work, port=0) as server:
+            client = await ProviderClient.connect("127.0.0.1", server.port, timeout=10)
+            async with client:
+                with pytest.raises(GRPCError) as info:
+                    await client.compute("t", "s1", {})
+            assert await server.wait() == 1
+        assert info.value.status is Status.RESOURCE_EXHAUSTED, info.value
+        assert "disk full" in (info.value.message or "")

@@ -57,6 +57,7 @@ class ProviderService:
         self._app = app
         self._work_dir = work_dir
         self._busy = False
+        self._busy_replying = False
         self._work: asyncio.Future[object] | None = None
         self._context: ComputeContext | None = None
         self.done = asyncio.Event()
@@ -64,7 +65,14 @@ class ProviderService:
         self.exit_code = EXIT_OK
 
     def _finish(self) -> None:
+        self._busy_replying = False
         self.done.set()
+
+    def _finish_shutdown(self) -> None:
+        # A computation cancelled by this Shutdown still answers CANCELLED
+        # before the server stops: its own reply sets ``done``.
+        if not self._busy_replying:
+            self.done.set()
 
     async def _run_once(self, what: str, work: asyncio.Future[object]) -> object:
         # Waits without propagating a cancellation of ``work`` (Shutdown), and
@@ -83,6 +91,7 @@ class ProviderService:
         if self._busy:
             raise GRPCError(Status.FAILED_PRECONDITION, "a provider serves one request only")
         self._busy = True
+        self._busy_replying = True
         self.exit_code = EXIT_FAILED  # until the request succeeds
 
     async def compute(self, request: api.ComputeRequest) -> api.ComputeReply:
@@ -94,10 +103,11 @@ class ProviderService:
         handler = self._app.handler("compute")
         if handler is None:
             raise ConfigError("the app has no @provider.compute handler")
+        typed = self._app.handler_args("compute", params, "subtask_params_json")
         context = ComputeContext(task_id, subtask_id, params, self._work_dir)
         self._context = context
         context.subtask_dir.mkdir(parents=True, exist_ok=True)
-        work = asyncio.ensure_future(call(handler, context, abandon_on_cancel=True))
+        work = asyncio.ensure_future(call(handler, context, *typed, abandon_on_cancel=True))
         output = await self._run_once("computation", work)
         reply = api.ComputeReply(output_filepath=_result_path(self._work_dir, output))
         self.exit_code = EXIT_OK
@@ -139,7 +149,7 @@ class ProviderService:
             ),
             prefix + "Shutdown": unary(
                 "Shutdown", self.shutdown, api.ShutdownRequest, api.ShutdownReply,
-                after_reply=self._finish,
+                after_reply=self._finish_shutdown,
             ),
         }  # fmt: skip
 

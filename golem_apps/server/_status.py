@@ -47,7 +47,7 @@ def to_grpc_error(exc: Exception, rpc: str) -> GRPCError:
         return exc
     for kind, status in _STATUSES:
         if isinstance(exc, kind):
-            log.info("%s: %s: %s", rpc, status.name, exc)
+            log.debug("%s: %s: %s", rpc, status.name, exc)  # the requestor logs each RPC at INFO
             return GRPCError(status, str(exc))
     if _disk_full(exc):
         # Nothing is wrong with the request: the call may succeed once space is back.

@@ -269,7 +269,7 @@ async def test_sigkill_during_create_task(python: str, tmp_path: Path) -> None:
                 # Kill once some batches are in, at a random moment after that.
                 with anyio.fail_after(30):
                     # Polling: the other process's database has no event to wait on.
-                    while not query(work_dir, "SELECT 1 FROM tasks WHERE total > 0"):  # noqa: ASYNC110
+                    while not query(work_dir, "SELECT 1 FROM tasks WHERE total > 0"):
                         await anyio.sleep(0.005)
                 await anyio.sleep(rng.uniform(0, 0.05))
                 server.kill()

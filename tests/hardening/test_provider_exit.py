@@ -63,7 +63,7 @@ async def read_line(proc: subprocess.Popen[str], prefix: str) -> str:
 async def wait_exit(proc: subprocess.Popen[str]) -> tuple[int, float]:
     start = time.monotonic()
     with anyio.fail_after(EXIT_BOUND):
-        while proc.poll() is None:  # noqa: ASYNC110 - polling another process
+        while proc.poll() is None:
             await anyio.sleep(0.05)
     return proc.returncode, time.monotonic() - start
 
@@ -122,7 +122,7 @@ async def run_case(python: str, tmp_path: Path, mode: str, stop: str) -> None:
         assert code != 0, "a cancelled computation must exit non-zero"
         assert outcome and not isinstance(outcome[0], str), outcome
         with anyio.fail_after(5):
-            while any(alive(pid) for pid in kids):  # noqa: ASYNC110 - other processes
+            while any(alive(pid) for pid in kids):
                 await anyio.sleep(0.05)
         assert marker
 

@@ -117,7 +117,18 @@ async def _serve_provider(app: object, args: argparse.Namespace) -> int:
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, on_signal)
         print(f"provider serving on {args.host}:{server.port}", flush=True)
-        code = await server.wait()
+
+        async def deadline_on_stop() -> None:
+            # Shutdown lets a cancelled computation answer first; one that
+            # never answers must not keep the process alive either.
+            await server.wait_stop_requested()
+            _arm_hard_exit(1)
+
+        watcher = asyncio.ensure_future(deadline_on_stop())
+        try:
+            code = await server.wait()
+        finally:
+            watcher.cancel()
         # Stopping may hang (a compute that ignores its cancellation, a stuck
         # lifespan): whatever happens, the process ends after the grace period.
         _arm_hard_exit(code or 1)

@@ -200,3 +200,25 @@ async def test_private_key_readable_by_others_warns(
     warnings = [r for r in caplog.records if TLS_SERVER_KEY in r.getMessage()]
     assert warnings and warnings[0].levelno == logging.WARNING
     assert "readable" in warnings[0].getMessage()
+
+
+@pytest.mark.slow
+def test_serve_cli_warns_about_a_readable_key(python: str, tmp_path: Path) -> None:
+    work, client = tmp_path / "work", tmp_path / "client"
+    work.mkdir()
+    setup_tls(work, client)
+    (work / TLS_SERVER_KEY).chmod(0o644)
+    proc = subprocess.Popen(
+        [python, "-m", "golem_apps.serve", "tests.hardening.apps", "requestor", "0",
+         "--work-dir", str(work)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        assert "serving on" in proc.stdout.readline()
+    finally:
+        proc.terminate()
+        _, stderr = proc.communicate(timeout=20)
+    warnings = [line for line in stderr.splitlines() if TLS_SERVER_KEY in line]
+    assert warnings and "WARNING" in warnings[0] and "readable" in warnings[0], stderr

@@ -166,7 +166,8 @@ class RequestorFuzz(RuleBasedStateMachine):
         task_id = self.task_id(data)
         params = data.draw(
             st.one_of(
-                st.builds(lambda n: json.dumps({"n": n}), st.integers(0, 4)),
+                # Well-formed tasks, weighted up so that the happy paths get exercised.
+                *[st.builds(lambda n: json.dumps({"n": n}), st.integers(1, 4))] * 3,
                 st.builds(lambda n: json.dumps({"n": n}), st.integers(-5, 20_000)),
                 st.text(max_size=30),
                 st.recursive(
@@ -177,7 +178,7 @@ class RequestorFuzz(RuleBasedStateMachine):
             ),
             label="params",
         )
-        max_subtasks = data.draw(st.integers(-3, 10), label="max_subtasks")
+        max_subtasks = data.draw(st.one_of(st.just(0), st.integers(-3, 10)), label="max_subtasks")
         status, _ = self.w.call(
             "CreateTask",
             self.stub.create_task(
@@ -301,7 +302,10 @@ class RequestorFuzz(RuleBasedStateMachine):
         assert reply is not None
         for subtask_id in reply.discarded_subtask_ids:
             assert subtask_id in ids, "discarded an id that was not asked for"
-            assert model.subtasks.get(subtask_id) == "success", "discarded an unverified subtask"
+            # A verified result, or a computation the node restarts: both give the part back.
+            assert model.subtasks.get(subtask_id) in ("success", "computing"), (
+                f"discarded a {model.subtasks.get(subtask_id)} subtask"
+            )
             model.subtasks[subtask_id] = "discarded"
 
     @rule(data=st.data())
@@ -332,6 +336,8 @@ class RequestorFuzz(RuleBasedStateMachine):
     @rule(data=st.data())
     def abort_task(self, data: st.DataObject) -> None:
         task_id = self.task_id(data)
+        if data.draw(st.integers(0, 3), label="abort a known task") and task_id in self.tasks:
+            task_id = self.w.fresh("t")  # mostly spare the known tasks: they have more to test
         status, _ = self.w.call(
             "AbortTask", self.stub.abort_task(api.AbortTaskRequest(task_id=task_id))
         )

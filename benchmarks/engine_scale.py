@@ -2,9 +2,11 @@
 
 Run ``python benchmarks/engine_scale.py``. For each task size it starts a
 real requestor (``python -m golem_apps.serve benchmarks.engine_scale ...``)
-on a fresh work dir, drives it over loopback with RequestorClient and prints:
+on a fresh work dir, drives it over loopback with RequestorClient (the sizes'
+cycles interleaved, so that load from elsewhere hits them alike) and prints:
 CreateTask seconds, subtask cycles per second (NextSubtask, write the result,
-Verify), the median NextSubtask+Verify latency, and the requestor's peak RSS.
+Verify), the median NextSubtask+Verify latency, and the requestor's peak RSS
+(after CreateTask and the cycles).
 :func:`measure` returns the same figures as a dict.
 """
 
@@ -18,6 +20,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import ExitStack
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -64,52 +67,83 @@ async def _start(work_dir: Path) -> tuple[subprocess.Popen[str], RequestorClient
     return process, await RequestorClient.connect("127.0.0.1", port)
 
 
-async def _measure_size(parts: int, cycles: int) -> dict[str, float]:
-    with tempfile.TemporaryDirectory(prefix="engine-scale-") as tmp:
-        work_dir = Path(tmp)
-        process, client = await _start(work_dir)
+class _Bench:
+    """One task size: its own requestor, its tasks, its timings."""
+
+    def __init__(self, parts: int, cycles: int, work_dir: Path) -> None:
+        self.parts = parts
+        self.cycles = cycles
+        self.work_dir = work_dir
+        # Each task stops before its last part (the one-off merge is not a
+        # cycle); a size smaller than the cycles asked for gets more tasks.
+        self.per_task = parts - 1
+        self.latencies: list[float] = []
+        self.cycle_seconds = 0.0
+        self.create_seconds = 0.0
+
+    async def create(self, client: RequestorClient) -> None:
+        """CreateTask (timed: the first task), then any extra tasks."""
+        started = time.perf_counter()
+        await client.create_task("scale-0", {"parts": self.parts})
+        self.create_seconds = time.perf_counter() - started
+        for n in range(1, -(-self.cycles // self.per_task)):
+            await client.create_task(f"scale-{n}", {"parts": self.parts})
+
+    async def cycle(self, client: RequestorClient, k: int) -> None:
+        """NextSubtask, the result file, Verify; only the two calls count as latency."""
+        task_id = f"scale-{k // self.per_task}"
+        subtask_id = f"sub-{k}"
+        started = time.perf_counter()
+        handed = await client.next_subtask(task_id, subtask_id, "node")
+        spent = time.perf_counter() - started
+        assert handed is not None
+        folder = self.work_dir / task_id / SUBTASK_OUTPUTS_DIR / subtask_id
+        folder.mkdir(parents=True)
+        (folder / "result.txt").write_text(handed.params["frame"])
+        before = time.perf_counter()
+        await client.verify(task_id, subtask_id)
+        self.latencies.append(spent + time.perf_counter() - before)
+        self.cycle_seconds += time.perf_counter() - started
+
+
+async def _measure(sizes: Sequence[int], cycles: int) -> dict[str, dict[str, float]]:
+    with ExitStack() as stack:
+        benches = [
+            _Bench(size, cycles, Path(stack.enter_context(tempfile.TemporaryDirectory())))
+            for size in sizes
+        ]
+        servers = []
         try:
-            task_id = f"scale-{parts}"
-            started = time.perf_counter()
-            await client.create_task(task_id, {"parts": parts})
-            create_seconds = time.perf_counter() - started
-            outputs = work_dir / task_id / SUBTASK_OUTPUTS_DIR
-            # Stop before the last part: the one-off merge is not a cycle.
-            count = min(cycles, parts - 1)
-            latencies = []
-            started = time.perf_counter()
-            for k in range(count):
-                subtask_id = f"sub-{k}"
-                before = time.perf_counter()
-                handed = await client.next_subtask(task_id, subtask_id, "node")
-                spent = time.perf_counter() - before
-                assert handed is not None
-                folder = outputs / subtask_id
-                folder.mkdir(parents=True)
-                (folder / "result.txt").write_text(handed.params["frame"])
-                before = time.perf_counter()
-                await client.verify(task_id, subtask_id)
-                latencies.append(spent + time.perf_counter() - before)
-            cycle_seconds = time.perf_counter() - started
+            for bench in benches:
+                servers.append(await _start(bench.work_dir))
+                await bench.create(servers[-1][1])
+            # Round robin over the sizes: a noisy neighbour slows them all alike.
+            for k in range(cycles):
+                for bench, (_, client) in zip(benches, servers, strict=True):
+                    await bench.cycle(client, k)
             return {
-                "parts": parts,
-                "create_task_s": create_seconds,
-                "cycles": count,
-                "cycles_per_s": count / cycle_seconds,
-                "cycle_latency_median_ms": statistics.median(latencies) * 1000,
-                "peak_rss_mib": _peak_rss_mib(process.pid),
+                str(bench.parts): {
+                    "parts": bench.parts,
+                    "create_task_s": bench.create_seconds,
+                    "cycles": cycles,
+                    "cycles_per_s": cycles / bench.cycle_seconds,
+                    "cycle_latency_median_ms": statistics.median(bench.latencies) * 1000,
+                    "peak_rss_mib": _peak_rss_mib(process.pid),
+                }
+                for bench, (process, _) in zip(benches, servers, strict=True)
             }
         finally:
-            client.close()
-            process.kill()
-            process.wait()
-            if process.stdout is not None:
-                process.stdout.close()
+            for process, client in servers:
+                client.close()
+                process.kill()
+                process.wait()
+                if process.stdout is not None:
+                    process.stdout.close()
 
 
 def measure(sizes: Sequence[int] = SIZES, cycles: int = CYCLES) -> dict[str, Any]:
     """The figures for each task size, plus the latency ratio of the largest to the smallest."""
-    results = {str(size): asyncio.run(_measure_size(size, cycles)) for size in sizes}
+    results = asyncio.run(_measure(sizes, cycles))
     smallest, largest = results[str(min(sizes))], results[str(max(sizes))]
     return {
         "sizes": results,

@@ -2,7 +2,10 @@
 
 Each runs inside one :meth:`Database.run` (one transaction, in a worker
 thread) and looks rows up by index only, so that a call costs the same at 100
-parts and at 100,000. Errors name the task and subtask ids.
+parts and at 100,000. Where the planner, without statistics, would rather walk
+a task's primary key in order, ``INDEXED BY`` pins the index (and makes SQLite
+refuse the query if the index could not serve it). Errors name the task and
+subtask ids.
 """
 
 from __future__ import annotations
@@ -11,9 +14,10 @@ import json
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from .._contexts import Part, Verdict, VerifyResult
+from .._contexts import Part, PartResult, Verdict, VerifyResult
 from .._exceptions import (
     AlreadyExists,
     InvalidArgument,
@@ -137,6 +141,9 @@ def _part_row(
         params = json.dumps(dict(part.params))
     except (TypeError, ValueError) as exc:
         raise InvalidTask(f"{label}: params are not a JSON object: {exc}") from None
+    for field in ("resources", "depends_on"):
+        if isinstance(getattr(part, field), str):
+            raise InvalidTask(f"{label}: {field} must be a list of names, not a string")
     resources = [safe_name(r, f"{label}: resource") for r in part.resources]
     for resource in resources:
         if resource not in inputs:
@@ -247,7 +254,9 @@ def has_pending(conn: sqlite3.Connection, task_id: str, max_retries: int) -> boo
     if task.state != "active" or task.failures > max_retries:
         return False
     row = conn.execute(
-        "SELECT 1 FROM parts WHERE task = ? AND status = 'ready' LIMIT 1", (task_id,)
+        "SELECT 1 FROM parts INDEXED BY parts_by_status"
+        " WHERE task = ? AND status = 'ready' LIMIT 1",
+        (task_id,),
     ).fetchone()
     return row is not None
 
@@ -268,13 +277,14 @@ def next_subtask(
     if (
         node_id
         and conn.execute(
-            "SELECT 1 FROM subtasks WHERE task = ? AND node = ? AND state = 'computing' LIMIT 1",
+            "SELECT 1 FROM subtasks INDEXED BY live_by_node"
+            " WHERE task = ? AND node = ? AND state = 'computing' LIMIT 1",
             (task_id, node_id),
         ).fetchone()
     ):
         return None
     row = conn.execute(
-        "SELECT idx, name, params, resources FROM parts"
+        "SELECT idx, name, params, resources FROM parts INDEXED BY parts_by_status"
         " WHERE task = ? AND status = 'ready' ORDER BY idx LIMIT 1",
         (task_id,),
     ).fetchone()
@@ -372,17 +382,26 @@ def awaiting_merge(conn: sqlite3.Connection, task_id: str, subtask_id: str) -> b
 
 
 def merge_inputs(
-    conn: sqlite3.Connection, task_id: str
-) -> tuple[dict[str, Any], list[tuple[str, dict[str, Any], str, str]]]:
-    """The task params and each part's (name, params, subtask id, result file), in order."""
+    conn: sqlite3.Connection, task_id: str, outputs: Path, with_params: bool
+) -> tuple[dict[str, Any], list[PartResult]]:
+    """The task params and each part's result, in the parts' order.
+
+    ``outputs`` is the task's subtask_outputs folder. Without ``with_params``
+    (the default merge needs none) the parts' params are left empty.
+    """
     params = conn.execute("SELECT params FROM tasks WHERE id = ?", (task_id,)).fetchone()[0]
+    columns = "p.params" if with_params else "'{}'"
     rows = conn.execute(
-        "SELECT p.name, p.params, s.id, s.result FROM parts p"
+        f"SELECT p.name, {columns}, s.id, s.result FROM parts p"
         " JOIN subtasks s ON s.task = p.task AND s.id = p.subtask"
         " WHERE p.task = ? ORDER BY p.idx",
         (task_id,),
-    ).fetchall()
-    return json.loads(params), [(n, json.loads(pp), sid, r) for n, pp, sid, r in rows]
+    )
+    results = [
+        PartResult(name, json.loads(part_params), outputs / subtask_id / result)
+        for name, part_params, subtask_id, result in rows
+    ]
+    return json.loads(params), results
 
 
 def finish_merge(conn: sqlite3.Connection, task_id: str) -> None:

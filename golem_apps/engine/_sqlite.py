@@ -19,7 +19,7 @@ import anyio
 from anyio import to_thread
 from anyio.abc import TaskGroup
 
-from .._contexts import MergeContext, Part, PartResult, TaskContext, Verdict, VerifyContext
+from .._contexts import MergeContext, Part, TaskContext, Verdict, VerifyContext
 from .._contexts import VerifyResult as R
 from .._exceptions import InvalidTask, WrongState
 from ..constants import SUBTASK_OUTPUTS_DIR
@@ -99,25 +99,25 @@ class SqliteEngine:
 
     async def next_subtask(self, task_id: str, subtask_id: str, node_id: str) -> Assignment | None:
         """Hand out the first ready part and place its resources in subtask_inputs."""
-        handout = await self._db.call(
-            _ops.next_subtask, task_id, subtask_id, node_id, self._hooks.max_retries
-        )
-        if handout is None:
-            return None
-        task_dir = self._work_dir / task_id
+        handout = await to_thread.run_sync(self._hand_out, task_id, subtask_id, node_id)
+        return None if handout is None else Assignment(handout.params, handout.resources)
+
+    def _hand_out(self, task_id: str, subtask_id: str, node_id: str) -> _ops.Handout | None:
+        # In a worker thread: one trip for the transaction and the file work.
+        max_retries = self._hooks.max_retries
+        handout = self._db.run(_ops.next_subtask, task_id, subtask_id, node_id, max_retries)
+        if handout is None or not (handout.inputs or handout.results):
+            return handout
         try:
-            await to_thread.run_sync(
-                _files.place_resources, task_dir, handout.inputs, handout.results
-            )
+            _files.place_resources(self._work_dir / task_id, handout.inputs, handout.results)
         except OSError as exc:
-            with anyio.CancelScope(shield=True):
-                await self._db.call(_ops.abort_handout, task_id, subtask_id)
+            self._db.run(_ops.abort_handout, task_id, subtask_id)
             missing = Path(exc.filename).name if exc.filename else str(exc)
             raise InvalidTask(
                 f"task {task_id!r}: cannot place the resources of part {handout.part_name!r} "
                 f"(subtask {subtask_id!r}): {missing!r} is missing"
             ) from None
-        return Assignment(handout.params, handout.resources)
+        return handout
 
     # -- Verify ------------------------------------------------------------------
 
@@ -148,9 +148,8 @@ class SqliteEngine:
                 raise WrongState(f"task {task_id!r} is being merged")
             await self._merge(task_id)
             return Verdict(R.SUCCESS)
-        pending = await self._db.call(_ops.pending_verification, task_id, subtask_id)
+        pending, path, non_empty = await to_thread.run_sync(self._prepare, task_id, subtask_id)
         task_dir = self._work_dir / task_id
-        path = await to_thread.run_sync(_files.result_file, task_dir, subtask_id)
         if path is None:
             folder = f"{SUBTASK_OUTPUTS_DIR}/{subtask_id}"
             verdict = Verdict(R.FAILURE, f"subtask {subtask_id!r}: no result file in {folder}")
@@ -165,7 +164,7 @@ class SqliteEngine:
                 node_id=pending.node_id,
             )
             verdict = await self._hooks.verify(context)
-        elif await to_thread.run_sync(_files.default_verdict, path):
+        elif non_empty:
             verdict = Verdict(R.SUCCESS)
         else:
             verdict = Verdict(R.FAILURE, f"subtask {subtask_id!r}: result {path.name!r} is empty")
@@ -175,17 +174,21 @@ class SqliteEngine:
             await self._merge(task_id)
         return verdict
 
+    def _prepare(self, task_id: str, subtask_id: str) -> tuple[_ops.Pending, Path | None, bool]:
+        # In a worker thread: the subtask's state, its result file, the default check.
+        pending = self._db.run(_ops.pending_verification, task_id, subtask_id)
+        path = _files.result_file(self._work_dir / task_id, subtask_id)
+        if path is None or self._hooks.verify is not None:
+            return pending, path, False
+        return pending, path, _files.default_verdict(path)
+
     async def _merge(self, task_id: str) -> None:
         done = self._merging.setdefault(task_id, anyio.Event())
         try:
-            params, rows = await self._db.call(_ops.merge_inputs, task_id)
             task_dir = self._work_dir / task_id
             outputs = task_dir / SUBTASK_OUTPUTS_DIR
-            results = [
-                PartResult(name, part_params, outputs / subtask_id / result)
-                for name, part_params, subtask_id, result in rows
-            ]
-            del rows
+            custom = self._hooks.merge is not None
+            params, results = await self._db.call(_ops.merge_inputs, task_id, outputs, custom)
             if self._hooks.merge is None:
                 pairs = [(r.name, r.path) for r in results]
                 await to_thread.run_sync(_files.copy_results, task_dir, pairs)

@@ -219,6 +219,13 @@ async def drive(
                 client.close()
             finally:
                 finished.set()
+        # Nothing left dangling, every part succeeded exactly once, the task is finished.
+        assert query(work_dir, "SELECT count(*) FROM subtasks WHERE state = 'computing'") == [(0,)]
+        wins = query(
+            work_dir, "SELECT part, count(*) FROM subtasks WHERE state = 'success' GROUP BY part"
+        )
+        assert wins == [(part, 1) for part in range(PARTS + 1)]
+        assert query(work_dir, "SELECT state FROM tasks") == [("finished",)]
         return Run(outputs(work_dir), server.kills, time.monotonic() - started)
     finally:
         server.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import threading
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -58,6 +59,8 @@ async def test_a_generator_over_max_subtasks_is_not_consumed_further(work_dir: P
         ([Part(name="a", resources=["../etc/passwd"])], r"'a'.*resource.*path separator"),
         ([Part(name="a/b")], r"name of part 0.*path separator"),
         ([Part(name="a", params={"x": object()})], r"'a'.*not a JSON object"),
+        ([Part(name="a", resources="in.txt")], r"'a': resources must be a list"),
+        ([Part(name="a", depends_on="b")], r"'a': depends_on must be a list"),
         ([], r"no parts"),
     ],
 )
@@ -194,3 +197,26 @@ async def test_database_and_file_work_never_runs_on_the_event_loop_thread(
             await engine.verify(TASK, f"s{n}")
         assert outputs(work_dir) == {"0-result.txt": "x", "1-result.txt": "x"}
     assert on_loop == []
+
+
+async def test_the_default_merge_never_writes_inside_task_outputs(
+    work_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    written: list[Path] = []
+    copy = shutil.copyfile
+
+    def recording_copy(source: Any, target: Any) -> Any:
+        written.append(Path(target))
+        return copy(source, target)
+
+    monkeypatch.setattr(shutil, "copyfile", recording_copy)
+    async with engine_on(work_dir) as engine:
+        await create(engine, work_dir, [Part(name="a"), Part(name="b")])
+        for n in range(2):
+            await engine.next_subtask(TASK, f"s{n}", f"n{n}")
+            write_result(work_dir, f"s{n}", f"r{n}")
+            await engine.verify(TASK, f"s{n}")
+    # Files are written elsewhere and renamed in: task_outputs never shows half a file.
+    assert len(written) == 2
+    assert all(path.parent != work_dir / TASK / "task_outputs" for path in written)
+    assert outputs(work_dir) == {"a-result.txt": "r0", "b-result.txt": "r1"}

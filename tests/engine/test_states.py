@@ -271,9 +271,10 @@ async def test_abort_task_cancels_a_running_verification(work_dir: Path) -> None
 
 
 async def test_a_second_verify_while_the_first_runs_is_refused(work_dir: Path) -> None:
-    release = anyio.Event()
+    started, release = anyio.Event(), anyio.Event()
 
     async def hook(result: VerifyContext) -> Verdict:
+        started.set()
         await release.wait()
         return Verdict(VerifyResult.SUCCESS)
 
@@ -284,7 +285,7 @@ async def test_a_second_verify_while_the_first_runs_is_refused(work_dir: Path) -
         with anyio.fail_after(10):
             async with anyio.create_task_group() as group:
                 group.start_soon(engine.verify, TASK, "s1")
-                await anyio.sleep(0.05)
+                await started.wait()
                 with pytest.raises(WrongState, match=r"'s1'.*being verified"):
                     await engine.verify(TASK, "s1")
                 release.set()

@@ -422,8 +422,8 @@ def discard(conn: sqlite3.Connection, task_id: str, subtask_ids: Sequence[str]) 
     the parts become ready (or blocked). Returns exactly the discarded ids.
     """
     task = live_task(conn, task_id)
-    if task.state != "active":
-        raise WrongState(f"task {task_id!r} is {task.state}: its results can no longer change")
+    if task.state not in ("active", "finished"):
+        raise WrongState(f"task {task_id!r} is {task.state}: its results cannot be discarded now")
     stack: list[int] = []
     for subtask_id in subtask_ids:
         part, _, state = subtask_row(conn, task_id, subtask_id)
@@ -456,6 +456,10 @@ def discard(conn: sqlite3.Connection, task_id: str, subtask_ids: Sequence[str]) 
                 )
             stack.extend(dependents)
         _release(conn, task_id, part)
+    if discarded and task.state == "finished":
+        # A node restarts subtasks of a finished task by discarding them: the
+        # task reopens, and merges again once those parts are verified anew.
+        conn.execute("UPDATE tasks SET state = 'active' WHERE id = ?", (task_id,))
     return discarded
 
 

@@ -422,3 +422,20 @@ async def test_custom_merge_sees_every_result_in_order(work_dir: Path) -> None:
         assert context.params == {"title": "t"}
         assert [r.name for r in context.results] == ["p0", "p1", "p2"]
         assert [r.params for r in context.results] == [{"n": 0}, {"n": 1}, {"n": 2}]
+
+
+async def test_discard_on_a_finished_task_reopens_it_and_merges_again(work_dir: Path) -> None:
+    async with engine_on(work_dir) as engine:
+        await create(engine, work_dir, [Part(params={"n": 0}, name="only")])
+        await engine.next_subtask(TASK, "s0", "node")
+        write_result(work_dir, "s0", "v1")
+        await engine.verify(TASK, "s0")
+        assert outputs(work_dir) == {"result.txt": "v1"}
+        assert not await engine.has_pending_subtasks(TASK)
+        # The node restarts the subtask of the finished task: its part is ready again.
+        assert await engine.discard_subtasks(TASK, ["s0"]) == ["s0"]
+        assert await engine.has_pending_subtasks(TASK)
+        assert await engine.next_subtask(TASK, "s1", "node") is not None
+        write_result(work_dir, "s1", "v2")
+        await engine.verify(TASK, "s1")
+        assert outputs(work_dir) == {"result.txt": "v2"}

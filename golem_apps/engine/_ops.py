@@ -625,6 +625,19 @@ def apply_vote(
     return Outcome(verdict, complete=complete, banned=banned)
 
 
+def awaiting_merge(conn: sqlite3.Connection, task_id: str, subtask_id: str) -> bool:
+    """True when the subtask is verified and its task's merge is still to do (one failed)."""
+    if task_row(conn, task_id).state != "merging":
+        return False
+    if subtask_row(conn, task_id, subtask_id)[2] != "success":
+        return False
+    # A redundant task's winner not yet told its verdict gets it first.
+    told = conn.execute(
+        "SELECT told FROM subtasks WHERE task = ? AND id = ?", (task_id, subtask_id)
+    ).fetchone()[0]
+    return bool(told)
+
+
 def merge_inputs(
     conn: sqlite3.Connection, task_id: str, outputs: Path, with_params: bool
 ) -> tuple[dict[str, Any], list[PartResult]]:

@@ -13,6 +13,7 @@ from ..proto.grpc.health.v1 import (
     HealthCheckResponse,
     HealthCheckResponseServingStatus,
 )
+from ._unary import recv_request
 
 SERVING = HealthCheckResponseServingStatus.from_string("SERVING")
 
@@ -30,14 +31,12 @@ class Health:
 
     async def check(self, stream: Stream[HealthCheckRequest, HealthCheckResponse]) -> None:
         """Health/Check."""
-        request = await stream.recv_message()
-        assert request is not None
+        request = await recv_request(stream)
         await stream.send_message(self._status(request))
 
     async def watch(self, stream: Stream[HealthCheckRequest, HealthCheckResponse]) -> None:
         """Health/Watch: the status once, then the stream stays open until the server stops."""
-        request = await stream.recv_message()
-        assert request is not None
+        request = await recv_request(stream)
         await stream.send_message(self._status(request))
         await asyncio.Event().wait()
 

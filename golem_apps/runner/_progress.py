@@ -11,6 +11,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
+#: Seconds between two progress lines of one subtask in plain output.
+PROGRESS_EVERY = 1.0
+
 
 @dataclass
 class Stats:
@@ -57,6 +60,7 @@ class PlainReporter(Reporter):
     def __init__(self, stream: TextIO | None = None) -> None:
         self._stream = stream or sys.stdout
         self._stats = Stats()
+        self._printed: dict[str, float] = {}  # subtask id -> when its progress was printed
 
     def _line(self, text: str) -> None:
         print(f"[{self._stats.elapsed:7.2f}s] {text}", file=self._stream, flush=True)
@@ -78,7 +82,11 @@ class PlainReporter(Reporter):
         self._line(f"node {node_id} {kind}" + (f": {detail}" if detail else ""))
 
     def progress(self, node_id: str, subtask_id: str, fraction: float, message: str) -> None:
-        """Print the provider's progress."""
+        """Print the provider's progress: at most a line a second per subtask, and 100%."""
+        now = time.monotonic()
+        if fraction < 1.0 and now - self._printed.get(subtask_id, -PROGRESS_EVERY) < PROGRESS_EVERY:
+            return
+        self._printed[subtask_id] = now
         text = f"subtask {subtask_id[:8]} on {node_id}: {fraction:.0%}"
         self._line(text + (f" {message}" if message else ""))
 

@@ -152,3 +152,57 @@ async def test_a_provider_that_keeps_beating_is_left_alone(tmp_path: Path) -> No
         heartbeat_timeout=2.0,  # 40 times the gap between two beats
     )
     assert (result.parts, result.subtasks, result.failures) == (1, 1, ())
+
+
+@pytest.mark.anyio
+@pytest.mark.slow
+async def test_a_hung_provider_process_is_killed_and_replaced(tmp_path: Path, python: str) -> None:
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    seen = Seen()
+    result = await run_task(
+        APP,
+        params={"parts": 1, "hang_once": str(markers)},
+        providers=1,
+        work_dir=tmp_path / "work",
+        subtask_timeout=60,
+        heartbeat_timeout=1.0,
+        reporter=seen,
+        python=python,
+    )
+    [failure] = result.failures
+    assert failure.reason.startswith("no heartbeat for 1 s")
+    assert [kind for kind, _, _ in seen.nodes] == ["stalled"]
+    assert (result.parts, result.subtasks) == (1, 2)
+
+
+def test_plain_progress_lines_are_few_but_show_the_end() -> None:
+    import io
+
+    from golem_apps.runner import PlainReporter
+
+    stream = io.StringIO()
+    reporter = PlainReporter(stream)
+    for step in range(1, 101):
+        reporter.progress("node-1", "subtask-1", step / 100, f"step {step}")
+    lines = stream.getvalue().splitlines()
+    assert lines[0].endswith("subtask subtask- on node-1: 1% step 1")
+    assert lines[-1].endswith("100% step 100")
+    assert len(lines) < 10
+
+
+def test_the_cli_refuses_a_bad_heartbeat_timeout(python: str) -> None:
+    import subprocess
+
+    from ..conftest import ROOT
+
+    done = subprocess.run(
+        [python, "-m", "golem_apps.run", APP, "--heartbeat-timeout", "0"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "--heartbeat-timeout" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -206,3 +206,21 @@ def test_the_cli_refuses_a_bad_heartbeat_timeout(python: str) -> None:
     assert done.returncode == 2
     assert "--heartbeat-timeout" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_the_rich_reporter_shows_a_bar_per_running_provider() -> None:
+    import io
+
+    from golem_apps.runner import RichReporter, Stats
+
+    stream = io.StringIO()
+    reporter = RichReporter(stream)
+    reporter.start(Stats(), "task-1", "/work")
+    reporter.progress("provider1-ab", "subtask-1", 0.4, "40 of 100")
+    reporter.progress("provider1-ab", "subtask-1", 0.8, "80 of 100")
+    assert len(reporter._providers) == 1
+    reporter.node_event("stalled", "provider2-cd", "no heartbeat for 1 s")
+    reporter.event("verified", "subtask-1")
+    assert reporter._providers == {}  # its bar went with the subtask
+    reporter.stop()
+    assert "node provider2-cd stalled: no heartbeat for 1 s" in stream.getvalue()

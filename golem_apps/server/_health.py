@@ -8,13 +8,9 @@ from grpclib.const import Cardinality, Handler, Status
 from grpclib.exceptions import GRPCError
 from grpclib.server import Stream
 
-from ..proto.grpc.health.v1 import (
-    HealthCheckRequest,
-    HealthCheckResponse,
-    HealthCheckResponseServingStatus,
-)
-
-SERVING = HealthCheckResponseServingStatus.from_string("SERVING")
+# The hand-written messages (same bytes as golem_apps.proto's): the provider
+# must answer Health without paying for betterproto's import.
+from ._wire import SERVING, HealthCheckRequest, HealthCheckResponse
 
 
 class Health:

@@ -11,7 +11,7 @@ from ._exceptions import HandlerError
 from ._handlers import check_signature
 
 F = TypeVar("F", bound=Callable[..., Any])
-Lifespan = Callable[[Any], AbstractAsyncContextManager[None]]
+Lifespan = Callable[[Any], AbstractAsyncContextManager[None]] | Callable[[Any], AsyncIterator[None]]
 
 
 @asynccontextmanager
@@ -26,7 +26,7 @@ class Registry:
 
     def __init__(self, *, lifespan: Lifespan | None = None) -> None:
         self._slots: dict[str, Callable[..., Any]] = {}
-        self._lifespan: Lifespan | None = None
+        self._lifespan: Callable[[Any], AbstractAsyncContextManager[None]] | None = None
         if lifespan is not None:
             self.add_lifespan(lifespan)
 
@@ -46,7 +46,7 @@ class Registry:
         """The handler registered for ``slot``, or None."""
         return self._slots.get(slot)
 
-    def add_lifespan(self, lifespan: Lifespan | Callable[[Any], AsyncIterator[None]]) -> None:
+    def add_lifespan(self, lifespan: Lifespan) -> None:
         """Register the lifespan: an async context manager factory taking the registry.
 
         An async generator function is accepted too and wrapped with
@@ -57,8 +57,9 @@ class Registry:
             raise HandlerError(f"@{self._role}.lifespan is already registered")
         check_signature(lifespan, f"@{self._role}.lifespan", ("app",))
         if inspect.isasyncgenfunction(lifespan):
-            lifespan = asynccontextmanager(lifespan)
-        self._lifespan = lifespan  # type: ignore[assignment]
+            self._lifespan = asynccontextmanager(lifespan)
+        else:
+            self._lifespan = lifespan  # type: ignore[assignment]
 
     def lifespan(self, func: F) -> F:
         """Decorator form of :meth:`add_lifespan`; returns the function unchanged."""

@@ -100,6 +100,7 @@ class ProviderService:
         self._app = app
         self._work_dir = work_dir
         self._busy = False
+        self._busy_replying = False
         self._work: asyncio.Future[object] | None = None
         self._context: ComputeContext | None = None
         self.done = asyncio.Event()
@@ -107,7 +108,14 @@ class ProviderService:
         self.exit_code = EXIT_OK
 
     def _finish(self) -> None:
+        self._busy_replying = False
         self.done.set()
+
+    def _finish_shutdown(self) -> None:
+        # A computation cancelled by this Shutdown still answers CANCELLED
+        # before the server stops: its own reply sets ``done``.
+        if not self._busy_replying:
+            self.done.set()
 
     async def _run_once(self, what: str, work: asyncio.Future[object]) -> object:
         # Waits without propagating a cancellation of ``work`` (Shutdown), and
@@ -126,6 +134,7 @@ class ProviderService:
         if self._busy:
             raise GRPCError(Status.FAILED_PRECONDITION, "a provider serves one request only")
         self._busy = True
+        self._busy_replying = True
         self.exit_code = EXIT_FAILED  # until the request succeeds
 
     async def compute(self, request: api.ComputeRequest) -> api.ComputeReply:
@@ -182,7 +191,7 @@ class ProviderService:
             ),
             prefix + "Shutdown": unary(
                 "Shutdown", self.shutdown, api.ShutdownRequest, api.ShutdownReply,
-                after_reply=self._finish,
+                after_reply=self._finish_shutdown,
             ),
         }  # fmt: skip
 

@@ -85,7 +85,7 @@ async def test_sync_handler_runs_in_a_thread_with_our_context() -> None:
         seen.append((threading.current_thread() is threading.main_thread(), var.get()))
         return x * 2
 
-    assert await _provider.call(handler, 21) == 42
+    assert await _provider.call(handler, 21, abandon_on_cancel=True) == 42
     assert seen == [(False, "outer")]
 
 
@@ -94,7 +94,7 @@ async def test_async_handler_is_awaited() -> None:
     async def handler(x: int) -> int:
         return x + 1
 
-    assert await _provider.call(handler, 1) == 2
+    assert await _provider.call(handler, 1, abandon_on_cancel=True) == 2
 
 
 @pytest.mark.anyio
@@ -103,7 +103,7 @@ async def test_sync_handler_error_reaches_the_caller() -> None:
         raise KeyError("boom")
 
     with pytest.raises(KeyError, match="boom"):
-        await _provider.call(handler)
+        await _provider.call(handler, abandon_on_cancel=True)
 
 
 @pytest.mark.anyio
@@ -116,7 +116,7 @@ async def test_cancellation_abandons_a_sync_handler() -> None:
         finished.set()
         return "late"
 
-    task = asyncio.ensure_future(_provider.call(handler))
+    task = asyncio.ensure_future(_provider.call(handler, abandon_on_cancel=True))
     await asyncio.sleep(0.05)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):

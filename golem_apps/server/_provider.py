@@ -2,7 +2,7 @@
 
 This module is the provider's start-up path, paid once per subtask: it never
 imports the engine, the runner, SQLite or rich, nor betterproto or anyio
-(tests/test_provider_imports.py checks it; docs/performance.md says why).
+(tests/test_provider_fast_path.py checks it; docs/performance.md says why).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import cast
+from typing import Literal, cast
 
 from grpclib.const import Handler, Status
 from grpclib.exceptions import GRPCError
@@ -63,7 +63,9 @@ def _settle(future: asyncio.Future[object], result: object, error: BaseException
         future.set_result(result)
 
 
-async def call(func: Callable[..., object], *args: object) -> object:
+async def call(
+    func: Callable[..., object], *args: object, abandon_on_cancel: Literal[True]
+) -> object:
     """Await an async handler, or run a sync one in a daemon thread of its own.
 
     On cancellation this returns at once and abandons a sync handler's thread,
@@ -149,7 +151,7 @@ class ProviderService:
         context = ComputeContext(task_id, subtask_id, params, self._work_dir)
         self._context = context
         context.subtask_dir.mkdir(parents=True, exist_ok=True)
-        work = asyncio.ensure_future(call(handler, context))
+        work = asyncio.ensure_future(call(handler, context, abandon_on_cancel=True))
         output = await self._run_once("computation", work)
         reply = api.ComputeReply(output_filepath=_result_path(self._work_dir, output))
         self.exit_code = EXIT_OK
@@ -161,7 +163,7 @@ class ProviderService:
         handler = self._app.handler("benchmark")
         score = 1.0
         if handler is not None:
-            work = asyncio.ensure_future(call(handler))
+            work = asyncio.ensure_future(call(handler, abandon_on_cancel=True))
             score = float(await self._run_once("benchmark", work))  # type: ignore[arg-type]
         self.exit_code = EXIT_OK
         return api.RunBenchmarkReply(score=score)

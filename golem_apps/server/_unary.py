@@ -28,11 +28,9 @@ def unary(
     """
 
     async def handle(stream: Stream[Any, Any]) -> None:
+        request = await stream.recv_message()
         try:
             try:
-                # Inside the try: an undecodable request is answered and, for
-                # a one-shot provider, still ends the server.
-                request = await stream.recv_message()
                 reply = await func(request)
             except Exception as exc:
                 raise to_grpc_error(exc, rpc) from None

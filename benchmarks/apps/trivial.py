@@ -25,7 +25,7 @@ async def requestor_benchmark() -> float:
 
 @provider.compute
 def compute(ctx: ComputeContext) -> Path:
-    """Upper-case the part's text into ``<subtask dir>/result.txt``."""
-    out = ctx.subtask_dir / "result.txt"
+    """Upper-case the part's text into ``<subtask dir>/<subtask id>.txt``."""
+    out = ctx.subtask_dir / f"{ctx.subtask_id}.txt"
     out.write_text(str(ctx.params.get("text", "")).upper())
     return out

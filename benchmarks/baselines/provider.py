@@ -57,7 +57,7 @@ class Provider:
             params = json.loads(request.subtask_params_json or "{}")
             subtask_dir = self.work_dir / request.subtask_id
             subtask_dir.mkdir(parents=True, exist_ok=True)
-            out = subtask_dir / "result.txt"
+            out = subtask_dir / f"{request.subtask_id}.txt"
             out.write_text(str(params.get("text", "")).upper())
             await stream.send_message(
                 api.ComputeReply(output_filepath=str(out.relative_to(self.work_dir)))

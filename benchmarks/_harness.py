@@ -81,8 +81,14 @@ def compare(
     return result
 
 
-def format_comparison(name: str, label_a: str, label_b: str, comparisons: dict[str, Comparison],
-                      unit: str = "ms", scale: float = 1000.0) -> str:
+def format_comparison(
+    name: str,
+    label_a: str,
+    label_b: str,
+    comparisons: dict[str, Comparison],
+    unit: str = "ms",
+    scale: float = 1000.0,
+) -> str:
     """Human-readable lines: each metric's median [min-max] of A and B and the ratios."""
     lines = [f"{name}: {label_a} (A) vs {label_b} (B)"]
     for c in comparisons.values():

@@ -92,7 +92,12 @@ argparse; see the importtime breakdown below.
 
 
 def page(
-    table: str, machine: str, date: str, missing: list[str], *, quick: bool,
+    table: str,
+    machine: str,
+    date: str,
+    missing: list[str],
+    *,
+    quick: bool,
     importtime: str = "",
 ) -> str:
     """The whole page."""

@@ -23,9 +23,7 @@ start = time.perf_counter()
 print(time.perf_counter() - start)
 """
 
-PROVIDER_IMPORTS = (
-    "import golem_apps.serve, golem_apps.server._provider, benchmarks.apps.trivial"
-)
+PROVIDER_IMPORTS = "import golem_apps.serve, golem_apps.server._provider, benchmarks.apps.trivial"
 BASELINE_IMPORTS = "import benchmarks.baselines.provider"
 
 
@@ -48,23 +46,25 @@ def run(rounds: int = 20) -> dict[str, Comparison]:
     )
 
 
-def importtime_top(imports: str = PROVIDER_IMPORTS, count: int = 12) -> list[tuple[str, float]]:
-    """The top-level and heaviest modules of ``python -X importtime``: (name, cumulative ms)."""
+def importtime_top(
+    imports: str = PROVIDER_IMPORTS, count: int = 14
+) -> list[tuple[str, int, float]]:
+    """The heaviest modules imported at depth 0 or 1: (name, depth, cumulative ms)."""
     out = subprocess.run(
         [sys.executable, "-X", "importtime", "-c", imports],
         cwd=ROOT, capture_output=True, text=True, check=True,
     )  # fmt: skip
     rows = []
     for line in out.stderr.splitlines():
-        match = re.match(r"import time:\s+\d+ \|\s+(\d+) \|( *)(\S+)", line)
-        if match and len(match.group(2)) <= 3:  # top level and their direct imports
-            rows.append((match.group(2) + match.group(3), int(match.group(1)) / 1000))
-    return sorted(rows, key=lambda row: -row[1])[:count]
+        match = re.match(r"import time:\s+\d+ \|\s+(\d+) \| ( *)(\S+)", line)
+        if match and len(match.group(2)) <= 2:  # two spaces per level of nesting
+            rows.append((match.group(3), len(match.group(2)) // 2, int(match.group(1)) / 1000))
+    return sorted(rows, key=lambda row: -row[2])[:count]
 
 
 if __name__ == "__main__":
     from ._harness import format_comparison
 
     print(format_comparison("imports", "provider path", "baseline", run()))
-    for name, ms in importtime_top():
-        print(f"{ms:8.1f} ms  {name}")
+    for name, depth, ms in importtime_top():
+        print(f"{ms:8.1f} ms  {'  ' * depth}{name}")

@@ -39,6 +39,17 @@ def free_port() -> int:
         return port
 
 
+async def start_provider(app: Provider, work_dir: Path) -> tuple[asyncio.Future[int], int]:
+    """run_provider in a task; returns it and its port once it serves."""
+    ready = asyncio.Event()
+    port = free_port()
+    server = asyncio.ensure_future(
+        run_provider(app, work_dir=work_dir, port=port, on_ready=lambda _: ready.set())
+    )
+    await asyncio.wait_for(ready.wait(), 10)
+    return server, port
+
+
 def imported_modules(importtime_stderr: str) -> set[str]:
     """Module names from ``python -X importtime`` output."""
     names = set()
@@ -53,20 +64,23 @@ def imported_modules(importtime_stderr: str) -> set[str]:
 async def test_provider_process_imports_nothing_forbidden(python: str, tmp_path: Path) -> None:
     """A whole provider cycle (Health, Compute, exit) under -X importtime."""
     port = free_port()
-    proc = subprocess.Popen(
-        [python, "-X", "importtime", "-m", "golem_apps.serve", "tests.apps.sample", "provider",
-         str(port), "--work-dir", str(tmp_path)],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    proc = await asyncio.create_subprocess_exec(
+        python, "-X", "importtime", "-m", "golem_apps.serve", "tests.apps.sample", "provider",
+        str(port), "--work-dir", str(tmp_path),
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip
+    assert proc.stderr is not None
+    stderr_read = asyncio.ensure_future(proc.stderr.read())  # the pipe must not fill up
     try:
         async with await ProviderClient.connect(port=port, timeout=30) as client:
             output = await client.compute("t1", "s1", {"text": "abc"}, timeout=30)
-        _, stderr = await asyncio.to_thread(proc.communicate, timeout=30)
+        code = await asyncio.wait_for(proc.wait(), 30)
+        stderr = (await stderr_read).decode()
     finally:
-        if proc.poll() is None:
+        if proc.returncode is None:
             proc.kill()
-            proc.wait()
-    assert proc.returncode == 0, stderr[-2000:]
+            await proc.wait()
+    assert code == 0, stderr[-2000:]
     assert (tmp_path / output).read_text() == "ABC"
     modules = imported_modules(stderr)
     assert "golem_apps.server._provider" in modules  # the parsing works
@@ -138,12 +152,7 @@ async def test_betterproto_client_against_light_server(tmp_path: Path) -> None:
         out.write_text(f"{ctx.task_id}/{ctx.subtask_id}/{ctx.params['n']}")
         return out
 
-    port = free_port()
-    ready = asyncio.Event()
-    server = asyncio.ensure_future(
-        run_provider(app, work_dir=tmp_path, port=port, on_ready=lambda _: ready.set())
-    )
-    await asyncio.wait_for(ready.wait(), 10)
+    server, port = await start_provider(app, tmp_path)
     async with await ProviderClient.connect(port=port, timeout=10) as client:
         output = await client.compute("tä", "s1", {"n": 3}, timeout=10)
     assert output == "s1/out.txt"
@@ -164,12 +173,7 @@ async def test_benchmark_score_and_bad_request(tmp_path: Path) -> None:
         return 2.5
 
     for expected in (2.5, None):
-        port = free_port()
-        ready = asyncio.Event()
-        server = asyncio.ensure_future(
-            run_provider(app, work_dir=tmp_path, port=port, on_ready=lambda _: ready.set())
-        )
-        await asyncio.wait_for(ready.wait(), 10)
+        server, port = await start_provider(app, tmp_path)
         async with await ProviderClient.connect(port=port, timeout=10) as client:
             if expected is not None:
                 assert await client.run_benchmark() == expected

@@ -22,9 +22,7 @@ PAIRS: list[tuple[type[wire.WireMessage], type[Any], st.SearchStrategy[dict[str,
     (
         wire.ComputeRequest,
         api.ComputeRequest,
-        st.fixed_dictionaries(
-            {"task_id": text, "subtask_id": text, "subtask_params_json": text}
-        ),
+        st.fixed_dictionaries({"task_id": text, "subtask_id": text, "subtask_params_json": text}),
     ),
     (wire.ComputeReply, api.ComputeReply, st.fixed_dictionaries({"output_filepath": text})),
     (wire.RunBenchmarkRequest, api.RunBenchmarkRequest, st.just({})),

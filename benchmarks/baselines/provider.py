@@ -53,6 +53,7 @@ class Provider:
 
     async def compute(self, stream: Stream[Any, Any]) -> None:
         request = await stream.recv_message()
+        assert request is not None
         try:
             params = json.loads(request.subtask_params_json or "{}")
             subtask_dir = self.work_dir / request.subtask_id

@@ -16,6 +16,7 @@ from golem_apps.proto import golem_task_api as api
 from golem_apps.proto.grpc.health import v1 as health
 
 UNARY = Cardinality.UNARY_UNARY
+SERVING = health.HealthCheckResponseServingStatus.from_string("SERVING")
 
 
 class RequestorApp:
@@ -27,9 +28,7 @@ class RequestorApp:
 
     async def check(self, stream: Stream[Any, Any]) -> None:
         await stream.recv_message()
-        await stream.send_message(
-            health.HealthCheckResponse(status=health.HealthCheckResponseServingStatus.SERVING)
-        )
+        await stream.send_message(health.HealthCheckResponse(status=SERVING))
 
     def __mapping__(self) -> dict[str, Handler]:
         return {

@@ -12,7 +12,7 @@ import contextvars
 import logging
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 from typing import Literal, cast
 
@@ -86,10 +86,8 @@ async def call(
             result = context.run(func, *args)
         except BaseException as exc:  # handed to the awaiting task, like anyio does
             error = exc
-        try:
+        with suppress(RuntimeError):  # the loop is closed: nobody waits for this result
             loop.call_soon_threadsafe(_settle, future, result, error)
-        except RuntimeError:  # the loop is closed: nobody waits for this result
-            pass
 
     threading.Thread(target=work, name="golem_apps compute", daemon=True).start()
     return await future

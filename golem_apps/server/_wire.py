@@ -105,8 +105,8 @@ class WireMessage:
         if values:
             raise TypeError(f"{type(self).__name__} has no field {next(iter(values))!r}")
 
-    def SerializeToString(self) -> bytes:  # noqa: N802 - the name grpclib's codec calls
-        """The message's bytes; fields with the default value are left out (proto3)."""
+    def SerializeToString(self) -> bytes:
+        """The message's bytes (grpclib's codec calls this name); default values are left out."""
         out = bytearray()
         for number, name, kind in self.FIELDS:
             value = getattr(self, name)
@@ -128,8 +128,8 @@ class WireMessage:
     __bytes__ = SerializeToString
 
     @classmethod
-    def FromString(cls, data: bytes) -> Any:  # noqa: N802 - the name grpclib's codec calls
-        """Decode ``data``; DecodeError when it is not a valid encoding."""
+    def FromString(cls, data: bytes) -> Any:
+        """Decode ``data`` (grpclib's codec calls this name); DecodeError if it is invalid."""
         message = cls()
         data = bytes(data)
         pos = 0

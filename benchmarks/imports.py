@@ -14,7 +14,7 @@ import subprocess
 import sys
 
 from ._harness import Comparison, Sample, compare
-from .provider_cycle import ROOT
+from .provider_cycle import ROOT, ensure_bytecode
 
 _TIMED = """
 import time
@@ -38,6 +38,7 @@ def timed_import(imports: str) -> Sample:
 
 def run(rounds: int = 20) -> dict[str, Comparison]:
     """The provider path's imports (A) against the baseline's (B)."""
+    ensure_bytecode()
     return compare(
         lambda: timed_import(PROVIDER_IMPORTS),
         lambda: timed_import(BASELINE_IMPORTS),

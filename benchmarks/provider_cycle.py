@@ -9,6 +9,7 @@ faster shows the real start-up time) and sends Compute as soon as it is SERVING.
 from __future__ import annotations
 
 import asyncio
+import compileall
 import socket
 import subprocess
 import sys
@@ -33,6 +34,17 @@ ROOT = Path(__file__).resolve().parent.parent
 POLL_SECONDS = 0.002
 #: Give up on a cycle after this long: a broken server must not hang the benchmark.
 CYCLE_TIMEOUT = 30.0
+
+
+def ensure_bytecode() -> None:
+    """Write the .pyc files of golem_apps (generated code included) and benchmarks.
+
+    A deployed app is pip-installed, which compiles them; here the sources
+    may be fresh and PYTHONDONTWRITEBYTECODE set, and every process would then
+    compile them again. Both sides of every benchmark get cached bytecode.
+    """
+    for package in ("golem_apps", "benchmarks"):
+        compileall.compile_dir(ROOT / package, quiet=1)
 
 
 def free_port() -> int:
@@ -124,6 +136,7 @@ def cycle_runner(
 
 def run(rounds: int = 20, warmup: int = 2) -> dict[str, Comparison]:
     """golem_apps (A) against the baseline (B), ``rounds`` interleaved cycles each."""
+    ensure_bytecode()
     with tempfile.TemporaryDirectory() as tmp, asyncio.Runner() as runner:
         work_dir = Path(tmp)
         (work_dir / "subtask_inputs").mkdir()

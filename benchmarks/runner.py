@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from ._harness import Comparison, Sample, compare
-from .provider_cycle import cycle, free_port, golem_apps_command
+from .provider_cycle import cycle, ensure_bytecode, free_port, golem_apps_command
 
 SUBTASKS = 100
 PROVIDERS = 4
@@ -69,6 +69,7 @@ def runner() -> Sample:
 
 def run(rounds: int = 2) -> dict[str, Comparison]:
     """The runner (A) against the spawn-bound limit (B)."""
+    ensure_bytecode()
     return compare(runner, limit, rounds=rounds, warmup=0)
 
 

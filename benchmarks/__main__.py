@@ -56,7 +56,7 @@ def dispatch_rows(quick: bool) -> list[Row]:
     """Benchmark 2: requestor RPC dispatch."""
     from . import dispatch
 
-    c = dispatch.run(rounds=3 if quick else 16, calls=320 if quick else 640)
+    c = dispatch.run(rounds=20 if quick else 200)
     return [
         Row.compared(
             "2. requestor dispatch",

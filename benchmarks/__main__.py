@@ -29,7 +29,7 @@ def provider_rows(quick: bool) -> list[Row]:
     """Benchmark 1: the provider one-shot cycle."""
     from . import provider_cycle
 
-    c = provider_cycle.run(rounds=4 if quick else 30, warmup=1 if quick else 3)
+    c = provider_cycle.run(rounds=4 if quick else 50, warmup=1 if quick else 3)
     rows = [Row.compared("1. provider cycle", c["to SERVING"], unit="ms", scale=1000)]
     anchors = (("to reply", OLD_TASK_API_REPLY_RATIO), ("to exit", OLD_TASK_API_EXIT_RATIO))
     for metric, old in anchors:

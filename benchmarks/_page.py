@@ -110,12 +110,14 @@ itself gave ratios of 0.87-1.17 with 40 trials of 240 calls, and 0.99-1.00
 with 200 trials of 48 calls (the setting used). The CPU-time rates
 (calls per second of this process's CPU time) are shown for the same reason.
 
-## The runner's limit
+## Child processes get a session of their own
 
-The limit's children, like the runner's, get a session of their own: with
+The provider processes of benchmarks 1 and 4 (and the runner's) get a session of their own: with
 Linux's autogroup scheduling (enabled on this machine), the processes of one
 session share one CPU share against the other sessions, and four providers
 left in the driver's session took twice as long as in sessions of their own.
+In benchmark 1 it also keeps the driver's 2 ms Health polling out of the
+child's CPU share; a node's containers are separate sessions anyway.
 """
 
 

@@ -44,5 +44,9 @@ proto-check: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m benchmarks
 
+# The documentation site, into site/: offline, and any warning is an error.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --clean --site-dir site
+
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

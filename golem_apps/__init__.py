@@ -30,6 +30,7 @@ from ._contexts import (
     VerifyContext,
     VerifyResult,
 )
+from ._events import Event
 from ._exceptions import (
     AlreadyExists,
     ComputeFailed,
@@ -59,6 +60,7 @@ __all__ = [
     "ConfigError",
     "CreatedTask",
     "EngineError",
+    "Event",
     "GolemAppsError",
     "HandlerError",
     "InvalidArgument",

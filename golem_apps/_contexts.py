@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import enum
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,14 +63,16 @@ class Verdict:
 class Part:
     """One part of a task, as returned (or yielded) by the ``@requestor.task`` handler.
 
-    ``params`` becomes the subtask params JSON (an object). ``resources`` are
+    ``params`` becomes the subtask params JSON (an object): a dict, or a
+    dataclass or pydantic model instance (serialized with pydantic; see typed
+    params). ``resources`` are
     names of files in the task's ``task_inputs`` that the provider needs.
     ``name`` is a stable name, unique in the task (default: the part's index);
     ``depends_on`` names parts whose verified results this part needs: each
     reaches it as a resource named ``<dependency name>-<result file name>``.
     """
 
-    params: Mapping[str, Any] = field(default_factory=dict)
+    params: Any = field(default_factory=dict)
     resources: Sequence[str] = ()
     name: str | None = None
     depends_on: Sequence[str] = ()

@@ -16,7 +16,10 @@ class HandlerError(GolemAppsError, TypeError):
 
 
 class ConfigError(GolemAppsError):
-    """Raised when a server cannot start: bad work dir, incomplete TLS files, busy port."""
+    """Raised when a server cannot start (bad work dir, incomplete TLS files, busy port).
+
+    Also raised when the app's metadata cannot make a valid app definition.
+    """
 
 
 class InvalidArgument(GolemAppsError):

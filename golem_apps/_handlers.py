@@ -67,15 +67,19 @@ async def call(
 
 
 def to_part(item: object) -> Part:
-    """A yielded part: a Part, or a mapping taken as the params of an unnamed part."""
+    """A yielded part: a Part, or a mapping taken as the params of an unnamed part.
+
+    Params given as a dataclass or pydantic model instance (in a Part, or
+    yielded bare) become JSON objects; see ``golem_apps._typed``.
+    """
     if isinstance(item, Part):
-        return item
-    if isinstance(item, Mapping):
+        if isinstance(item.params, Mapping):
+            return item
+    elif isinstance(item, Mapping):
         return Part(params=item)
-    raise TypeError(
-        f"a task handler must return or yield Part objects or dicts of params, "
-        f"not {type(item).__name__}"
-    )
+    from ._typed import part_from
+
+    return part_from(item)
 
 
 async def iterate_parts(func: Callable[..., Any], *args: Any) -> AsyncIterator[Part]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, TypeVar
 
@@ -19,6 +19,14 @@ async def _no_lifespan(_app: object) -> AsyncIterator[None]:
     yield
 
 
+def _accepts(func: Callable[..., object], arguments: tuple[str, ...]) -> bool:
+    try:
+        inspect.signature(func).bind(*arguments)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
 class Registry:
     """Handler slots of one app role; each slot holds at most one handler."""
 
@@ -26,12 +34,29 @@ class Registry:
 
     def __init__(self, *, lifespan: Lifespan | None = None) -> None:
         self._slots: dict[str, Callable[..., Any]] = {}
+        self._params_types: dict[str, type] = {}
         self._lifespan: Callable[[Any], AbstractAsyncContextManager[None]] | None = None
         if lifespan is not None:
             self.add_lifespan(lifespan)
 
-    def _register(self, slot: str, func: F, arguments: tuple[str, ...]) -> F:
+    def _register(
+        self,
+        slot: str,
+        func: F,
+        arguments: tuple[str, ...],
+        *,
+        typed: bool = False,
+        params: object = None,
+    ) -> F:
         label = f"@{self._role}.{slot}"
+        params_type = None
+        if typed and (params is not None or not _accepts(func, arguments)):
+            # A typed handler (or a bad signature, which check_signature reports).
+            from ._typed import params_type_of  # standard library only; pydantic comes later
+
+            params_type = params_type_of(func, label, arguments, params)
+            if params_type is not None:
+                arguments = (*arguments, "params")
         check_signature(func, label, arguments)
         taken = self._slots.get(slot)
         if taken is not None:
@@ -40,7 +65,26 @@ class Registry:
                 f"an app has one {slot} handler"
             )
         self._slots[slot] = func
+        if params_type is not None:
+            self._params_types[slot] = params_type
         return func
+
+    def params_type(self, slot: str) -> type | None:
+        """The params type (dataclass, TypedDict, pydantic model) of ``slot``'s handler, or None."""
+        return self._params_types.get(slot)
+
+    def handler_args(self, slot: str, params: Mapping[str, Any], field: str) -> tuple[Any, ...]:
+        """The arguments a handler takes after its context: ``(typed params,)`` or ``()``.
+
+        A typed handler's params are validated with pydantic; a mismatch
+        raises InvalidArgument naming ``field`` and each bad field.
+        """
+        params_type = self._params_types.get(slot)
+        if params_type is None:
+            return ()
+        from ._typed import validate
+
+        return (validate(params_type, params, field),)
 
     def handler(self, slot: str) -> Callable[..., Any] | None:
         """The handler registered for ``slot``, or None."""

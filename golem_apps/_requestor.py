@@ -48,6 +48,10 @@ class AppInfo:
     max_benchmark_score: float = 1.0
     market_strategy: str = "brass"
     prerequisites: Mapping[str, str] = field(default_factory=dict)
+    requestor_env: str = DOCKER_CPU_ENV_ID
+    """The requestor's own environment, for the app definition."""
+    requestor_prereq: Mapping[str, Any] = field(default_factory=dict)
+    """The requestor env's prerequisites; empty means ``{"image": image, "tag": tag}``."""
 
     @property
     def provider_prerequisites(self) -> dict[str, str]:
@@ -56,13 +60,22 @@ class AppInfo:
             return dict(self.prerequisites)
         return {"image": self.image or self.name, "tag": self.tag}
 
+    @property
+    def requestor_prerequisites(self) -> dict[str, Any]:
+        """The requestor env's prerequisites (app definition): given ones, else the image's."""
+        if self.requestor_prereq:
+            return dict(self.requestor_prereq)
+        return {"image": self.image or self.name, "tag": self.tag}
+
 
 class Requestor(Registry):
     """The requestor side of an app: app metadata plus ``@requestor.task`` and friends.
 
     ``image``/``tag`` name the app's Docker image, used as the provider
     environment's prerequisites (``{"image": ..., "tag": ...}``) unless
-    ``prerequisites`` is given. Serve it with
+    ``prerequisites`` is given. ``requestor_env``/``requestor_prereq`` are the
+    requestor's own environment in the app definition (default: the same image
+    in ``docker_cpu``; see ``python -m golem_apps.appdef``). Serve it with
     ``python -m golem_apps.serve MODULE requestor PORT`` or
     :func:`golem_apps.serve_requestor`.
     """
@@ -84,6 +97,8 @@ class Requestor(Registry):
         min_memory_mib: float = 0.0,
         max_benchmark_score: float = 1.0,
         market_strategy: str = "brass",
+        requestor_env: str = DOCKER_CPU_ENV_ID,
+        requestor_prereq: Mapping[str, Any] | None = None,
         lifespan: Lifespan | None = None,
     ) -> None:
         super().__init__(lifespan=lifespan)
@@ -102,34 +117,52 @@ class Requestor(Registry):
             max_benchmark_score=max_benchmark_score,
             market_strategy=market_strategy,
             prerequisites=dict(prerequisites or {}),
+            requestor_env=requestor_env,
+            requestor_prereq=dict(requestor_prereq or {}),
         )
         self.task_options = TaskOptions()
         self.rpcs: dict[str, Callable[..., Any]] = {}
+        #: Event listeners by kind, as added with :meth:`add_listener`.
+        self.listeners: dict[str, list[Callable[..., Any]]] = {}
 
     # -- @requestor.task ---------------------------------------------------
 
-    def add_task(self, func: F, *, max_retries: int = 3) -> F:
+    def add_task(self, func: F, *, max_retries: int = 3, params: type | None = None) -> F:
         """Register the CreateTask handler: ``(task: TaskContext) -> parts``.
 
         It returns or yields :class:`Part` objects (or dicts of params); a
         generator is consumed lazily. ``max_retries`` bounds the failed
         verifications a task tolerates before its parts stop being handed out.
+
+        Typed params: a handler ``(task, params)`` gets the task params
+        validated as ``params`` (a dataclass, TypedDict or pydantic model; by
+        default the annotation of its second parameter). Invalid task params
+        are answered with INVALID_ARGUMENT naming the bad fields.
         """
         if max_retries < 0:
             raise HandlerError("@requestor.task(max_retries=...) must be >= 0")
-        self._register("task", func, ("task",))
+        self._register("task", func, ("task",), typed=True, params=params)
         self.task_options = TaskOptions(max_retries=max_retries)
         return func
 
     @overload
     def task(self, func: F, /) -> F: ...
     @overload
-    def task(self, func: None = None, /, *, max_retries: int = 3) -> Callable[[F], F]: ...
-    def task(self, func: F | None = None, /, *, max_retries: int = 3) -> F | Callable[[F], F]:
+    def task(
+        self, func: None = None, /, *, max_retries: int = 3, params: type | None = None
+    ) -> Callable[[F], F]: ...
+    def task(
+        self,
+        func: F | None = None,
+        /,
+        *,
+        max_retries: int = 3,
+        params: type | None = None,
+    ) -> F | Callable[[F], F]:
         """Decorator form of :meth:`add_task`, bare or with options; returns the function."""
 
         def decorator(f: F) -> F:
-            return self.add_task(f, max_retries=max_retries)
+            return self.add_task(f, max_retries=max_retries, params=params)
 
         return decorator if func is None else decorator(func)
 
@@ -164,6 +197,35 @@ class Requestor(Registry):
     def benchmark(self, func: F) -> F:
         """Decorator form of :meth:`add_benchmark`; returns the function unchanged."""
         return self.add_benchmark(func)
+
+    # -- events ------------------------------------------------------------
+
+    def add_listener(self, kind: str, func: F) -> F:
+        """Call ``func(event: Event)`` on every event of ``kind`` (see ``EVENT_KINDS``).
+
+        For metrics and monitoring: a listener runs after the RPC's work and
+        before its reply is sent (a sync one in a worker thread); an exception
+        in it is logged and never changes the reply. Several listeners may
+        share a kind; they run in the order they were added.
+        """
+        from ._events import EVENT_KINDS
+        from ._handlers import check_signature
+
+        if kind not in EVENT_KINDS:
+            raise HandlerError(
+                f"@requestor.on({kind!r}): unknown event; expected one of {', '.join(EVENT_KINDS)}"
+            )
+        check_signature(func, f"@requestor.on({kind!r})", ("event",))
+        self.listeners.setdefault(kind, []).append(func)
+        return func
+
+    def on(self, kind: str) -> Callable[[F], F]:
+        """Decorator form of :meth:`add_listener`; returns the function unchanged."""
+
+        def decorator(func: F) -> F:
+            return self.add_listener(kind, func)
+
+        return decorator
 
     # -- escape hatch ------------------------------------------------------
 

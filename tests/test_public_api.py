@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import types
 
 import golem_apps
 
@@ -20,6 +21,8 @@ def test_all_names_resolve_and_are_documented() -> None:
 def test_public_names_without_all_entry_are_private() -> None:
     public = {n for n in vars(golem_apps) if not n.startswith("_")} - {"annotations", "constants"}
     public -= {n for n in public if n in {"TYPE_CHECKING", "Any", "engine", "server", "proto"}}
+    # Submodules (appdef, serve, ...) become attributes once some test imported them.
+    public -= {n for n in public if isinstance(getattr(golem_apps, n), types.ModuleType)}
     assert public <= set(golem_apps.__all__)
 
 
@@ -35,6 +38,7 @@ def imported_modules(code: str) -> set[str]:
 
 
 HEAVY = {
+    "pydantic",  # only for apps with typed params
     "sqlite3",
     "rich",
     "golem_apps.engine",

@@ -146,10 +146,11 @@ class ProviderService:
         handler = self._app.handler("compute")
         if handler is None:
             raise ConfigError("the app has no @provider.compute handler")
+        typed = self._app.handler_args("compute", params, "subtask_params_json")
         context = ComputeContext(task_id, subtask_id, params, self._work_dir)
         self._context = context
         context.subtask_dir.mkdir(parents=True, exist_ok=True)
-        work = asyncio.ensure_future(call(handler, context, abandon_on_cancel=True))
+        work = asyncio.ensure_future(call(handler, context, *typed, abandon_on_cancel=True))
         output = await self._run_once("computation", work)
         reply = api.ComputeReply(output_filepath=_result_path(self._work_dir, output))
         self.exit_code = EXIT_OK

@@ -25,6 +25,7 @@ from ..engine import Engine, Hooks, open_engine
 from ..proto import golem_task_api as api
 from ._health import Health
 from ._listen import check_work_dir, start
+from ._observe import observed
 from ._unary import unary
 
 log = logging.getLogger("golem_apps.requestor")
@@ -84,10 +85,12 @@ class RequestorService:
         split = self._app.handler("task")
         if split is None:
             raise ConfigError("the app has no @requestor.task handler")
+        # In a thread: the first typed validation imports pydantic (a few hundred ms).
+        typed = await to_thread.run_sync(self._app.handler_args, "task", params, "task_params_json")
         task_dir = self._work_dir / task_id
         await to_thread.run_sync(_prepare_task_dir, task_dir)
         task = TaskContext(task_id, params, task_dir, request.max_subtasks_count)
-        await self._engine.create_task(task, iterate_parts(split, task))
+        await self._engine.create_task(task, iterate_parts(split, task, *typed))
         info = self._app.info
         return api.CreateTaskReply(
             env_id=info.env_id,
@@ -183,7 +186,7 @@ class RequestorService:
                 method = partial(override, work_dir=self._work_dir)
             mapping[f"/golem_task_api.RequestorApp/{rpc}"] = unary(
                 rpc,
-                method,
+                observed(self._app, rpc, method),
                 request_type,
                 reply_type,
                 after_reply=self._on_shutdown if rpc == "Shutdown" else None,

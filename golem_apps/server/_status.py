@@ -34,7 +34,7 @@ def to_grpc_error(exc: Exception, rpc: str) -> GRPCError:
         return exc
     for kind, status in _STATUSES:
         if isinstance(exc, kind):
-            log.info("%s: %s: %s", rpc, status.name, exc)
+            log.debug("%s: %s: %s", rpc, status.name, exc)  # the requestor logs each RPC at INFO
             return GRPCError(status, str(exc))
     # A handler failure: the node shows the message; the traceback stays in our log.
     log.error("%s failed: %s: %s", rpc, type(exc).__name__, exc)

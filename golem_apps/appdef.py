@@ -1,0 +1,319 @@
+"""``python -m golem_apps.appdef MODULE[:ATTR] [--out DIR] [--dockerfile]``: app definition.
+
+A Golem node learns about an app from a JSON app definition in its apps folder
+(task-api spec §7). This command builds it from the metadata given to
+``Requestor(...)`` and writes it as ``<name>_<version>_<id>.json``, where the
+id is the node's own: the hex blake2b digest (digest size 16) of ``json.dumps``
+of the definition with its keys in the spec's order and defaults filled in.
+With ``--dockerfile`` it also writes a ``Dockerfile`` whose ENTRYPOINT serves
+the app the way a node starts it (see the "Deploying" page of the docs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import math
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from ._exceptions import ConfigError, InvalidArgument
+from ._requestor import AppInfo, Requestor
+from ._validate import safe_name
+from .constants import DOCKER_CPU_ENV_ID, DOCKER_GPU_ENV_ID
+
+PROG = "golem_apps.appdef"
+
+#: The app definition's keys in the order the node re-serializes them, with
+#: their defaults (``None``: required, no default).
+DEFINITION_DEFAULTS: tuple[tuple[str, Any], ...] = (
+    ("name", None),
+    ("requestor_env", None),
+    ("requestor_prereq", None),
+    ("max_benchmark_score", None),
+    ("version", "0.0"),
+    ("description", ""),
+    ("author", ""),
+    ("license", ""),
+    ("market_strategy", "brass"),
+)
+
+#: The values ``market_strategy`` may take.
+MARKET_STRATEGIES = ("brass", "wasm")
+
+#: Where the node mounts the work dir inside the container.
+CONTAINER_WORK_DIR = "/golem/work"
+
+_DOCKERFILE = """\
+# The Docker image of the golem_apps app `{module}`.
+# Written by `python -m golem_apps.appdef {module} --dockerfile`; edit freely.
+#
+# Build it in the folder that holds the app's module (and requirements.txt, if
+# the app has one), with the image and tag given to Requestor(image=, tag=):
+#
+#     docker build -t {image}:{tag} .
+#
+# The node runs the container with `requestor <port>` or `provider <port>`
+# appended to the ENTRYPOINT, as the host user's uid, with the node's work dir
+# mounted read-write at /golem/work. The app writes only there and under /tmp.
+FROM python:3.11-slim
+
+# No bytecode is written at run time (the image is read-only for the app's
+# uid); HOME=/tmp gives libraries a writable home whatever uid the node uses.
+ENV PYTHONDONTWRITEBYTECODE=1 \\
+    PYTHONUNBUFFERED=1 \\
+    HOME=/tmp \\
+    PYTHONPATH=/app
+
+# The app's folder: its module, its requirements.txt (if any), and a wheels/
+# folder holding the golem_apps wheel (`pip wheel --no-deps -w wheels PATH`)
+# when golem_apps does not come from your package index.
+COPY . /app
+# --build-arg GOLEM_APPS=<requirement> picks another version or extras.
+ARG GOLEM_APPS="golem_apps[typed]=={version}"
+RUN pip install --no-cache-dir --find-links /app/wheels "$GOLEM_APPS" \\
+    && if [ -f /app/requirements.txt ]; then \\
+        pip install --no-cache-dir -r /app/requirements.txt; \\
+    fi \\
+    && python -m compileall -q /app \\
+    && useradd --uid 1000 --no-create-home --home-dir /tmp golem \\
+    && mkdir -p /golem/work \\
+    && chown golem /golem/work
+
+# A non-root user when run by hand; a node overrides it with the host's uid.
+USER 1000
+WORKDIR /golem/work
+# The ports a node uses by default: requestor 50005, provider 50006.
+EXPOSE 50005 50006
+
+# The node appends `requestor <port>` or `provider <port>` (and, in
+# development mode, flags such as `--log-level DEBUG`).
+ENTRYPOINT ["python", "-m", "golem_apps.serve", "{module}", \\
+            "--host", "0.0.0.0", "--work-dir", "/golem/work"]
+"""
+
+
+def app_definition(app: Requestor | AppInfo) -> dict[str, Any]:
+    """The app definition (spec §7) of a Requestor, keys in the spec's order.
+
+    Raises ConfigError when the metadata cannot make a definition a node
+    accepts (unknown market strategy, a score that is not a finite number,
+    prerequisites that are not a JSON object).
+    """
+    info = app.info if isinstance(app, Requestor) else app
+    if info.market_strategy not in MARKET_STRATEGIES:
+        raise ConfigError(
+            f"market_strategy must be one of {', '.join(MARKET_STRATEGIES)} "
+            f"(got {info.market_strategy!r})"
+        )
+    try:
+        score = float(info.max_benchmark_score)
+    except (TypeError, ValueError):
+        score = math.nan
+    if not math.isfinite(score):
+        raise ConfigError(
+            f"max_benchmark_score must be a finite number (got {info.max_benchmark_score!r})"
+        )
+    prereq = info.requestor_prerequisites
+    try:
+        prereq = json.loads(json.dumps(prereq))
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"requestor_prereq must be a JSON object: {exc}") from None
+    if info.requestor_env in (DOCKER_CPU_ENV_ID, DOCKER_GPU_ENV_ID) and (
+        not isinstance(prereq, dict)
+        or set(prereq) != {"image", "tag"}
+        or not all(isinstance(value, str) and value for value in prereq.values())
+    ):
+        raise ConfigError(
+            f"requestor_prereq of a {info.requestor_env} app must be exactly "
+            f'{{"image": ..., "tag": ...}} with non-empty strings (got {prereq!r})'
+        )
+    for key in ("name", "version", "requestor_env", "description", "author", "license"):
+        value = getattr(info, key)
+        if not isinstance(value, str):
+            raise ConfigError(f"{key} must be a string (got {type(value).__name__})")
+    return {
+        "name": info.name,
+        "requestor_env": info.requestor_env,
+        "requestor_prereq": prereq,
+        "max_benchmark_score": score,
+        "version": info.version,
+        "description": info.description,
+        "author": info.author,
+        "license": info.license,
+        "market_strategy": info.market_strategy,
+    }
+
+
+def app_id(definition: Mapping[str, Any]) -> str:
+    """The app's id as a node computes it from a definition (a parsed file or ours).
+
+    Keys are put in the spec's order with defaults for the missing optional
+    ones; keys the spec does not list are left out.
+    """
+    normalized: dict[str, Any] = {}
+    for key, default in DEFINITION_DEFAULTS:
+        if key in definition:
+            normalized[key] = definition[key]
+        elif default is None:
+            raise ConfigError(f"the app definition has no {key!r}")
+        else:
+            normalized[key] = default
+    return hashlib.blake2b(json.dumps(normalized).encode("utf-8"), digest_size=16).hexdigest()
+
+
+def definition_file_name(definition: Mapping[str, Any]) -> str:
+    """``<name>_<version>_<id>.json``: the file name a node gives the definition."""
+    try:
+        name = safe_name(str(definition["name"]), "name")
+        version = safe_name(str(definition.get("version", "0.0")), "version")
+    except InvalidArgument as exc:
+        raise ConfigError(f"cannot name the app definition file: {exc}") from None
+    file_name = f"{name}_{version}_{app_id(definition)}.json"
+    return safe_name(file_name, "app definition file name")
+
+
+def write_app_definition(app: Requestor | AppInfo, out_dir: str | Path = ".") -> Path:
+    """Write the app definition JSON into ``out_dir``; return the file's path."""
+    definition = app_definition(app)
+    path = Path(out_dir) / definition_file_name(definition)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(definition, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def with_pyproject(info: AppInfo, pyproject: str | Path) -> AppInfo:
+    """``info`` with the fields it leaves at their defaults taken from a pyproject.toml.
+
+    From its ``[project]`` table: ``version``, ``description``, ``authors``
+    (as ``Name <email>``, comma-separated) and ``license`` (a string or
+    ``{text = ...}``). Fields given to ``Requestor(...)`` win.
+    """
+    import tomllib
+
+    path = Path(pyproject)
+    try:
+        with path.open("rb") as file:
+            project = tomllib.load(file).get("project", {})
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from None
+    if not isinstance(project, dict):
+        raise ConfigError(f"{path}: [project] is not a table")
+    found: dict[str, Any] = {}
+    if isinstance(project.get("version"), str):
+        found["version"] = project["version"]
+    if isinstance(project.get("description"), str):
+        found["description"] = project["description"]
+    authors = [_person(a) for a in project.get("authors", []) if isinstance(a, dict)]
+    if any(authors):
+        found["author"] = ", ".join(a for a in authors if a)
+    license_ = project.get("license")
+    if isinstance(license_, dict):
+        license_ = license_.get("text")
+    if isinstance(license_, str):
+        found["license"] = license_
+    defaults = AppInfo(name=info.name)
+    missing = {
+        key: value for key, value in found.items() if getattr(info, key) == getattr(defaults, key)
+    }
+    return dataclasses.replace(info, **missing)
+
+
+def _person(author: dict[str, Any]) -> str:
+    name, email = str(author.get("name", "")), str(author.get("email", ""))
+    return f"{name} <{email}>".strip() if email else name
+
+
+def dockerfile(module: str, app: Requestor | AppInfo | None = None) -> str:
+    """The text of a Dockerfile serving ``module``'s app as a node starts it.
+
+    ``app`` (optional) fills in the image and tag named in its comments.
+    """
+    if not module or not all(part.isidentifier() for part in module.split(".")):
+        raise ConfigError(f"not a module name: {module!r}")
+    image, tag = "IMAGE", "TAG"
+    if app is not None:
+        prereq = (app.info if isinstance(app, Requestor) else app).provider_prerequisites
+        image, tag = prereq.get("image", image), prereq.get("tag", tag)
+    return _DOCKERFILE.format(module=module, image=image, tag=tag, version=_own_version())
+
+
+def _own_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("golem_apps")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "0.1.0"
+
+
+class CliError(Exception):
+    """A one-line error for the user; exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise CliError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m golem_apps.appdef``."""
+    parser = _Parser(prog=f"python -m {PROG}", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "app", metavar="MODULE[:ATTR]", help="module of the app; ATTR defaults to 'requestor'"
+    )
+    parser.add_argument("--out", default=".", help="folder to write into (default: .)")
+    parser.add_argument(
+        "--dockerfile",
+        action="store_true",
+        help="also write a Dockerfile serving the app (refused if one exists, unless --force)",
+    )
+    parser.add_argument("--force", action="store_true", help="overwrite an existing Dockerfile")
+    parser.add_argument(
+        "--pyproject",
+        metavar="FILE",
+        help="take version, description, authors and license from this pyproject.toml "
+        "where Requestor(...) leaves them at their defaults",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command; returns the exit code."""
+    from .serve import CliError as ServeCliError
+    from .serve import load_app
+
+    try:
+        args = build_parser().parse_args(argv)
+        try:
+            app = load_app(args.app, "requestor")
+        except ServeCliError as exc:
+            raise CliError(str(exc)) from None
+        if not isinstance(app, Requestor):
+            raise CliError(f"{args.app} is a {type(app).__name__}, not a golem_apps.Requestor")
+        out = Path(args.out)
+        if out.exists() and not out.is_dir():
+            raise CliError(f"--out {out} is not a folder")
+        target = out / "Dockerfile"
+        docker_text = dockerfile(args.app.partition(":")[0], app) if args.dockerfile else None
+        if docker_text is not None and target.exists() and not args.force:
+            raise CliError(f"{target} exists; pass --force to overwrite it")
+        info = app.info if args.pyproject is None else with_pyproject(app.info, args.pyproject)
+        written = [write_app_definition(info, out)]
+        if docker_text is not None:
+            target.write_text(docker_text, encoding="utf-8")
+            written.append(target)
+    except (CliError, ConfigError, OSError) as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    for path in written:
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

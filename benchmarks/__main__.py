@@ -57,17 +57,20 @@ def dispatch_rows(quick: bool) -> list[Row]:
     from . import dispatch
 
     c = dispatch.run(rounds=20 if quick else 200)
-    return [
-        Row.compared(
-            "2. requestor dispatch",
-            comparison,
-            unit="calls/s",
-            digits=0,
-            goal=">= 0.90",
-            met=comparison.median_ratio >= 0.90,
+    rows = []
+    for metric, comparison in c.items():
+        on_wall_time = "CPU" not in metric  # the wall-time rates carry the goal
+        rows.append(
+            Row.compared(
+                "2. requestor dispatch",
+                comparison,
+                unit="calls/s",
+                digits=0,
+                goal=">= 0.90" if on_wall_time else "",
+                met=comparison.median_ratio >= 0.90 if on_wall_time else None,
+            )
         )
-        for comparison in c.values()
-    ]
+    return rows
 
 
 def runner_rows(quick: bool) -> list[Row]:

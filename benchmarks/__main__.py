@@ -126,10 +126,9 @@ SECTIONS: dict[str, Callable[[bool], list[Row]]] = {
 def _importtime() -> str:
     from .imports import importtime_top
 
-    lines = ["| cumulative | module | imported by |", "|---|---|---|"]
+    lines = ["| cumulative | module | level |", "|---|---|---|"]
     for name, depth, ms in importtime_top():
-        by = "the command" if depth == 0 else "one of those"
-        lines.append(f"| {ms:.1f} ms | `{name}` | {by} |")
+        lines.append(f"| {ms:.1f} ms | `{name}` | {depth} |")
     return "\n".join(lines)
 
 

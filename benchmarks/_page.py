@@ -137,5 +137,14 @@ def page(
         parts += ["Not in this run:", "", *(f"- {line}" for line in missing), ""]
     parts.append(BODY)
     if importtime:
-        parts += ["## Provider imports (python -X importtime, cumulative)", "", importtime, ""]
+        parts += [
+            "## Provider imports (python -X importtime, cumulative)",
+            "",
+            "What `import golem_apps.serve, golem_apps.server._provider, "
+            "benchmarks.apps.trivial` costs, heaviest first; level 0 is imported by the "
+            "command, level 1 by a level-0 module. importtime inflates every figure.",
+            "",
+            importtime,
+            "",
+        ]
     return "\n".join(parts)

@@ -100,15 +100,20 @@ generated module again.
 ## Requestor dispatch: where the time goes
 
 Both servers spend nearly all their time in grpclib, h2 and hpack. A
-cProfile of 6,400 calls over 16 streams (client and server in one process)
-counted 14.08 M function calls for golem_apps against 13.94 M for the
-hand-written service (+1 %); golem_apps' own frames (the unary adapter,
-`RequestorService.run_benchmark`, `call`/`is_async`, the registry lookup)
-took ~0.13 s of ~10 s, about 1.3 %. The benchmark agrees: ~0.98-0.99.
+cProfile of 6,400 RunBenchmark calls over 16 streams (client and server in one
+process) counted 14.25 M function calls for golem_apps against 13.93 M for
+the hand-written service (+2.3 %). The self time of golem_apps' own frames
+(the unary adapter, the observability wrapper `server._observe.observed`
+with its log line and `_outcome`, `RequestorService.run_benchmark`,
+`call`/`is_async`, the registry lookup) was 1.2 % of the profile; the rest of
+the difference is what they call (betterproto attribute access in
+`_outcome`, which runs even when the INFO log line is off, `time.perf_counter`,
+`logging.isEnabledFor`). The benchmark agrees: ratios of 0.95-0.99.
+
 Short interleaved trials matter on a shared machine: the baseline against
 itself gave ratios of 0.87-1.17 with 40 trials of 240 calls, and 0.99-1.00
-with 200 trials of 48 calls (the setting used). The CPU-time rates
-(calls per second of this process's CPU time) are shown for the same reason.
+with 200 trials of 48 calls (the setting used). The CPU-time rates (calls
+per second of this process's CPU time) are shown for the same reason.
 
 ## Child processes get a session of their own
 

@@ -41,6 +41,7 @@ from ._exceptions import (
     InvalidArgument,
     InvalidTask,
     SubtaskNotFound,
+    TaskFailed,
     TaskNotFound,
     WrongState,
 )
@@ -77,6 +78,7 @@ __all__ = [
     "SubtaskAssignment",
     "SubtaskNotFound",
     "TaskContext",
+    "TaskFailed",
     "TaskNotFound",
     "TaskOptions",
     "Verdict",

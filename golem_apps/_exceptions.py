@@ -33,6 +33,14 @@ class ComputeFailed(GolemAppsError):
     """Raised by ProviderClient and the runner when a provider's computation failed."""
 
 
+class TaskFailed(GolemAppsError):
+    """Raised by the local runner when a task cannot finish.
+
+    For example: CreateTask refused, a part failing again and again, or no
+    subtask left to hand out while the task has no outputs. The message says why.
+    """
+
+
 class EngineError(GolemAppsError):
     """Raised as the base of the task engine's expected errors."""
 

@@ -62,11 +62,12 @@ class Engine(Protocol):
 
 @asynccontextmanager
 async def open_engine(work_dir: Path, hooks: Hooks) -> AsyncIterator[Engine]:
-    """Open the engine that keeps the state of every task under ``work_dir``."""
-    from ._memory import MemoryEngine
+    """Open the engine that keeps the state of every task under ``work_dir``.
 
-    engine = MemoryEngine(work_dir, hooks)
-    try:
+    The state lives in a SQLite database in ``work_dir`` and survives restarts.
+    """
+    # Deferred: only the requestor pays for sqlite3.
+    from ._sqlite import open_sqlite_engine
+
+    async with open_sqlite_engine(work_dir, hooks) as engine:
         yield engine
-    finally:
-        await engine.aclose()

@@ -70,7 +70,12 @@ async def test_full_task_through_every_rpc(client: RequestorClient, work_dir: Pa
     outputs = sorted(p.name for p in (work_dir / "t1" / TASK_OUTPUTS_DIR).iterdir())
     assert outputs == ["s1.txt", "s4.txt"]
 
-    assert await client.discard_subtasks("t1", ["s1", "unknown"]) == ["s1"]
+    # Discarding a finished task's result reopens its part (a node's subtask restart).
+    assert await client.discard_subtasks("t1", ["s1"]) == ["s1"]
+    assert await client.has_pending_subtasks("t1") is True
+    with pytest.raises(GRPCError) as error:
+        await client.discard_subtasks("t1", ["unknown"])
+    assert error.value.status is Status.NOT_FOUND and "'unknown'" in (error.value.message or "")
     assert await client.run_benchmark() == 42.0
     await client.abort_task("t1")
     with pytest.raises(GRPCError) as error:

@@ -1,0 +1,89 @@
+"""A failure-tolerant app: computations fail at random, the node retries them elsewhere.
+
+Run it: ``python -m golem_apps.run examples.flaky --params '{"fail_rate": 0.3}'``
+and see the retries in the summary; ``total.txt`` is right all the same.
+
+Task params (all optional):
+
+- ``parts``: how many parts (default 8);
+- ``n``: the task sums ``k * k`` for ``k`` in ``range(n)`` (default 100000);
+- ``fail_rate``: the fraction of computations that fail (default 0.3, below 1).
+
+Each part sums the squares of its slice of ``range(n)``; verify recomputes the
+slice; merge adds the parts into ``total.txt``.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from golem_apps import (
+    ComputeContext,
+    MergeContext,
+    Part,
+    Provider,
+    Requestor,
+    TaskContext,
+    VerifyContext,
+)
+
+requestor = Requestor("flaky", image="golem/examples-flaky", tag="0.1")
+provider = Provider()
+
+OUTPUT = "total.txt"
+
+
+def _params(params: dict[str, Any]) -> tuple[int, int, float]:
+    parts = params.get("parts", 8)
+    n = params.get("n", 100_000)
+    fail_rate = params.get("fail_rate", 0.3)
+    for name, value in (("parts", parts), ("n", n)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"param {name!r} must be a positive integer, got {value!r}")
+    if isinstance(fail_rate, bool) or not isinstance(fail_rate, int | float):
+        raise ValueError(f"param 'fail_rate' must be a number, got {fail_rate!r}")
+    if not 0 <= fail_rate < 1:
+        raise ValueError(f"param 'fail_rate' must be at least 0 and below 1, got {fail_rate}")
+    return parts, n, float(fail_rate)
+
+
+def sum_of_squares(start: int, stop: int) -> int:
+    """The sum of ``k * k`` for ``k`` in ``range(start, stop)``."""
+    return sum(k * k for k in range(start, stop))
+
+
+@requestor.task
+def split(task: TaskContext) -> Iterator[Part]:
+    """One part per slice of ``range(n)``."""
+    parts, n, fail_rate = _params(task.params)
+    for i in range(parts):
+        params = {"start": n * i // parts, "stop": n * (i + 1) // parts, "fail_rate": fail_rate}
+        yield Part(params=params, name=f"slice-{i}")
+
+
+@provider.compute
+def compute(ctx: ComputeContext) -> Path:
+    """Sum the squares of the slice, unless this attempt is one that fails."""
+    if random.random() < ctx.params["fail_rate"]:
+        raise RuntimeError("simulated failure (fail_rate)")
+    out = ctx.subtask_dir / "sum.txt"
+    out.write_text(str(sum_of_squares(ctx.params["start"], ctx.params["stop"])))
+    return out
+
+
+@requestor.verify
+def check(result: VerifyContext) -> bool:
+    """The slice's sum, recomputed."""
+    text = result.result_path.read_text().strip()
+    expected = sum_of_squares(result.params["start"], result.params["stop"])
+    return text == str(expected)
+
+
+@requestor.merge
+def total(task: MergeContext) -> None:
+    """Add the slices' sums."""
+    value = sum(int(part.path.read_text()) for part in task.results)
+    (task.outputs_dir / OUTPUT).write_text(f"{value}\n")

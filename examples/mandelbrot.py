@@ -1,0 +1,163 @@
+"""A Mandelbrot renderer: providers render tiles, the requestor checks and stitches them.
+
+Run it: ``python -m golem_apps.run examples.mandelbrot --providers 4 --out out``.
+
+Task params (all optional):
+
+- ``size``: the picture's width and height in pixels (default 384);
+- ``tiles``: tiles per side, so ``tiles * tiles`` parts (default 4);
+- ``max_iter``: iterations before a point counts as inside the set (default 64).
+
+Verify checks each tile's size and format and recomputes a few random pixels;
+merge stitches the tiles into ``mandelbrot.png`` in task_outputs.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from golem_apps import (
+    ComputeContext,
+    MergeContext,
+    Part,
+    Provider,
+    Requestor,
+    TaskContext,
+    Verdict,
+    VerifyContext,
+    VerifyResult,
+)
+
+from ._png import CHANNELS, read_png, write_png
+
+requestor = Requestor("mandelbrot", image="golem/examples-mandelbrot", tag="0.1")
+provider = Provider()
+
+#: The view: real part from X_MIN, imaginary part from Y_MIN, SPAN wide and high.
+X_MIN, Y_MIN, SPAN = -2.25, -1.5, 3.0
+#: Pixels of each tile that verify recomputes.
+CHECKED_PIXELS = 16
+OUTPUT = "mandelbrot.png"
+
+
+def _int_param(params: dict[str, Any], name: str, default: int, low: int, high: int) -> int:
+    value = params.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValueError(f"param {name!r} must be an integer from {low} to {high}, got {value!r}")
+    return value
+
+
+def pixel(px: int, py: int, size: int, max_iter: int) -> tuple[int, int, int]:
+    """The colour of pixel (px, py) of a size x size picture: black inside the set."""
+    scale = SPAN / size
+    cr = X_MIN + (px + 0.5) * scale
+    ci = Y_MIN + (py + 0.5) * scale
+    # Inside the main cardioid or the period-2 bulb: skip the iterations.
+    q = (cr - 0.25) ** 2 + ci * ci
+    if q * (q + (cr - 0.25)) <= 0.25 * ci * ci or (cr + 1.0) ** 2 + ci * ci <= 0.0625:
+        return (0, 0, 0)
+    zr = zi = 0.0
+    n = 0
+    while n < max_iter:
+        zr2, zi2 = zr * zr, zi * zi
+        if zr2 + zi2 > 4.0:
+            break
+        zi = 2.0 * zr * zi + ci
+        zr = zr2 - zi2 + cr
+        n += 1
+    else:
+        return (0, 0, 0)
+    t = math.sqrt(n / max_iter)  # brighten the fast-escaping outside
+    return (
+        int(9.0 * (1 - t) * t * t * t * 255),
+        int(15.0 * (1 - t) ** 2 * t * t * 255),
+        int(8.5 * (1 - t) ** 3 * t * 255),
+    )
+
+
+def render_row(py: int, x0: int, width: int, size: int, max_iter: int) -> bytes:
+    """One row of a tile as RGB bytes."""
+    row = bytearray()
+    for px in range(x0, x0 + width):
+        row += bytes(pixel(px, py, size, max_iter))
+    return bytes(row)
+
+
+@requestor.task
+def split(task: TaskContext) -> Iterator[Part]:
+    """One part per tile."""
+    size = _int_param(task.params, "size", 384, 8, 8192)
+    tiles = _int_param(task.params, "tiles", 4, 1, 64)
+    max_iter = _int_param(task.params, "max_iter", 64, 1, 100_000)
+    if tiles > size:
+        raise ValueError(f"param 'tiles' ({tiles}) must not exceed 'size' ({size})")
+    edges = [size * i // tiles for i in range(tiles + 1)]
+    for ty in range(tiles):
+        for tx in range(tiles):
+            params = {
+                "x0": edges[tx],
+                "y0": edges[ty],
+                "width": edges[tx + 1] - edges[tx],
+                "height": edges[ty + 1] - edges[ty],
+                "size": size,
+                "max_iter": max_iter,
+            }
+            yield Part(params=params, name=f"tile-{ty}-{tx}")
+
+
+@provider.compute
+def render(ctx: ComputeContext) -> Path:
+    """Render one tile as a PNG."""
+    p = ctx.params
+    rows = []
+    for py in range(p["y0"], p["y0"] + p["height"]):
+        if ctx.cancelled:
+            raise RuntimeError("cancelled")
+        rows.append(render_row(py, p["x0"], p["width"], p["size"], p["max_iter"]))
+    out = ctx.subtask_dir / "tile.png"
+    write_png(out, p["width"], p["height"], rows)
+    return out
+
+
+@requestor.verify
+def check_tile(result: VerifyContext) -> Verdict:
+    """The tile has the right size and format, and a few random pixels are right."""
+    p = result.params
+    try:
+        width, height, rows = read_png(result.result_path)
+    except ValueError as exc:
+        return Verdict(VerifyResult.FAILURE, f"{result.part_name}: {exc}")
+    if (width, height) != (p["width"], p["height"]):
+        return Verdict(
+            VerifyResult.FAILURE,
+            f"{result.part_name} is {width}x{height}, expected {p['width']}x{p['height']}",
+        )
+    rng = random.Random()
+    for _ in range(CHECKED_PIXELS):
+        x, y = rng.randrange(width), rng.randrange(height)
+        got = tuple(rows[y][x * CHANNELS : (x + 1) * CHANNELS])
+        want = pixel(p["x0"] + x, p["y0"] + y, p["size"], p["max_iter"])
+        if got != want:
+            return Verdict(
+                VerifyResult.FAILURE,
+                f"{result.part_name}: pixel ({x}, {y}) is {got}, expected {want}",
+            )
+    return Verdict(VerifyResult.SUCCESS)
+
+
+@requestor.merge
+def stitch(task: MergeContext) -> None:
+    """Stitch the verified tiles into one picture."""
+    size = _int_param(task.params, "size", 384, 8, 8192)
+    canvas = [bytearray(size * CHANNELS) for _ in range(size)]
+    for part in task.results:
+        p = part.params
+        _, _, rows = read_png(part.path)
+        start = p["x0"] * CHANNELS
+        for dy, row in enumerate(rows):
+            canvas[p["y0"] + dy][start : start + len(row)] = row
+    write_png(task.outputs_dir / OUTPUT, size, size, (bytes(row) for row in canvas))

@@ -1,0 +1,120 @@
+"""The engine's file work, all blocking: called through anyio.to_thread only."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..constants import SUBTASK_INPUTS_DIR, SUBTASK_OUTPUTS_DIR, TASK_INPUTS_DIR, TASK_OUTPUTS_DIR
+
+#: Scratch folder of a task dir where merged files are written before being moved in.
+MERGE_TMP_DIR = ".golem_apps_merge"
+
+
+def list_inputs(task_dir: Path) -> frozenset[str]:
+    """Names of the files in the task's task_inputs."""
+    folder = task_dir / TASK_INPUTS_DIR
+    if not folder.is_dir():
+        return frozenset()
+    return frozenset(entry.name for entry in os.scandir(folder) if entry.is_file())
+
+
+def result_file(task_dir: Path, subtask_id: str) -> Path | None:
+    """The subtask's result: the (first, by name) file in subtask_outputs/<subtask_id>/."""
+    folder = task_dir / SUBTASK_OUTPUTS_DIR / subtask_id
+    if not folder.is_dir():
+        return None
+    files = sorted(entry.name for entry in os.scandir(folder) if entry.is_file())
+    return folder / files[0] if files else None
+
+
+def default_verdict(path: Path) -> bool:
+    """The default verification: the result file is not empty."""
+    return path.stat().st_size > 0
+
+
+def _place(source: Path, target: Path) -> None:
+    # Link (or copy) under a temporary name, then rename: a reader never sees
+    # a half-written file, and concurrent placements of one name do not clash.
+    temp = target.with_name(f".{uuid.uuid4().hex}.tmp")
+    try:
+        os.link(source, temp)
+    except OSError:
+        if not source.is_file():
+            raise
+        shutil.copyfile(source, temp)
+    temp.replace(target)
+    # rename() between two links of one file does nothing and leaves the temp name.
+    temp.unlink(missing_ok=True)
+
+
+def place_resources(
+    task_dir: Path, inputs: Sequence[str], results: Sequence[tuple[str, str, str]]
+) -> None:
+    """Make every resource present in subtask_inputs.
+
+    ``inputs`` are file names in task_inputs (placed once; they never change).
+    ``results`` are (resource name, subtask id, result file name) of verified
+    dependency results; they are always refreshed, since a discarded and
+    recomputed dependency gives a new file under the same name.
+    Raises FileNotFoundError naming the missing source.
+    """
+    target_dir = task_dir / SUBTASK_INPUTS_DIR
+    target_dir.mkdir(parents=True, exist_ok=True)
+    for name in inputs:
+        target = target_dir / name
+        if not target.exists():
+            _place(task_dir / TASK_INPUTS_DIR / name, target)
+    for name, subtask_id, file_name in results:
+        source = task_dir / SUBTASK_OUTPUTS_DIR / subtask_id / file_name
+        target = target_dir / name
+        if target.exists() and source.exists() and source.samefile(target):
+            continue
+        _place(source, target)
+
+
+def clear_outputs(task_dir: Path) -> None:
+    """Empty task_outputs (a merge interrupted by a crash may have left files)."""
+    folder = task_dir / TASK_OUTPUTS_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    for entry in os.scandir(folder):
+        if entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path)
+        else:
+            Path(entry.path).unlink()
+    shutil.rmtree(task_dir / MERGE_TMP_DIR, ignore_errors=True)
+
+
+def output_names(results: Sequence[tuple[str, str]]) -> list[str]:
+    """Names in task_outputs for (part name, result file name) pairs.
+
+    A file name used by a single part is kept; names shared by several parts
+    become ``<part name>-<file name>``.
+    """
+    counts = Counter(file_name for _, file_name in results)
+    return [
+        file_name if counts[file_name] == 1 else f"{part}-{file_name}"
+        for part, file_name in results
+    ]
+
+
+def copy_results(task_dir: Path, results: Sequence[tuple[str, Path]]) -> None:
+    """The default merge: copy each (part name, result path) into task_outputs.
+
+    Each file is written under a scratch name outside task_outputs and renamed
+    in, so task_outputs never holds a half-written file.
+    """
+    clear_outputs(task_dir)
+    names = output_names([(part, path.name) for part, path in results])
+    scratch = task_dir / MERGE_TMP_DIR
+    scratch.mkdir(exist_ok=True)
+    outputs = task_dir / TASK_OUTPUTS_DIR
+    for name, (_, path) in zip(names, results, strict=True):
+        temp = scratch / name
+        shutil.copyfile(path, temp)
+        temp.replace(outputs / name)
+    shutil.rmtree(scratch, ignore_errors=True)

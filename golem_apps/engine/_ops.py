@@ -1,0 +1,472 @@
+"""The engine's transactions: plain functions of a sqlite3 connection.
+
+Each runs inside one :meth:`Database.run` (one transaction, in a worker
+thread) and looks rows up by index only, so that a call costs the same at 100
+parts and at 100,000. Where the planner, without statistics, would rather walk
+a task's primary key in order, ``INDEXED BY`` pins the index (and makes SQLite
+refuse the query if the index could not serve it). Errors name the task and
+subtask ids.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .._contexts import Part, PartResult, Verdict, VerifyResult
+from .._exceptions import (
+    AlreadyExists,
+    InvalidArgument,
+    InvalidTask,
+    SubtaskNotFound,
+    TaskNotFound,
+    WrongState,
+)
+from .._validate import safe_name
+
+
+@dataclass(frozen=True)
+class TaskRow:
+    """A task's state and counters."""
+
+    state: str
+    failures: int
+    total: int
+    done: int
+
+
+@dataclass(frozen=True)
+class Handout:
+    """A part just handed out, with what NextSubtask must put in subtask_inputs."""
+
+    part_name: str
+    params: dict[str, Any]
+    inputs: list[str]
+    #: (resource name, dependency's subtask id, result file name)
+    results: list[tuple[str, str, str]]
+
+    @property
+    def resources(self) -> list[str]:
+        """Every resource name, task inputs first."""
+        return [*self.inputs, *(name for name, _, _ in self.results)]
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A subtask about to be verified."""
+
+    part_name: str
+    params: dict[str, Any]
+    node_id: str
+
+
+# -- lookups ---------------------------------------------------------------
+
+
+def task_row(conn: sqlite3.Connection, task_id: str) -> TaskRow:
+    """The task, or TaskNotFound."""
+    row = conn.execute(
+        "SELECT state, failures, total, done FROM tasks WHERE id = ?", (task_id,)
+    ).fetchone()
+    if row is None:
+        raise TaskNotFound(f"task {task_id!r} not found")
+    return TaskRow(*row)
+
+
+def live_task(conn: sqlite3.Connection, task_id: str) -> TaskRow:
+    """The task, or WrongState once aborted or while it is still being created."""
+    task = task_row(conn, task_id)
+    if task.state == "aborted":
+        raise WrongState(f"task {task_id!r} was aborted")
+    if task.state == "creating":
+        raise WrongState(f"task {task_id!r} is still being created")
+    return task
+
+
+def subtask_row(conn: sqlite3.Connection, task_id: str, subtask_id: str) -> tuple[int, str, str]:
+    """(part index, node id, state) of the subtask, or SubtaskNotFound."""
+    row = conn.execute(
+        "SELECT part, node, state FROM subtasks WHERE task = ? AND id = ?", (task_id, subtask_id)
+    ).fetchone()
+    if row is None:
+        raise SubtaskNotFound(f"subtask {subtask_id!r} not found in task {task_id!r}")
+    return int(row[0]), str(row[1]), str(row[2])
+
+
+def _computing(conn: sqlite3.Connection, task_id: str, subtask_id: str) -> tuple[int, str]:
+    part, node, state = subtask_row(conn, task_id, subtask_id)
+    if state != "computing":
+        raise WrongState(
+            f"subtask {subtask_id!r} of task {task_id!r} is {state}, not awaiting a result"
+        )
+    return part, node
+
+
+def _release(conn: sqlite3.Connection, task_id: str, part: int) -> None:
+    # The part's live subtask is gone: back to the ready pool, or blocked.
+    conn.execute(
+        "UPDATE parts SET status = CASE WHEN waiting = 0 THEN 'ready' ELSE 'blocked' END,"
+        " subtask = NULL WHERE task = ? AND idx = ?",
+        (task_id, part),
+    )
+
+
+# -- CreateTask ------------------------------------------------------------
+
+
+def begin_task(conn: sqlite3.Connection, task_id: str, params_json: str) -> None:
+    """Record a task in state creating, or AlreadyExists."""
+    try:
+        conn.execute(
+            "INSERT INTO tasks (id, state, params) VALUES (?, 'creating', ?)",
+            (task_id, params_json),
+        )
+    except sqlite3.IntegrityError:
+        raise AlreadyExists(f"task {task_id!r} already exists") from None
+
+
+def _part_row(
+    task_id: str, index: int, part: Part, inputs: frozenset[str]
+) -> tuple[tuple[Any, ...], list[str]]:
+    name = part.name if part.name is not None else str(index)
+    if not isinstance(name, str):
+        raise InvalidTask(f"task {task_id!r}: part {index} has a name that is not a string")
+    safe_name(name, f"task {task_id!r}: name of part {index}")
+    label = f"task {task_id!r}: part {name!r}"
+    try:
+        params = json.dumps(dict(part.params))
+    except (TypeError, ValueError) as exc:
+        raise InvalidTask(f"{label}: params are not a JSON object: {exc}") from None
+    for field in ("resources", "depends_on"):
+        if isinstance(getattr(part, field), str):
+            raise InvalidTask(f"{label}: {field} must be a list of names, not a string")
+    resources = [safe_name(r, f"{label}: resource") for r in part.resources]
+    for resource in resources:
+        if resource not in inputs:
+            raise InvalidTask(f"{label}: resource {resource!r} is not in task_inputs")
+    depends_on = list(dict.fromkeys(part.depends_on))
+    row = (task_id, index, name, params, json.dumps(resources), len(depends_on))
+    return row, depends_on
+
+
+def insert_parts(
+    conn: sqlite3.Connection,
+    task_id: str,
+    start: int,
+    parts: Sequence[Part],
+    inputs: frozenset[str],
+) -> None:
+    """Record a batch of parts numbered from ``start`` (the task is in state creating).
+
+    A dependency must name a part yielded earlier: that keeps the graph free
+    of cycles and lets each batch be checked on its own.
+    """
+    rows: list[tuple[Any, ...]] = []
+    deps: list[tuple[str, int, str, str, int]] = []
+    for offset, part in enumerate(parts):
+        try:
+            row, depends_on = _part_row(task_id, start + offset, part, inputs)
+        except InvalidArgument as exc:
+            raise InvalidTask(str(exc)) from None
+        rows.append(row)
+        deps.extend((task_id, row[1], task_id, dep, row[1]) for dep in depends_on)
+    try:
+        conn.executemany(
+            "INSERT INTO parts (task, idx, name, params, resources, status, waiting)"
+            " VALUES (?1, ?2, ?3, ?4, ?5, CASE WHEN ?6 = 0 THEN 'ready' ELSE 'blocked' END, ?6)",
+            rows,
+        )
+    except sqlite3.IntegrityError:
+        raise InvalidTask(_duplicate_name(conn, task_id, rows)) from None
+    before = conn.total_changes
+    conn.executemany(
+        "INSERT INTO deps (task, part, dep)"
+        " SELECT ?, ?, idx FROM parts WHERE task = ? AND name = ? AND idx < ?",
+        deps,
+    )
+    if conn.total_changes - before != len(deps):
+        raise InvalidTask(_missing_dependency(conn, task_id, deps))
+    conn.execute("UPDATE tasks SET total = total + ? WHERE id = ?", (len(rows), task_id))
+
+
+def _duplicate_name(conn: sqlite3.Connection, task_id: str, rows: list[tuple[Any, ...]]) -> str:
+    seen: set[str] = set()
+    for row in rows:
+        name = row[2]
+        taken = conn.execute(
+            "SELECT 1 FROM parts WHERE task = ? AND name = ?", (task_id, name)
+        ).fetchone()
+        if name in seen or taken:
+            return f"task {task_id!r}: two parts are named {name!r}; part names must be unique"
+        seen.add(name)
+    return f"task {task_id!r}: part names must be unique"
+
+
+def _missing_dependency(
+    conn: sqlite3.Connection, task_id: str, deps: list[tuple[str, int, str, str, int]]
+) -> str:
+    for _, index, _, dep, _ in deps:
+        found = conn.execute(
+            "SELECT 1 FROM parts WHERE task = ? AND name = ? AND idx < ?", (task_id, dep, index)
+        ).fetchone()
+        if not found:
+            name = conn.execute(
+                "SELECT name FROM parts WHERE task = ? AND idx = ?", (task_id, index)
+            ).fetchone()[0]
+            return (
+                f"task {task_id!r}: part {name!r} depends on {dep!r}, which is not a part "
+                f"yielded before it"
+            )
+    return f"task {task_id!r}: unknown dependency"
+
+
+def finish_task(conn: sqlite3.Connection, task_id: str) -> None:
+    """The task's parts are all recorded: it becomes active."""
+    conn.execute(
+        "UPDATE tasks SET state = 'active' WHERE id = ? AND state = 'creating'", (task_id,)
+    )
+
+
+def delete_task(conn: sqlite3.Connection, task_id: str) -> None:
+    """Forget a task whose creation failed."""
+    for table in ("parts", "deps", "subtasks"):
+        conn.execute(f"DELETE FROM {table} WHERE task = ?", (task_id,))
+    conn.execute("DELETE FROM tasks WHERE id = ?", (task_id,))
+
+
+def recover(conn: sqlite3.Connection) -> list[str]:
+    """At start-up: drop half-created tasks; return the tasks whose merge must (re)run."""
+    for (task_id,) in conn.execute("SELECT id FROM tasks WHERE state = 'creating'").fetchall():
+        delete_task(conn, task_id)
+    return [row[0] for row in conn.execute("SELECT id FROM tasks WHERE state = 'merging'")]
+
+
+# -- HasPendingSubtasks / NextSubtask ---------------------------------------
+
+
+def has_pending(conn: sqlite3.Connection, task_id: str, max_retries: int) -> bool:
+    """True iff a part is ready and the retry budget is not spent."""
+    task = live_task(conn, task_id)
+    if task.state != "active" or task.failures > max_retries:
+        return False
+    row = conn.execute(
+        "SELECT 1 FROM parts INDEXED BY parts_by_status"
+        " WHERE task = ? AND status = 'ready' LIMIT 1",
+        (task_id,),
+    ).fetchone()
+    return row is not None
+
+
+def next_subtask(
+    conn: sqlite3.Connection, task_id: str, subtask_id: str, node_id: str, max_retries: int
+) -> Handout | None:
+    """Hand the first ready part out as ``subtask_id``, or None (the empty reply)."""
+    task = live_task(conn, task_id)
+    taken = conn.execute(
+        "SELECT 1 FROM subtasks WHERE task = ? AND id = ?", (task_id, subtask_id)
+    ).fetchone()
+    if taken:
+        raise AlreadyExists(f"subtask {subtask_id!r} already exists in task {task_id!r}")
+    if task.state != "active" or task.failures > max_retries:
+        return None
+    # One live subtask per node and task; an anonymous node ("") is not limited.
+    if (
+        node_id
+        and conn.execute(
+            "SELECT 1 FROM subtasks INDEXED BY live_by_node"
+            " WHERE task = ? AND node = ? AND state = 'computing' LIMIT 1",
+            (task_id, node_id),
+        ).fetchone()
+    ):
+        return None
+    row = conn.execute(
+        "SELECT idx, name, params, resources FROM parts INDEXED BY parts_by_status"
+        " WHERE task = ? AND status = 'ready' ORDER BY idx LIMIT 1",
+        (task_id,),
+    ).fetchone()
+    if row is None:
+        return None
+    index, name, params, resources = row
+    conn.execute(
+        "UPDATE parts SET status = 'computing', subtask = ? WHERE task = ? AND idx = ?",
+        (subtask_id, task_id, index),
+    )
+    conn.execute(
+        "INSERT INTO subtasks (task, id, part, node, state) VALUES (?, ?, ?, ?, 'computing')",
+        (task_id, subtask_id, index, node_id),
+    )
+    results = conn.execute(
+        "SELECT p.name, s.id, s.result FROM deps d"
+        " JOIN parts p ON p.task = d.task AND p.idx = d.dep"
+        " JOIN subtasks s ON s.task = p.task AND s.id = p.subtask"
+        " WHERE d.task = ? AND d.part = ? ORDER BY d.dep",
+        (task_id, index),
+    ).fetchall()
+    return Handout(
+        name,
+        json.loads(params),
+        json.loads(resources),
+        [(f"{dep}-{result}", dep_subtask, result) for dep, dep_subtask, result in results],
+    )
+
+
+def abort_handout(conn: sqlite3.Connection, task_id: str, subtask_id: str) -> None:
+    """Undo a hand-out whose resources could not be placed."""
+    row = conn.execute(
+        "SELECT part FROM subtasks WHERE task = ? AND id = ? AND state = 'computing'",
+        (task_id, subtask_id),
+    ).fetchone()
+    if row is not None:
+        conn.execute(
+            "UPDATE subtasks SET state = 'aborted' WHERE task = ? AND id = ?", (task_id, subtask_id)
+        )
+        _release(conn, task_id, row[0])
+
+
+# -- Verify ----------------------------------------------------------------
+
+
+def pending_verification(conn: sqlite3.Connection, task_id: str, subtask_id: str) -> Pending:
+    """What the verify hook needs, or an error if the subtask awaits no verification."""
+    live_task(conn, task_id)
+    part, node = _computing(conn, task_id, subtask_id)
+    name, params = conn.execute(
+        "SELECT name, params FROM parts WHERE task = ? AND idx = ?", (task_id, part)
+    ).fetchone()
+    return Pending(name, json.loads(params), node)
+
+
+def record_verdict(
+    conn: sqlite3.Connection, task_id: str, subtask_id: str, verdict: Verdict, result: str | None
+) -> bool:
+    """Record a verification's outcome; True when it completed the task (merge next)."""
+    live_task(conn, task_id)
+    part, _ = _computing(conn, task_id, subtask_id)
+    if verdict.result is VerifyResult.AWAITING_DATA:
+        return False  # still computing: the node asks again later
+    if verdict.result is not VerifyResult.SUCCESS or result is None:
+        conn.execute(
+            "UPDATE subtasks SET state = 'failure' WHERE task = ? AND id = ?", (task_id, subtask_id)
+        )
+        _release(conn, task_id, part)
+        conn.execute("UPDATE tasks SET failures = failures + 1 WHERE id = ?", (task_id,))
+        return False
+    conn.execute(
+        "UPDATE subtasks SET state = 'success', result = ? WHERE task = ? AND id = ?",
+        (result, task_id, subtask_id),
+    )
+    conn.execute("UPDATE parts SET status = 'done' WHERE task = ? AND idx = ?", (task_id, part))
+    conn.execute(
+        "UPDATE parts SET waiting = waiting - 1,"
+        " status = CASE WHEN waiting = 1 AND status = 'blocked' THEN 'ready' ELSE status END"
+        " WHERE task = ? AND idx IN (SELECT part FROM deps WHERE task = ? AND dep = ?)",
+        (task_id, task_id, part),
+    )
+    conn.execute("UPDATE tasks SET done = done + 1 WHERE id = ?", (task_id,))
+    task = task_row(conn, task_id)
+    if task.done == task.total:
+        conn.execute("UPDATE tasks SET state = 'merging' WHERE id = ?", (task_id,))
+        return True
+    return False
+
+
+def merge_inputs(
+    conn: sqlite3.Connection, task_id: str, outputs: Path, with_params: bool
+) -> tuple[dict[str, Any], list[PartResult]]:
+    """The task params and each part's result, in the parts' order.
+
+    ``outputs`` is the task's subtask_outputs folder. Without ``with_params``
+    (the default merge needs none) the parts' params are left empty.
+    """
+    params = conn.execute("SELECT params FROM tasks WHERE id = ?", (task_id,)).fetchone()[0]
+    columns = "p.params" if with_params else "'{}'"
+    rows = conn.execute(
+        f"SELECT p.name, {columns}, s.id, s.result FROM parts p"
+        " JOIN subtasks s ON s.task = p.task AND s.id = p.subtask"
+        " WHERE p.task = ? ORDER BY p.idx",
+        (task_id,),
+    )
+    results = [
+        PartResult(name, json.loads(part_params), outputs / subtask_id / result)
+        for name, part_params, subtask_id, result in rows
+    ]
+    return json.loads(params), results
+
+
+def finish_merge(conn: sqlite3.Connection, task_id: str) -> None:
+    """The merge is done: the task is finished (unless it was aborted meanwhile)."""
+    conn.execute(
+        "UPDATE tasks SET state = 'finished' WHERE id = ? AND state = 'merging'", (task_id,)
+    )
+
+
+# -- DiscardSubtasks / AbortSubtask / AbortTask -------------------------------
+
+
+def discard(conn: sqlite3.Connection, task_id: str, subtask_ids: Sequence[str]) -> list[str]:
+    """Discard the subtasks' results and, transitively, their dependents'.
+
+    A given subtask that succeeded or is computing is discarded; dependents
+    that were done or computing lose their subtask too (their input is gone);
+    the parts become ready (or blocked). Returns exactly the discarded ids.
+    """
+    task = live_task(conn, task_id)
+    if task.state not in ("active", "finished"):
+        raise WrongState(f"task {task_id!r} is {task.state}: its results cannot be discarded now")
+    stack: list[int] = []
+    for subtask_id in subtask_ids:
+        part, _, state = subtask_row(conn, task_id, subtask_id)
+        if state in ("success", "computing"):
+            stack.append(part)
+    discarded: list[str] = []
+    while stack:
+        part = stack.pop()
+        status, subtask = conn.execute(
+            "SELECT status, subtask FROM parts WHERE task = ? AND idx = ?", (task_id, part)
+        ).fetchone()
+        if status in ("done", "computing"):
+            conn.execute(
+                "UPDATE subtasks SET state = 'discarded' WHERE task = ? AND id = ?",
+                (task_id, subtask),
+            )
+            discarded.append(subtask)
+        if status == "done":
+            conn.execute("UPDATE tasks SET done = done - 1 WHERE id = ?", (task_id,))
+            dependents = [
+                row[0]
+                for row in conn.execute(
+                    "SELECT part FROM deps WHERE task = ? AND dep = ?", (task_id, part)
+                )
+            ]
+            for dependent in dependents:
+                conn.execute(
+                    "UPDATE parts SET waiting = waiting + 1 WHERE task = ? AND idx = ?",
+                    (task_id, dependent),
+                )
+            stack.extend(dependents)
+        _release(conn, task_id, part)
+    if discarded and task.state == "finished":
+        # A node restarts subtasks of a finished task by discarding them: the
+        # task reopens, and merges again once those parts are verified anew.
+        conn.execute("UPDATE tasks SET state = 'active' WHERE id = ?", (task_id,))
+    return discarded
+
+
+def abort_subtask(conn: sqlite3.Connection, task_id: str, subtask_id: str) -> None:
+    """The computing subtask is aborted; its part goes back to the ready pool."""
+    live_task(conn, task_id)
+    part, _ = _computing(conn, task_id, subtask_id)
+    conn.execute(
+        "UPDATE subtasks SET state = 'aborted' WHERE task = ? AND id = ?", (task_id, subtask_id)
+    )
+    _release(conn, task_id, part)
+
+
+def abort_task(conn: sqlite3.Connection, task_id: str) -> None:
+    """Mark the task aborted; its later calls answer WrongState."""
+    live_task(conn, task_id)
+    conn.execute("UPDATE tasks SET state = 'aborted' WHERE id = ?", (task_id,))

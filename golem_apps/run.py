@@ -1,0 +1,204 @@
+"""``python -m golem_apps.run MODULE``: run one task of an app on this machine, as a node would.
+
+Exit codes: 0 the task finished, 1 it could not finish, 2 bad usage,
+130 interrupted (Ctrl-C, SIGTERM, or the terminal closing: the task is
+aborted and every child process stopped).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import anyio
+
+if TYPE_CHECKING:
+    from .runner import Reporter
+
+PROG = "golem_apps.run"
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class UsageError(Exception):
+    """A one-line usage error for the user; exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError(text)
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError(text)
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise ValueError(text)
+    return value
+
+
+_positive_int.__name__ = "positive integer"
+_non_negative_int.__name__ = "non-negative integer"
+_positive_float.__name__ = "positive number"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m golem_apps.run``."""
+    parser = _Parser(
+        prog=f"python -m {PROG}",
+        description="Run one task of a golem_apps app on this machine, as a Golem node would.",
+        epilog="Exit codes: 0 done, 1 the task could not finish, 2 bad usage, 130 interrupted.",
+    )
+    parser.add_argument("module", metavar="MODULE", help="module defining requestor and provider")
+    parser.add_argument(
+        "--params", default="{}", metavar="JSON|@FILE", help="task params: a JSON object or @file"
+    )
+    parser.add_argument(
+        "--input", action="append", default=[], metavar="FILE", help="a task input file (repeat)"
+    )
+    parser.add_argument(
+        "--providers", type=_positive_int, default=2, metavar="N", help="providers at once (2)"
+    )
+    parser.add_argument("--work-dir", metavar="DIR", help="default: a new temporary folder")
+    parser.add_argument(
+        "--subtask-timeout", type=_positive_float, metavar="S", help="kill a provider after S s"
+    )
+    parser.add_argument(
+        "--max-subtasks", type=_non_negative_int, default=0, metavar="N",
+        help="max_subtasks_count for CreateTask (0 = no limit)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--max-attempts", type=_positive_int, default=5, metavar="N",
+        help="give up when one part failed N times (5)",
+    )  # fmt: skip
+    parser.add_argument("--out", metavar="DIR", help="copy the task's outputs here")
+    parser.add_argument(
+        "--in-process", action="store_true",
+        help="serve requestor and providers in this process (for debugging)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--log-level",
+        default="WARNING",
+        type=str.upper,
+        choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
+        help="of the runner and the apps (WARNING)",
+    )
+    return parser
+
+
+def parse_params(text: str) -> dict[str, Any]:
+    """``--params``: a JSON object, or ``@path`` to a file holding one."""
+    source = "--params"
+    if text.startswith("@"):
+        path = Path(text[1:])
+        source = f"--params file {path}"
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise UsageError(f"cannot read {source}: {exc.strerror or exc}") from None
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise UsageError(f"{source} is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise UsageError(f"{source} must be a JSON object, not {type(value).__name__}")
+    return value
+
+
+async def _run(args: argparse.Namespace, params: dict[str, Any], reporter: Reporter) -> int:
+    from .runner import TaskFailed, format_summary, run_task
+
+    interrupted = False
+    # The receiver stays installed until the clean-up is over: a second Ctrl-C
+    # must not cut short the killing of the children.
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
+        async with anyio.create_task_group() as tg:
+
+            async def watch_signals() -> None:
+                nonlocal interrupted
+                async for _ in signals:
+                    interrupted = True
+                    tg.cancel_scope.cancel()
+
+            tg.start_soon(watch_signals)
+            try:
+                result = await run_task(
+                    args.module,
+                    params=params,
+                    inputs=args.input,
+                    providers=args.providers,
+                    work_dir=args.work_dir,
+                    out=args.out,
+                    subtask_timeout=args.subtask_timeout,
+                    max_subtasks=args.max_subtasks,
+                    max_attempts=args.max_attempts,
+                    in_process=args.in_process,
+                    log_level=args.log_level,
+                    reporter=reporter,
+                )
+            except TaskFailed as exc:
+                print(f"{PROG}: error: {exc}", file=sys.stderr)
+                return EXIT_FAILED
+            except ValueError as exc:
+                print(f"{PROG}: error: {exc}", file=sys.stderr)
+                return EXIT_USAGE
+            finally:
+                tg.cancel_scope.cancel()  # stops the signal watcher
+    if interrupted:
+        print(f"{PROG}: interrupted: task aborted, child processes stopped", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    print(format_summary(result), flush=True)
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command; returns the exit code."""
+    try:
+        args = build_parser().parse_args(argv)
+        params = parse_params(args.params)
+    except UsageError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    logging.basicConfig(
+        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    # HTTP/2 header compression logs every frame at DEBUG: noise, not debugging help.
+    logging.getLogger("hpack").setLevel(max(logging.INFO, logging.getLevelName(args.log_level)))
+    try:
+        from .runner import auto_reporter
+
+        return anyio.run(_run, args, params, auto_reporter())
+    except KeyboardInterrupt:  # a Ctrl-C before the signal watcher was up
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Every child is gone by now; skip the interpreter's teardown so that an
+    # --in-process compute ignoring ctx.cancelled cannot keep the command alive.
+    os._exit(code)

@@ -1,0 +1,196 @@
+"""``run_task``: run one task of an app end to end on this machine, as a Golem node would."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from contextlib import suppress
+from pathlib import Path
+from typing import Any
+
+import anyio
+from grpclib.exceptions import GRPCError
+
+from .._exceptions import TaskFailed
+from ..constants import TASK_OUTPUTS_DIR
+from ._loop import Scheduler
+from ._nodes import InProcessNodes, Nodes, SubprocessNodes
+from ._progress import Reporter, Stats
+from ._summary import RunResult
+from ._workdir import (
+    LOGS_DIR,
+    REQUESTOR_DIR,
+    check_inputs,
+    copy_outputs,
+    list_outputs,
+    prepare_requestor,
+)
+
+#: How long AbortTask may take when a run ends early.
+ABORT_TIMEOUT = 3.0
+
+
+def _work_root(work_dir: str | Path | None, out: str | Path | None) -> Path:
+    if out is not None and Path(out).exists() and not Path(out).is_dir():
+        raise ValueError(f"the outputs folder {out} exists and is not a folder")
+    if work_dir is None:
+        return Path(tempfile.mkdtemp(prefix="golem_apps_run_"))
+    root = Path(work_dir).absolute()
+    if root.exists() and not root.is_dir():
+        raise ValueError(f"the work dir {work_dir} exists and is not a folder")
+    return root
+
+
+def _prepare(root: Path, task_id: str, files: list[Path]) -> Path:
+    try:
+        return prepare_requestor(root, task_id, files)
+    except OSError as exc:
+        raise ValueError(f"cannot prepare the work dir {root}: {exc.strerror or exc}") from None
+
+
+def _copy_out(task_dir: Path, out: str | Path) -> tuple[Path, list[Path]]:
+    target = Path(out).absolute()
+    try:
+        return target, copy_outputs(task_dir, target)
+    except OSError as exc:
+        # The results are still in the work dir: say where.
+        raise TaskFailed(
+            f"cannot copy the outputs to {out}: {exc.strerror or exc} "
+            f"(they are in {task_dir / TASK_OUTPUTS_DIR})"
+        ) from None
+
+
+def _check_options(providers: int, subtask_timeout: float | None, max_attempts: int) -> None:
+    if providers < 1:
+        raise ValueError(f"providers must be at least 1, got {providers}")
+    if subtask_timeout is not None and subtask_timeout <= 0:
+        raise ValueError(f"subtask_timeout must be positive, got {subtask_timeout:g}")
+    if max_attempts < 1:
+        raise ValueError(f"max_attempts must be at least 1, got {max_attempts}")
+
+
+async def run_task(
+    module: str,
+    *,
+    params: Mapping[str, Any] | None = None,
+    inputs: Sequence[str | Path] = (),
+    providers: int = 2,
+    work_dir: str | Path | None = None,
+    out: str | Path | None = None,
+    subtask_timeout: float | None = None,
+    max_subtasks: int = 0,
+    max_attempts: int = 5,
+    in_process: bool = False,
+    log_level: str = "WARNING",
+    python: str | None = None,
+    reporter: Reporter | None = None,
+) -> RunResult:
+    """Run one task of the app in ``module`` to completion and return what happened.
+
+    The module defines ``requestor`` and ``provider`` (as for ``golem_apps.serve``).
+    The runner plays the node: it lays out ``work_dir`` (default: a new temporary
+    folder) with ``inputs`` in task_inputs, serves the requestor, CreateTask with
+    ``params``, keeps up to ``providers`` one-shot providers computing, ships
+    resources and results, and verifies each result. A provider that fails,
+    crashes or exceeds ``subtask_timeout`` seconds is killed and its subtask
+    aborted; its part is computed again, up to ``max_attempts`` times.
+
+    By default every app runs as a ``python -m golem_apps.serve`` child process
+    (``python`` is the interpreter, default this one); ``in_process=True`` serves
+    them in this event loop instead (fast; easy to debug). Either way they are
+    driven over loopback gRPC only.
+
+    When the task is done its outputs are copied into ``out`` if given. A
+    temporary work dir is removed after a successful run with ``out``; otherwise
+    it is kept (its ``logs`` hold each child's output) and named in the result.
+
+    Raises TaskFailed when the task cannot finish, ValueError on bad arguments.
+    If cancelled, the task is aborted (AbortTask) and every child killed first.
+    """
+    _check_options(providers, subtask_timeout, max_attempts)
+    if not module or ":" in module:
+        raise ValueError(f"expected a module defining 'requestor' and 'provider', got {module!r}")
+    if max_subtasks < 0:
+        raise ValueError(f"max_subtasks must not be negative, got {max_subtasks}")
+    files = await anyio.to_thread.run_sync(check_inputs, list(inputs))
+    temporary = work_dir is None
+    root = await anyio.to_thread.run_sync(_work_root, work_dir, out)
+    task_id = str(uuid.uuid4())
+    task_dir = await anyio.to_thread.run_sync(_prepare, root, task_id, files)
+    nodes: Nodes
+    if in_process:
+        nodes = await anyio.to_thread.run_sync(InProcessNodes, module)  # imports the app
+    else:
+        nodes = SubprocessNodes(module, python=python or sys.executable, log_level=log_level)
+    reporter = reporter or Reporter()
+    stats = Stats()
+    try:
+        async with nodes.requestor(
+            root / REQUESTOR_DIR, root / LOGS_DIR / "requestor.log"
+        ) as client:
+            try:
+                await client.create_task(task_id, dict(params or {}), max_subtasks)
+            except GRPCError as exc:
+                raise TaskFailed(f"CreateTask refused: {exc.message}") from None
+            except Exception as exc:
+                raise TaskFailed(f"CreateTask failed: {type(exc).__name__}: {exc}") from None
+            reporter.start(stats, task_id, str(root))
+            scheduler = Scheduler(
+                client,
+                nodes,
+                task_id=task_id,
+                task_dir=task_dir,
+                work_dir=root,
+                providers=providers,
+                subtask_timeout=subtask_timeout,
+                max_attempts=max_attempts,
+                reporter=reporter,
+                stats=stats,
+            )
+            try:
+                await scheduler.run()
+                outputs = await anyio.to_thread.run_sync(list_outputs, task_dir)
+                if not outputs:
+                    raise TaskFailed(
+                        "the task cannot finish: nothing is pending or running and "
+                        f"task_outputs is empty ({len(scheduler.failures)} failed subtasks; "
+                        "the app's max_retries may be used up)"
+                    )
+            except BaseException:
+                # As a node does when a task fails or the user stops it.
+                with (
+                    anyio.CancelScope(shield=True),
+                    anyio.move_on_after(ABORT_TIMEOUT),
+                    suppress(Exception),  # the task is given up either way
+                ):
+                    await client.abort_task(task_id)
+                raise
+    except TaskFailed as exc:
+        if in_process:
+            raise
+        # The children's stderr tells the rest of the story.
+        raise TaskFailed(f"{exc} (logs in {root / LOGS_DIR})") from None
+    finally:
+        reporter.stop()
+    if out is not None:
+        out_dir, outputs = await anyio.to_thread.run_sync(_copy_out, task_dir, out)
+    else:
+        out_dir = task_dir / TASK_OUTPUTS_DIR
+    kept: Path | None = root
+    if temporary and out is not None:
+        await anyio.to_thread.run_sync(lambda: shutil.rmtree(root, ignore_errors=True))
+        kept = None
+    return RunResult(
+        task_id=task_id,
+        parts=stats.parts,
+        subtasks=stats.subtasks,
+        failures=tuple(scheduler.failures),
+        wall_time=time.monotonic() - stats.started,
+        outputs_dir=out_dir,
+        output_files=tuple(outputs),
+        work_dir=kept,
+    )

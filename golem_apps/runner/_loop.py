@@ -1,0 +1,299 @@
+"""The scheduling loop: keep N providers busy, verify one result at a time, as a node does."""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Awaitable
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import anyio
+from grpclib.exceptions import GRPCError
+
+from .._client import RequestorClient, SubtaskAssignment
+from .._contexts import VerifyResult
+from .._exceptions import ComputeFailed, TaskFailed
+from ._nodes import ComputeJob, Nodes
+from ._progress import Reporter, Stats
+from ._summary import Failure
+from ._workdir import LOGS_DIR, prepare_provider, ship_resources, ship_result
+
+log = logging.getLogger("golem_apps.runner")
+T = TypeVar("T")
+
+#: How often the loop looks again when nothing told it to (an empty NextSubtask reply).
+POLL_INTERVAL = 0.05
+#: How often it looks again while subtasks run (each one wakes it when it ends).
+BUSY_POLL_INTERVAL = 1.0
+#: Polls in a row with nothing running and nothing handed out before the task counts as stuck.
+MAX_IDLE_POLLS = 200
+
+
+def _message(exc: BaseException) -> str:
+    if isinstance(exc, GRPCError):
+        return f"{exc.status.name}: {exc.message}"
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def new_node_id(slot: int) -> str:
+    """A fresh opaque node id for a provider slot."""
+    return f"provider{slot}-{uuid.uuid4().hex[:8]}"
+
+
+@dataclass
+class _Slot:
+    index: int
+    node_id: str
+    busy: bool = False
+
+
+@dataclass
+class _Subtask:
+    subtask_id: str
+    node_id: str
+    key: str  # identifies the part across attempts: its params and resources
+    params: dict[str, Any] = field(default_factory=dict)
+    verified: bool = False
+
+
+class Scheduler:
+    """Drives one created task to its end over a :class:`RequestorClient`.
+
+    ``run`` returns when nothing is pending, nothing is computing and no
+    result awaits verification; it raises TaskFailed when the task cannot get there.
+    """
+
+    def __init__(
+        self,
+        client: RequestorClient,
+        nodes: Nodes,
+        *,
+        task_id: str,
+        task_dir: Path,
+        work_dir: Path,
+        providers: int,
+        subtask_timeout: float | None,
+        max_attempts: int,
+        reporter: Reporter,
+        stats: Stats,
+    ) -> None:
+        self._client = client
+        self._nodes = nodes
+        self._task_id = task_id
+        self._task_dir = task_dir
+        self._work_dir = work_dir
+        self._slots = [_Slot(i + 1, new_node_id(i + 1)) for i in range(providers)]
+        self._timeout = subtask_timeout
+        self._max_attempts = max_attempts
+        self._reporter = reporter
+        self.stats = stats
+        self.failures: list[Failure] = []
+        self._failed_attempts: dict[str, int] = {}
+        self._awaiting: list[_Subtask] = []
+        self._verify_lock = anyio.Lock()  # the node sends Verify calls one at a time
+        self._wake = anyio.Event()
+        self._fatal: str | None = None
+
+    def _notify(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Hand out, compute, ship and verify until the task is done."""
+        async with anyio.create_task_group() as tg:
+            try:
+                await self._schedule(tg)
+            except TaskFailed as exc:
+                self._fatal = str(exc)
+            tg.cancel_scope.cancel()  # stops (and kills) whatever still runs after a failure
+        if self._fatal is not None:
+            raise TaskFailed(self._fatal)
+
+    async def _requestor_call(self, what: str, call: Awaitable[T]) -> T:
+        try:
+            return await call
+        except Exception as exc:
+            raise TaskFailed(f"{what} failed: {_message(exc)}") from None
+
+    async def _schedule(self, tg: anyio.abc.TaskGroup) -> None:
+        idle_polls = 0
+        while True:
+            self._wake = anyio.Event()
+            if self._fatal is not None:
+                raise TaskFailed(self._fatal)
+            handed_out = await self._fill_slots(tg)
+            if not any(slot.busy for slot in self._slots):
+                pending = await self._requestor_call(
+                    "HasPendingSubtasks", self._client.has_pending_subtasks(self._task_id)
+                )
+                if not pending and not handed_out:
+                    if self._awaiting:
+                        await self._retry_awaiting()
+                        if self._awaiting:
+                            ids = ", ".join(s.subtask_id[:8] for s in self._awaiting)
+                            raise TaskFailed(
+                                f"subtasks {ids} still await data, and nothing is left to compute"
+                            )
+                        continue
+                    return
+                idle_polls = 0 if handed_out else idle_polls + 1
+                if idle_polls > MAX_IDLE_POLLS:
+                    raise TaskFailed(
+                        "the requestor reports pending subtasks but hands none out "
+                        "(every NextSubtask reply is empty)"
+                    )
+            # A finishing subtask wakes the loop; with none running, only time changes things.
+            busy = any(slot.busy for slot in self._slots)
+            with anyio.move_on_after(BUSY_POLL_INTERVAL if busy else POLL_INTERVAL):
+                await self._wake.wait()
+
+    async def _fill_slots(self, tg: anyio.abc.TaskGroup) -> bool:
+        handed_out = False
+        for slot in self._slots:
+            if self._fatal is not None:
+                break
+            if slot.busy:
+                continue
+            pending = await self._requestor_call(
+                "HasPendingSubtasks", self._client.has_pending_subtasks(self._task_id)
+            )
+            if not pending:
+                break
+            subtask_id = str(uuid.uuid4())
+            assignment = await self._requestor_call(
+                "NextSubtask",
+                self._client.next_subtask(self._task_id, subtask_id, slot.node_id),
+            )
+            if assignment is None:
+                continue  # no subtask for this node now
+            slot.busy = True
+            handed_out = True
+            self.stats.subtasks += 1
+            self.stats.running += 1
+            self._reporter.event("started", subtask_id, f"on {slot.node_id}")
+            log.debug(
+                "subtask %s on %s: params %s, resources %s",
+                subtask_id, slot.node_id, json.dumps(assignment.params), assignment.resources,
+            )  # fmt: skip
+            tg.start_soon(self._run_subtask, slot, subtask_id, assignment)
+        return handed_out
+
+    async def _run_subtask(
+        self, slot: _Slot, subtask_id: str, assignment: SubtaskAssignment
+    ) -> None:
+        key = json.dumps([assignment.params, assignment.resources], sort_keys=True)
+        subtask = _Subtask(subtask_id, slot.node_id, key, assignment.params)
+        computing = True
+        try:
+            reason = await self._compute(subtask, assignment)
+            computing = False
+            self.stats.running -= 1
+            if reason is not None:
+                await self._abort_subtask(subtask_id)
+                self._failed(subtask, reason)
+            else:
+                await self._verify(subtask)
+        except TaskFailed as exc:
+            self._fatal = str(exc)
+        finally:
+            if computing:
+                self.stats.running -= 1
+            if not subtask.verified:
+                # Another machine takes the slot: an engine may refuse a part to the
+                # node that failed it, or count an awaiting subtask as its live one.
+                slot.node_id = new_node_id(slot.index)
+            slot.busy = False
+            self._notify()
+
+    async def _compute(self, subtask: _Subtask, assignment: SubtaskAssignment) -> str | None:
+        """Ship inputs, compute, ship the result. None on success, else why it failed."""
+        subtask_id = subtask.subtask_id
+        try:
+            with anyio.fail_after(self._timeout) if self._timeout else nullcontext():
+                task_dir = await anyio.to_thread.run_sync(
+                    prepare_provider, self._work_dir, subtask.node_id, self._task_id
+                )
+                await anyio.to_thread.run_sync(
+                    ship_resources, self._task_dir, task_dir, assignment.resources
+                )
+                job = ComputeJob(
+                    self._task_id,
+                    subtask_id,
+                    assignment.params,
+                    task_dir,
+                    self._work_dir / LOGS_DIR / f"{subtask_id}.log",
+                )
+                output = await self._nodes.compute(job)
+            await anyio.to_thread.run_sync(
+                ship_result, task_dir, output, self._task_dir, subtask_id
+            )
+        except TimeoutError:
+            return f"timed out after {self._timeout:g} s; provider killed"
+        except (ComputeFailed, OSError) as exc:
+            return str(exc)
+        return None
+
+    async def _abort_subtask(self, subtask_id: str) -> None:
+        try:
+            await self._client.abort_subtask(self._task_id, subtask_id)
+        except Exception as exc:
+            raise TaskFailed(f"AbortSubtask of {subtask_id} failed: {_message(exc)}") from None
+
+    def _failed(self, subtask: _Subtask, reason: str) -> None:
+        self.failures.append(Failure(subtask.subtask_id, subtask.node_id, reason))
+        self.stats.failures += 1
+        self._reporter.event("failed", subtask.subtask_id, reason)
+        attempts = self._failed_attempts.get(subtask.key, 0) + 1
+        self._failed_attempts[subtask.key] = attempts
+        if attempts >= self._max_attempts:
+            shown = json.dumps(subtask.params)
+            shown = shown if len(shown) <= 80 else shown[:77] + "..."
+            times = "once" if attempts == 1 else f"{attempts} times"
+            raise TaskFailed(f"a part (params {shown}) failed {times}; last failure: {reason}")
+
+    async def _verify(self, subtask: _Subtask) -> None:
+        async with self._verify_lock:
+            result = await self._verify_one(subtask)
+            if result is VerifyResult.SUCCESS:
+                await self._retry_awaiting_locked()
+
+    async def _verify_one(self, subtask: _Subtask) -> VerifyResult | None:
+        """Verify one result and act on the verdict; None when Verify itself failed."""
+        try:
+            verdict = await self._client.verify(self._task_id, subtask.subtask_id)
+        except GRPCError as exc:
+            # The verify hook raised: the result cannot be trusted; the part goes back.
+            await self._abort_subtask(subtask.subtask_id)
+            self._failed(subtask, f"Verify failed: {exc.message}")
+            return None
+        except Exception as exc:
+            raise TaskFailed(f"Verify failed: {_message(exc)}") from None
+        if verdict.result is VerifyResult.SUCCESS:
+            subtask.verified = True
+            self.stats.parts += 1
+            self._reporter.event("verified", subtask.subtask_id)
+        elif verdict.result is VerifyResult.AWAITING_DATA:
+            if subtask not in self._awaiting:
+                self._awaiting.append(subtask)
+            self._reporter.event("awaiting", subtask.subtask_id, verdict.reason)
+        else:
+            self._failed(subtask, f"verification {verdict.result.name}: {verdict.reason}")
+        return verdict.result
+
+    async def _retry_awaiting(self) -> None:
+        async with self._verify_lock:
+            await self._retry_awaiting_locked()
+
+    async def _retry_awaiting_locked(self) -> None:
+        # Re-verify subtasks that awaited data, as long as each round verifies one more.
+        progress = True
+        while progress and self._awaiting:
+            progress = False
+            for subtask in list(self._awaiting):
+                self._awaiting.remove(subtask)
+                result = await self._verify_one(subtask)
+                if result is VerifyResult.SUCCESS:
+                    progress = True

@@ -1,0 +1,198 @@
+"""Where the requestor and the providers run: child processes (as on a node) or in-process.
+
+Either way the runner talks to them only over loopback gRPC, through
+:class:`golem_apps.RequestorClient` and :class:`golem_apps.ProviderClient`.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from collections.abc import AsyncIterator, Mapping
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import anyio
+from grpclib.exceptions import GRPCError
+
+from .._client import ProviderClient, RequestorClient
+from .._exceptions import ComputeFailed, ConfigError, TaskFailed
+from ._process import (
+    PROVIDER_EXIT_TIMEOUT,
+    REQUESTOR_EXIT_TIMEOUT,
+    child_env,
+    serve_command,
+    serve_process,
+    wait_exit,
+)
+from ._workdir import tail
+
+log = logging.getLogger("golem_apps.runner")
+
+#: How long a client waits for a freshly started server's Health to say SERVING.
+CONNECT_TIMEOUT = 15.0
+
+
+@dataclass(frozen=True)
+class ComputeJob:
+    """One subtask for one provider: what Compute needs and where the provider works."""
+
+    task_id: str
+    subtask_id: str
+    params: dict[str, Any]
+    task_dir: Path
+    log_path: Path
+
+
+class Nodes(Protocol):
+    """Starts the requestor app and runs one-shot provider apps."""
+
+    def requestor(
+        self, work_dir: Path, log_path: Path
+    ) -> AbstractAsyncContextManager[RequestorClient]:
+        """Serve the requestor on ``work_dir`` while the block runs; yield a connected client."""
+
+    async def compute(self, job: ComputeJob) -> str:
+        """Run one provider for ``job``; its result path. ComputeFailed when it failed."""
+
+
+def describe_exit(code: int | None) -> str:
+    """A child's exit status in words."""
+    if code is None:
+        return "did not exit"
+    if code < 0:
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with code {code}"
+
+
+async def _connect_provider(host: str, port: int) -> ProviderClient:
+    try:
+        return await ProviderClient.connect(host, port, timeout=CONNECT_TIMEOUT)
+    except (TimeoutError, OSError) as exc:
+        raise ComputeFailed(f"provider not reachable: {exc}") from None
+
+
+class SubprocessNodes:
+    """Each app is a ``python -m golem_apps.serve`` child process, as a node runs it."""
+
+    def __init__(
+        self, module: str, *, python: str, log_level: str, env: Mapping[str, str] | None = None
+    ) -> None:
+        self.module = module
+        self.python = python
+        self.log_level = log_level
+        self.env = child_env(env)
+
+    @asynccontextmanager
+    async def requestor(self, work_dir: Path, log_path: Path) -> AsyncIterator[RequestorClient]:
+        """Start the requestor process; on a normal exit Shutdown it, then kill what is left."""
+        command = serve_command(self.python, self.module, "requestor", work_dir, self.log_level)
+        async with AsyncExitStack() as stack:
+            try:
+                child = await stack.enter_async_context(
+                    serve_process(command, "requestor", log_path, self.env)
+                )
+                client = await RequestorClient.connect(
+                    child.host, child.port, timeout=CONNECT_TIMEOUT
+                )
+            except (ComputeFailed, TimeoutError, OSError) as exc:
+                raise TaskFailed(f"the requestor did not start: {exc}") from None
+            stack.callback(client.close)
+            yield client
+            # As a node does: Shutdown, a short wait, then the kill in serve_process.
+            try:
+                await client.shutdown()
+            except Exception as exc:  # the process is killed below anyway
+                log.warning("requestor Shutdown failed: %s", exc)
+            await wait_exit(child.process, REQUESTOR_EXIT_TIMEOUT)
+
+    async def compute(self, job: ComputeJob) -> str:
+        """Start a one-shot provider on the job's task dir, Compute, wait for it to exit."""
+        command = serve_command(self.python, self.module, "provider", job.task_dir, self.log_level)
+        async with serve_process(command, "provider", job.log_path, self.env) as child:
+            client = await _connect_provider(child.host, child.port)
+            try:
+                output = await client.compute(job.task_id, job.subtask_id, job.params)
+            except GRPCError as exc:
+                await wait_exit(child.process, PROVIDER_EXIT_TIMEOUT)
+                raise ComputeFailed(f"compute failed: {exc.message}") from None
+            except Exception:  # the connection broke: the process died under us
+                code = await wait_exit(child.process, PROVIDER_EXIT_TIMEOUT)
+                why = await anyio.to_thread.run_sync(tail, job.log_path)
+                raise ComputeFailed(
+                    f"provider {describe_exit(code)} during Compute" + (f": {why}" if why else "")
+                ) from None
+            finally:
+                client.close()
+            code = await wait_exit(child.process, PROVIDER_EXIT_TIMEOUT)
+            if code != 0:
+                # The node reads a non-zero exit as a failed computation, even after a reply.
+                raise ComputeFailed(f"provider {describe_exit(code)} after Compute")
+            return output
+
+
+class InProcessNodes:
+    """Requestor and providers are servers in this event loop: fast, and easy to debug.
+
+    Still driven over loopback gRPC through the clients. A provider's sync
+    compute runs in a worker thread; a timed-out one is left to notice
+    ``ctx.cancelled``.
+    """
+
+    def __init__(self, module: str) -> None:
+        from ..serve import CliError, load_app
+
+        try:
+            self.requestor_app = load_app(module, "requestor")
+            self.provider_app = load_app(module, "provider")
+        except CliError as exc:
+            raise TaskFailed(str(exc)) from None
+
+    @asynccontextmanager
+    async def requestor(self, work_dir: Path, log_path: Path) -> AsyncIterator[RequestorClient]:
+        """Serve the requestor app in this loop while the block runs."""
+        from .._requestor import Requestor
+        from ..server._requestor import serve_requestor
+
+        if not isinstance(self.requestor_app, Requestor):
+            name = type(self.requestor_app).__name__
+            raise TaskFailed(f"the module's 'requestor' is a {name}, not a golem_apps.Requestor")
+        async with AsyncExitStack() as stack:
+            try:
+                server = await stack.enter_async_context(
+                    serve_requestor(self.requestor_app, work_dir=work_dir)
+                )
+            except ConfigError as exc:
+                raise TaskFailed(f"the requestor did not start: {exc}") from None
+            client = await RequestorClient.connect("127.0.0.1", server.port)
+            stack.callback(client.close)
+            yield client
+
+    async def compute(self, job: ComputeJob) -> str:
+        """Serve one provider request in this loop and Compute through it."""
+        from .._provider import Provider
+        from ..server._provider import serve_provider
+
+        if not isinstance(self.provider_app, Provider):
+            name = type(self.provider_app).__name__
+            raise ComputeFailed(f"the module's 'provider' is a {name}, not a golem_apps.Provider")
+        try:
+            async with serve_provider(self.provider_app, work_dir=job.task_dir) as server:
+                client = await _connect_provider("127.0.0.1", server.port)
+                try:
+                    output = await client.compute(job.task_id, job.subtask_id, job.params)
+                except GRPCError as exc:
+                    raise ComputeFailed(f"compute failed: {exc.message}") from None
+                finally:
+                    client.close()
+                code = await server.wait()
+        except ConfigError as exc:
+            raise ComputeFailed(f"the provider did not start: {exc}") from None
+        if code != 0:
+            raise ComputeFailed(f"provider exited with code {code} after Compute")
+        return output

@@ -1,0 +1,132 @@
+"""Showing a run's progress: a rich progress bar on a terminal, plain log lines otherwise.
+
+rich is the optional ``runner`` extra and is imported here only, when a
+terminal wants it: neither the servers nor a provider's start-up pay for it.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+
+@dataclass
+class Stats:
+    """What the runner has seen so far; reporters read it."""
+
+    parts: int = 0
+    """Parts verified (SUCCESS)."""
+    subtasks: int = 0
+    """Subtasks handed out."""
+    running: int = 0
+    """Providers computing right now."""
+    failures: int = 0
+    """Subtasks that failed (compute, timeout, crash or verification)."""
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds since the run started."""
+        return time.monotonic() - self.started
+
+
+class Reporter:
+    """Receives the events of a run. This base class ignores them: a silent run."""
+
+    def start(self, stats: Stats, task_id: str, work_dir: str) -> None:
+        """The task was created; ``stats`` stays live for the rest of the run."""
+
+    def event(self, kind: str, subtask_id: str, detail: str = "") -> None:
+        """A subtask ``started``, was ``verified``, is ``awaiting`` data, or ``failed``."""
+
+    def stop(self) -> None:
+        """The run is over (finished, failed or interrupted)."""
+
+
+class PlainReporter(Reporter):
+    """One log line per event, for logs and pipes."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self._stream = stream or sys.stdout
+        self._stats = Stats()
+
+    def _line(self, text: str) -> None:
+        print(f"[{self._stats.elapsed:7.2f}s] {text}", file=self._stream, flush=True)
+
+    def start(self, stats: Stats, task_id: str, work_dir: str) -> None:
+        """Print the task id and where its files are."""
+        self._stats = stats
+        self._line(f"task {task_id} created (work dir {work_dir})")
+
+    def event(self, kind: str, subtask_id: str, detail: str = "") -> None:
+        """Print the event with the running counts."""
+        s = self._stats
+        counts = f"{s.parts} verified, {s.running} running, {s.failures} failed"
+        text = f"subtask {subtask_id[:8]} {kind}" + (f": {detail}" if detail else "")
+        self._line(f"{text} ({counts})")
+
+
+class RichReporter(Reporter):
+    """A live bar of verified parts and running providers; failures printed above it."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        self._console = Console(file=stream)
+        self._progress = Progress(
+            SpinnerColumn(),
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TextColumn("{task.fields[counts]}"),
+            TimeElapsedColumn(),
+            console=self._console,
+        )
+        self._bar: Any = None
+        self._stats = Stats()
+
+    def _counts(self) -> str:
+        s = self._stats
+        return (
+            f"{s.parts} parts verified · {s.running} providers running · "
+            f"{s.subtasks} subtasks · {s.failures} failed"
+        )
+
+    def start(self, stats: Stats, task_id: str, work_dir: str) -> None:
+        """Show the bar (its total is unknown: the wire does not tell the part count)."""
+        self._stats = stats
+        self._console.print(f"task {task_id} created (work dir {work_dir})")
+        self._progress.start()
+        self._bar = self._progress.add_task("running", total=None, counts=self._counts())
+
+    def event(self, kind: str, subtask_id: str, detail: str = "") -> None:
+        """Update the bar; print failures."""
+        if kind == "failed":
+            self._progress.console.print(
+                f"[red]subtask {subtask_id[:8]} failed[/red]: {detail}", markup=True
+            )
+        if self._bar is not None:
+            self._progress.update(self._bar, completed=self._stats.parts, counts=self._counts())
+
+    def stop(self) -> None:
+        """Fill the bar and stop it."""
+        if self._bar is not None:
+            done = self._stats.parts
+            self._progress.update(self._bar, total=done, completed=done, counts=self._counts())
+            self._progress.stop()
+            self._bar = None
+
+
+def auto_reporter(stream: TextIO | None = None) -> Reporter:
+    """RichReporter on a terminal when rich is installed, PlainReporter otherwise."""
+    stream = stream or sys.stdout
+    if stream.isatty():
+        try:
+            import rich  # noqa: F401
+        except ImportError:
+            pass
+        else:
+            return RichReporter(stream)
+    return PlainReporter(stream)

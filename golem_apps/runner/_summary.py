@@ -1,0 +1,61 @@
+"""What a run returns, and the summary the command prints."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Failure:
+    """One failed subtask: which provider slot computed it and why it failed."""
+
+    subtask_id: str
+    node_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """The outcome of a task run to completion by :func:`golem_apps.runner.run_task`."""
+
+    task_id: str
+    parts: int
+    """Parts verified."""
+    subtasks: int
+    """Subtasks handed out (attempts, successful or not)."""
+    failures: tuple[Failure, ...]
+    """Every failed subtask, in order."""
+    wall_time: float
+    """Seconds from start to the outputs being in place."""
+    outputs_dir: Path
+    """Where the task's outputs are: ``out`` if given, else the requestor's task_outputs."""
+    output_files: tuple[Path, ...]
+    """The output files, inside ``outputs_dir``."""
+    work_dir: Path | None
+    """The runner's work dir (logs, requestor and provider dirs); None once removed."""
+
+    @property
+    def retries(self) -> int:
+        """Subtasks beyond one per verified part: the recomputations."""
+        return max(0, self.subtasks - self.parts)
+
+
+def format_summary(result: RunResult) -> str:
+    """A few lines for the user: counts, failures, wall time, where the outputs are."""
+    retries = result.retries
+    lines = [
+        f"task {result.task_id} finished in {result.wall_time:.1f} s",
+        f"  parts verified: {result.parts}",
+        f"  subtasks:       {result.subtasks} ({retries} {'retry' if retries == 1 else 'retries'})",
+        f"  failures:       {len(result.failures)}",
+    ]
+    for failure in result.failures[:10]:
+        lines.append(f"    - {failure.subtask_id[:8]} on {failure.node_id}: {failure.reason}")
+    if len(result.failures) > 10:
+        lines.append(f"    ... and {len(result.failures) - 10} more")
+    lines.append(f"  outputs:        {result.outputs_dir}")
+    lines.extend(f"    {path}" for path in result.output_files)
+    if result.work_dir is not None:
+        lines.append(f"  work dir:       {result.work_dir}")
+    return "\n".join(lines)

@@ -1,0 +1,123 @@
+"""The runner's work dir, laid out as a node lays out its own (spec section 4 and 5).
+
+::
+
+    <work dir>/requestor/<task_id>/{task_inputs,subtask_inputs,task_outputs,subtask_outputs}
+    <work dir>/providers/<node_id>/<task_id>/subtask_inputs
+    <work dir>/logs/<requestor|subtask_id>.log
+
+Every function here does blocking file work: call them through ``anyio.to_thread``.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+from .._exceptions import ComputeFailed, InvalidArgument
+from .._validate import safe_name
+from ..constants import SUBTASK_INPUTS_DIR, SUBTASK_OUTPUTS_DIR, TASK_INPUTS_DIR, TASK_OUTPUTS_DIR
+
+REQUESTOR_DIR = "requestor"
+PROVIDERS_DIR = "providers"
+LOGS_DIR = "logs"
+
+_TASK_FOLDERS = (TASK_INPUTS_DIR, SUBTASK_INPUTS_DIR, TASK_OUTPUTS_DIR, SUBTASK_OUTPUTS_DIR)
+
+
+def check_inputs(inputs: Sequence[str | Path]) -> list[Path]:
+    """The task creator's files: each must be a file, and their names distinct.
+
+    Raises ValueError with a one-line message otherwise.
+    """
+    files = [Path(item) for item in inputs]
+    seen: dict[str, Path] = {}
+    for path in files:
+        if not path.is_file():
+            raise ValueError(f"input {path} does not exist or is not a file")
+        other = seen.get(path.name)
+        if other is not None:
+            # Inputs land side by side in task_inputs: two with one name would collide.
+            raise ValueError(f"inputs {other} and {path} have the same file name {path.name!r}")
+        seen[path.name] = path
+    return files
+
+
+def prepare_requestor(work_dir: Path, task_id: str, inputs: Sequence[Path]) -> Path:
+    """Create the requestor work dir and the task's four folders; copy inputs. The task dir."""
+    (work_dir / LOGS_DIR).mkdir(parents=True, exist_ok=True)
+    task_dir = work_dir / REQUESTOR_DIR / task_id
+    for folder in _TASK_FOLDERS:
+        (task_dir / folder).mkdir(parents=True, exist_ok=True)
+    for path in inputs:
+        shutil.copyfile(path, task_dir / TASK_INPUTS_DIR / path.name)
+    return task_dir
+
+
+def prepare_provider(work_dir: Path, node_id: str, task_id: str) -> Path:
+    """The provider node's task work dir, with only ``subtask_inputs`` created (as a node does)."""
+    task_dir = work_dir / PROVIDERS_DIR / node_id / task_id
+    (task_dir / SUBTASK_INPUTS_DIR).mkdir(parents=True, exist_ok=True)
+    return task_dir
+
+
+def ship_resources(requestor_task_dir: Path, provider_task_dir: Path, names: Sequence[str]) -> None:
+    """Copy the named resources from the requestor's subtask_inputs into the provider's.
+
+    Raises ComputeFailed when a name is not a plain file name or the file is missing:
+    the subtask cannot be computed.
+    """
+    source = requestor_task_dir / SUBTASK_INPUTS_DIR
+    target = provider_task_dir / SUBTASK_INPUTS_DIR
+    for name in names:
+        try:
+            safe_name(name, "resource name")
+        except InvalidArgument as exc:
+            raise ComputeFailed(str(exc)) from None
+        if not (source / name).is_file():
+            raise ComputeFailed(f"resource {name!r} is not in the requestor's {SUBTASK_INPUTS_DIR}")
+        shutil.copyfile(source / name, target / name)
+
+
+def ship_result(
+    provider_task_dir: Path, output_filepath: str, requestor_task_dir: Path, subtask_id: str
+) -> Path:
+    """Copy the provider's result into ``subtask_outputs/<subtask_id>/`` under its own name.
+
+    ``output_filepath`` comes from the provider: it must name a file inside its task dir.
+    """
+    root = provider_task_dir.resolve()
+    source = (root / output_filepath).resolve()
+    if not source.is_relative_to(root) or not source.is_file():
+        raise ComputeFailed(
+            f"the provider's result {output_filepath!r} is not a file inside its task dir"
+        )
+    folder = requestor_task_dir / SUBTASK_OUTPUTS_DIR / subtask_id
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / source.name
+    shutil.copyfile(source, target)
+    return target
+
+
+def list_outputs(task_dir: Path) -> list[Path]:
+    """The files in the task's task_outputs, sorted."""
+    outputs = task_dir / TASK_OUTPUTS_DIR
+    return sorted(path for path in outputs.rglob("*") if path.is_file())
+
+
+def copy_outputs(task_dir: Path, out: Path) -> list[Path]:
+    """Copy task_outputs into ``out`` (created; same-named files replaced). The copied files."""
+    shutil.copytree(task_dir / TASK_OUTPUTS_DIR, out, dirs_exist_ok=True)
+    root = task_dir / TASK_OUTPUTS_DIR
+    return [out / path.relative_to(root) for path in list_outputs(task_dir)]
+
+
+def tail(path: Path, lines: int = 1) -> str:
+    """The last non-empty lines of a log file ("" when there is none)."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return ""
+    kept = [line.strip() for line in text.splitlines() if line.strip()]
+    return " | ".join(kept[-lines:])

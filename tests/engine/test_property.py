@@ -1,0 +1,224 @@
+"""Random sequences of RPCs (and restarts) never break the engine's invariants."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import tempfile
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from golem_apps import EngineError, Part, SubtaskNotFound, VerifyResult, WrongState
+from golem_apps.constants import SUBTASK_OUTPUTS_DIR
+from golem_apps.engine import Engine, Hooks, open_engine
+from golem_apps.engine._db import DB_NAME
+
+from .helpers import TASK, create, outputs, verdict_from_content, write_result
+
+MAX_RETRIES = 3
+NODES = 3
+# A diamond and a loner: B and C need A, D needs B and C.
+PARTS = [
+    Part(params={"p": "A"}, name="A"),
+    Part(params={"p": "B"}, name="B", depends_on=["A"]),
+    Part(params={"p": "C"}, name="C", depends_on=["A"]),
+    Part(params={"p": "D"}, name="D", depends_on=["B", "C"]),
+    Part(params={"p": "E"}, name="E"),
+]
+
+# Counted back from the latest subtask issued: recent ones are the live ones.
+subtask_ref = st.integers(0, 5)
+# The verify hook's verdict comes from the result's first letter; "" is an empty result.
+contents = st.sampled_from(["S", "S", "S", "F", "I", "A", ""])
+operations = st.lists(
+    st.one_of(
+        # A hand-out then a successful verification: a task's usual life.
+        st.tuples(st.just("cycle"), st.integers(0, NODES - 1)),
+        st.tuples(st.just("cycle"), st.integers(0, NODES - 1)),
+        st.tuples(st.just("next"), st.integers(0, NODES - 1)),
+        st.tuples(st.just("next"), st.integers(0, NODES - 1)),
+        st.tuples(st.just("verify"), st.just(0), contents),
+        st.tuples(st.just("verify"), subtask_ref, contents),
+        st.tuples(st.just("verify_missing"), subtask_ref),
+        st.tuples(st.just("discard"), st.lists(subtask_ref, max_size=3)),
+        st.tuples(st.just("abort_subtask"), subtask_ref),
+        st.tuples(st.just("restart")),
+        # Aborting ends the task: make it rare so that most sequences go far.
+        st.tuples(st.just("abort_task"), st.integers(0, 9)),
+    ),
+    min_size=15,
+    max_size=50,
+)
+
+
+class Snapshot:
+    """The engine's state, read from its database."""
+
+    def __init__(self, work_dir: Path) -> None:
+        conn = sqlite3.connect(f"file:{work_dir / DB_NAME}?mode=ro", uri=True)
+        try:
+            self.task = conn.execute("SELECT state, failures, total, done FROM tasks").fetchone()
+            parts = conn.execute("SELECT idx, name, status, waiting, subtask FROM parts")
+            self.parts = {row[0]: row[1:] for row in parts}
+            subtasks = conn.execute("SELECT id, part, node, state FROM subtasks")
+            self.subtasks = {row[0]: row[1:] for row in subtasks}
+            self.deps = conn.execute("SELECT part, dep FROM deps").fetchall()
+        finally:
+            conn.close()
+
+    def status(self, part: int) -> str:
+        return str(self.parts[part][1])
+
+    def ready(self) -> list[int]:
+        return sorted(i for i in self.parts if self.status(i) == "ready")
+
+    def node_busy(self, node: str) -> bool:
+        return any(n == node and s == "computing" for _, n, s in self.subtasks.values())
+
+    def pending(self) -> bool:
+        state, failures, _, _ = self.task
+        return state == "active" and failures <= MAX_RETRIES and bool(self.ready())
+
+
+def check_invariants(snap: Snapshot) -> None:
+    state, failures, total, done = snap.task
+    assert total == len(PARTS)
+    assert done == sum(snap.status(i) == "done" for i in snap.parts)
+    assert failures == sum(s == "failure" for _, _, s in snap.subtasks.values())
+    for index, (_, status, waiting, subtask) in snap.parts.items():
+        deps = [dep for part, dep in snap.deps if part == index]
+        assert waiting == sum(snap.status(dep) != "done" for dep in deps)
+        assert status in ("ready", "blocked", "computing", "done")
+        assert (status == "blocked") == (waiting > 0)
+        live = [sid for sid, (p, _, s) in snap.subtasks.items() if p == index and s == "computing"]
+        won = [sid for sid, (p, _, s) in snap.subtasks.items() if p == index and s == "success"]
+        # At most one live subtask per part, at most one result, and the part knows which.
+        assert live == ([subtask] if status == "computing" else [])
+        assert won == ([subtask] if status == "done" else [])
+    for node in {n for _, n, _ in snap.subtasks.values()}:
+        live = [sid for sid, (_, n, s) in snap.subtasks.items() if n == node and s == "computing"]
+        assert len(live) <= 1
+    assert state in ("active", "finished", "aborted")
+    assert (state == "finished") <= (done == total)
+    assert (done == total) <= (state in ("finished", "aborted"))
+
+
+async def run(work_dir: Path, ops: list[tuple[Any, ...]]) -> None:
+    hooks = Hooks(verify=verdict_from_content, max_retries=MAX_RETRIES)
+    issued: list[str] = []
+    contents: dict[str, str] = {}
+
+    def pick(ref: int) -> str:
+        return issued[-1 - ref % len(issued)] if issued else "ghost"
+
+    async with AsyncExitStack() as stack:
+        engine: Engine = await stack.enter_async_context(open_engine(work_dir, hooks))
+        await create(engine, work_dir, PARTS)
+        expanded: list[tuple[Any, ...]] = []
+        for op in ops:
+            expanded.extend([("next", op[1]), ("verify", 0, "S")] if op[0] == "cycle" else [op])
+        after = Snapshot(work_dir)
+        for op in expanded:
+            before = after
+            kind = op[0]
+            if kind == "discard":
+                named = [pick(ref) for ref in op[1]]
+            elif kind in ("verify", "verify_missing", "abort_subtask"):
+                named = [pick(op[1])]
+            else:
+                named = []
+            try:
+                if kind == "next":
+                    node = f"node{op[1]}"
+                    subtask_id = f"s{len(issued)}"
+                    handed = await engine.next_subtask(TASK, subtask_id, node)
+                    issued.append(subtask_id)
+                    if handed is None:
+                        assert not before.pending() or before.node_busy(node)
+                    else:
+                        assert before.pending() and not before.node_busy(node)
+                        first = before.ready()[0]
+                        assert handed.params == {"p": before.parts[first][0]}
+                elif kind in ("verify", "verify_missing"):
+                    subtask_id = pick(op[1])
+                    known = before.subtasks.get(subtask_id)
+                    # A node puts results only for subtasks it computes.
+                    if kind == "verify" and (known is None or known[2] == "computing"):
+                        content = op[2] + subtask_id
+                        write_result(work_dir, subtask_id, content)
+                        contents[subtask_id] = content
+                    if kind == "verify_missing" and known is not None and known[2] == "computing":
+                        shutil.rmtree(work_dir / TASK / SUBTASK_OUTPUTS_DIR / subtask_id, True)
+                    verdict = await engine.verify(TASK, subtask_id)
+                    assert before.subtasks[subtask_id][2] == "computing"
+                    if kind == "verify_missing":
+                        assert verdict.result is VerifyResult.FAILURE
+                    else:
+                        expected = {"S": 0, "F": 1, "A": 2, "I": 3}.get(op[2][:1], 1)
+                        assert verdict.result == expected
+                elif kind == "discard":
+                    ids = [pick(ref) for ref in op[1]]
+                    discarded = await engine.discard_subtasks(TASK, ids)
+                    after = Snapshot(work_dir)
+                    changed = {
+                        sid
+                        for sid, (_, _, s) in after.subtasks.items()
+                        if s == "discarded" and before.subtasks[sid][2] != "discarded"
+                    }
+                    assert sorted(discarded) == sorted(changed)
+                    assert len(discarded) == len(set(discarded))
+                elif kind == "abort_subtask":
+                    await engine.abort_subtask(TASK, pick(op[1]))
+                elif kind == "abort_task":
+                    if op[1] == 0:
+                        await engine.abort_task(TASK)
+                        assert before.task[0] != "aborted"
+                elif kind == "restart":
+                    await stack.aclose()
+                    engine = await stack.enter_async_context(open_engine(work_dir, hooks))
+            except SubtaskNotFound:
+                assert before.task[0] != "aborted"
+                assert any(sid not in before.subtasks for sid in named)
+            except WrongState:
+                if before.task[0] == "aborted":
+                    assert kind != "restart"
+                elif kind == "discard":
+                    assert before.task[0] == "finished"
+                else:
+                    assert kind in ("verify", "verify_missing", "abort_subtask")
+                    assert before.subtasks[named[0]][2] != "computing"
+            except EngineError as exc:
+                raise AssertionError(f"{kind}: unexpected {exc!r}") from exc
+            after = Snapshot(work_dir)
+            check_invariants(after)
+            if after.task[0] == "aborted":
+                with pytest.raises(WrongState, match="aborted"):
+                    await engine.has_pending_subtasks(TASK)
+                continue
+            assert await engine.has_pending_subtasks(TASK) == after.pending()
+            if after.task[0] == "finished":
+                # task_outputs holds exactly the verified results.
+                results = {
+                    f"{after.parts[p][0]}-result.txt": contents[sid]
+                    for sid, (p, _, s) in after.subtasks.items()
+                    if s == "success"
+                }
+                assert outputs(work_dir) == results
+
+
+@pytest.mark.slow
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+@given(operations)
+def test_random_rpc_sequences_keep_the_invariants(ops: list[tuple[Any, ...]]) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        anyio.run(run, Path(tmp), ops, backend="asyncio")

@@ -1,0 +1,427 @@
+"""The runner as a library: run_task over the wire, in-process and with child processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+import psutil
+import pytest
+
+from golem_apps import TaskFailed
+from golem_apps.runner import PlainReporter, Reporter, RunResult, Stats, run_task
+
+APP = "tests.apps.runner_app"
+
+
+#: Safety bound on waiting for a test app's pid file (not a timing assertion).
+WAIT_LIMIT = 60.0
+
+
+def wait_for_pid(path: Path) -> int:
+    """The pid a slow_once compute wrote, once it is there."""
+    deadline = time.monotonic() + WAIT_LIMIT
+    while not (path.exists() and path.read_text()):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path} never appeared")
+        time.sleep(0.02)
+    return int(path.read_text())
+
+
+def texts(result: RunResult) -> dict[str, str]:
+    return {path.name: path.read_text() for path in result.output_files}
+
+
+class Recorder(Reporter):
+    """Keeps the events of a run."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str, str]] = []
+        self.stopped = False
+
+    def start(self, stats: Stats, task_id: str, work_dir: str) -> None:
+        self.events.append(("start", task_id, work_dir))
+
+    def event(self, kind: str, subtask_id: str, detail: str = "") -> None:
+        self.events.append((kind, subtask_id, detail))
+
+    def stop(self) -> None:
+        self.stopped = True
+
+    def kinds(self) -> list[str]:
+        return [kind for kind, _, _ in self.events]
+
+
+def parts(*specs: dict[str, Any]) -> dict[str, Any]:
+    return {"parts": list(specs)}
+
+
+@pytest.mark.anyio
+async def test_in_process_run_computes_every_part(tmp_path: Path) -> None:
+    recorder = Recorder()
+    result = await run_task(
+        APP,
+        params=parts(*({"name": f"p{i}", "text": f"text {i}"} for i in range(5))),
+        providers=3,
+        in_process=True,
+        work_dir=tmp_path / "work",
+        out=tmp_path / "out",
+        reporter=recorder,
+    )
+    assert texts(result) == {f"p{i}.txt": f"TEXT {i}" for i in range(5)}
+    assert result.outputs_dir == tmp_path / "out"
+    assert (result.parts, result.subtasks, result.failures, result.retries) == (5, 5, (), 0)
+    assert recorder.kinds().count("started") == 5
+    assert recorder.kinds().count("verified") == 5
+    assert recorder.stopped
+    # The node's layout: the requestor's task dir and one task dir per provider node.
+    task_dir = tmp_path / "work" / "requestor" / result.task_id
+    assert sorted(p.name for p in task_dir.iterdir()) == [
+        "subtask_inputs", "subtask_outputs", "task_inputs", "task_outputs",
+    ]  # fmt: skip
+    nodes = list((tmp_path / "work" / "providers").iterdir())
+    assert 1 <= len(nodes) <= 3
+    assert all((node / result.task_id / "subtask_inputs").is_dir() for node in nodes)
+
+
+@pytest.mark.anyio
+async def test_inputs_land_in_task_inputs(tmp_path: Path) -> None:
+    source = tmp_path / "data.txt"
+    source.write_text("payload")
+    result = await run_task(
+        APP,
+        params=parts({"text": "x"}),
+        inputs=[source],
+        providers=1,
+        in_process=True,
+        work_dir=tmp_path / "work",
+    )
+    inputs = tmp_path / "work" / "requestor" / result.task_id / "task_inputs"
+    assert (inputs / "data.txt").read_text() == "payload"
+    # Without --out the outputs stay in the requestor's task_outputs, and the work dir is kept.
+    assert result.outputs_dir == inputs.parent / "task_outputs"
+    assert result.work_dir == tmp_path / "work"
+
+
+@pytest.mark.anyio
+async def test_a_failing_compute_is_retried_and_gives_up_after_max_attempts(
+    tmp_path: Path,
+) -> None:
+    recorder = Recorder()
+    with pytest.raises(TaskFailed, match=r"failed 3 times; last failure: .*asked to fail"):
+        await run_task(
+            APP,
+            params=parts({"name": "ok", "text": "ok"}, {"name": "bad", "fail": True}),
+            providers=2,
+            max_attempts=3,
+            in_process=True,
+            work_dir=tmp_path,
+            reporter=recorder,
+        )
+    aborted = await anyio.to_thread.run_sync(lambda: list(tmp_path.glob("requestor/*.aborted")))
+    assert len(aborted) == 1  # AbortTask was sent
+    failed = [detail for kind, _, detail in recorder.events if kind == "failed"]
+    assert len(failed) == 3
+    assert all("part bad asked to fail" in detail for detail in failed)
+    assert recorder.kinds().count("started") == 4  # nothing handed out once the task failed
+    assert recorder.stopped
+
+
+@pytest.mark.anyio
+async def test_rejected_results_exhaust_the_apps_retries(tmp_path: Path) -> None:
+    # The app's max_retries is 2: after 3 FAILURE verdicts the requestor hands nothing out.
+    with pytest.raises(TaskFailed, match=r"cannot finish.*task_outputs is empty"):
+        await run_task(
+            APP,
+            params=parts({"name": "r", "text": "r", "reject": True}),
+            providers=1,
+            max_attempts=10,
+            in_process=True,
+            work_dir=tmp_path,
+        )
+
+
+@pytest.mark.anyio
+async def test_awaiting_data_is_verified_again_after_another_success(tmp_path: Path) -> None:
+    recorder = Recorder()
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    result = await run_task(
+        APP,
+        params=parts(
+            {"name": "waiter", "text": "w", "await_once": str(markers)},
+            {"name": "other", "text": "o"},
+            {"name": "third", "text": "t"},
+        ),
+        providers=1,  # parts are handed out, computed and verified in order
+        in_process=True,
+        work_dir=tmp_path / "work",
+        reporter=recorder,
+    )
+    assert texts(result) == {"waiter.txt": "W", "other.txt": "O", "third.txt": "T"}
+    # Re-queued: verified again right after the next success, before the third part starts.
+    assert [kind for kind in recorder.kinds() if kind != "start"] == [
+        "started", "awaiting", "started", "verified", "verified", "started", "verified",
+    ]  # fmt: skip
+    assert (result.subtasks, result.parts, result.failures) == (3, 3, ())
+
+
+@pytest.mark.anyio
+async def test_data_that_never_comes_fails_the_task(tmp_path: Path) -> None:
+    with pytest.raises(TaskFailed, match="still await data"):
+        await run_task(
+            APP,
+            params=parts({"name": "w", "text": "w", "await_always": True}),
+            providers=1,
+            in_process=True,
+            work_dir=tmp_path,
+        )
+
+
+@pytest.mark.anyio
+async def test_bad_params_refused_by_create_task(tmp_path: Path) -> None:
+    with pytest.raises(TaskFailed, match="CreateTask refused"):
+        await run_task(
+            "examples.mandelbrot",
+            params={"size": "big"},
+            in_process=True,
+            work_dir=tmp_path,
+        )
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"providers": 0}, "providers must be at least 1"),
+        ({"subtask_timeout": 0}, "subtask_timeout must be positive"),
+        ({"max_attempts": 0}, "max_attempts must be at least 1"),
+        ({"max_subtasks": -1}, "max_subtasks must not be negative"),
+        ({"inputs": ["/nonexistent/file"]}, "does not exist"),
+    ],
+)
+async def test_bad_arguments(tmp_path: Path, options: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        await run_task(APP, in_process=True, work_dir=tmp_path, **options)
+
+
+@pytest.mark.anyio
+async def test_inputs_with_one_name_are_refused(tmp_path: Path) -> None:
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "same.txt").write_text(folder)
+    with pytest.raises(ValueError, match="same file name"):
+        await run_task(
+            APP,
+            inputs=[tmp_path / "a" / "same.txt", tmp_path / "b" / "same.txt"],
+            in_process=True,
+            work_dir=tmp_path / "work",
+        )
+
+
+@pytest.mark.anyio
+async def test_unknown_module_in_process(tmp_path: Path) -> None:
+    with pytest.raises(TaskFailed, match="cannot import module 'no_such_app'"):
+        await run_task("no_such_app", in_process=True, work_dir=tmp_path)
+
+
+@pytest.mark.anyio
+async def test_requestor_process_that_cannot_start(tmp_path: Path) -> None:
+    with pytest.raises(TaskFailed, match=r"requestor did not start.*cannot import module"):
+        await run_task("no_such_app", work_dir=tmp_path)
+
+
+@pytest.mark.anyio
+@pytest.mark.slow
+async def test_provider_killed_mid_compute_is_recomputed_elsewhere(tmp_path: Path) -> None:
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    pid_file = markers / "a.pid"
+
+    def kill_when_computing() -> None:
+        os.kill(wait_for_pid(pid_file), signal.SIGKILL)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(anyio.to_thread.run_sync, kill_when_computing)
+        result = await run_task(
+            APP,
+            params=parts(
+                {"name": "a", "text": "first", "slow_once": str(markers)},
+                {"name": "b", "text": "second"},
+            ),
+            providers=2,
+            work_dir=tmp_path / "work",
+        )
+    assert texts(result) == {"a.txt": "FIRST", "b.txt": "SECOND"}
+    assert (result.parts, result.subtasks, result.retries) == (2, 3, 1)
+    [failure] = result.failures
+    assert "killed by SIGKILL during Compute" in failure.reason
+    # Recomputed elsewhere: a third provider node dir, besides the two first slots.
+    assert len(list((tmp_path / "work" / "providers").iterdir())) == 3
+
+
+@pytest.mark.anyio
+@pytest.mark.slow
+async def test_subtask_timeout_kills_the_provider(tmp_path: Path) -> None:
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    result = await run_task(
+        APP,
+        params=parts({"name": "a", "text": "late", "slow_once": str(markers)}),
+        providers=1,
+        subtask_timeout=1.0,
+        work_dir=tmp_path / "work",
+    )
+    assert texts(result) == {"a.txt": "LATE"}
+    [failure] = result.failures
+    assert "timed out after 1 s" in failure.reason
+    hung = int((markers / "a.pid").read_text())
+    assert not psutil.pid_exists(hung) or psutil.Process(hung).status() == psutil.STATUS_ZOMBIE
+
+
+def test_plain_reporter_lines() -> None:
+    import io
+
+    stream = io.StringIO()
+    reporter = PlainReporter(stream)
+    stats = Stats()
+    reporter.start(stats, "task-1", "/work")
+    stats.parts, stats.running, stats.failures = 2, 1, 1
+    reporter.event("failed", "0123456789abcdef", "boom")
+    lines = stream.getvalue().splitlines()
+    assert "task task-1 created (work dir /work)" in lines[0]
+    assert lines[1].endswith("subtask 01234567 failed: boom (2 verified, 1 running, 1 failed)")
+
+
+@pytest.mark.anyio
+async def test_resources_are_shipped_to_the_provider(tmp_path: Path) -> None:
+    source = tmp_path / "in.txt"
+    source.write_text("shipped")
+    result = await run_task(
+        APP,
+        params=parts({"name": "r", "resource": "in.txt"}),
+        inputs=[source],
+        providers=1,
+        in_process=True,
+        work_dir=tmp_path / "work",
+    )
+    assert texts(result) == {"r.txt": "SHIPPED"}
+    [node] = (tmp_path / "work" / "providers").iterdir()
+    assert (node / result.task_id / "subtask_inputs" / "in.txt").read_text() == "shipped"
+
+
+@pytest.mark.anyio
+async def test_verify_calls_never_overlap(tmp_path: Path) -> None:
+    from tests.apps import runner_app
+
+    runner_app.MAX_VERIFYING = 0
+    await run_task(
+        APP,
+        params=parts(*({"name": f"p{i}", "text": "t", "verify_sleep": 0.05} for i in range(6))),
+        providers=4,
+        in_process=True,
+        work_dir=tmp_path,
+    )
+    assert runner_app.MAX_VERIFYING == 1
+
+
+@pytest.mark.anyio
+async def test_a_chatty_provider_does_not_block_and_its_output_is_logged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RUNNER_APP_SAY", "said while importing")
+    # 256 KiB on stdout: far more than a pipe holds if nobody reads it.
+    result = await run_task(
+        APP,
+        params=parts({"name": "c", "text": "c", "print_kb": 256}),
+        providers=1,
+        subtask_timeout=15,
+        max_attempts=1,
+        work_dir=tmp_path / "work",
+    )
+    assert texts(result) == {"c.txt": "C"}
+    logs = [p for p in (tmp_path / "work" / "logs").iterdir() if p.name != "requestor.log"]
+    [log] = logs
+    text = log.read_text()
+    assert text.count("x" * 1023 + "\n") == 256
+    assert text.startswith("said while importing\n")  # printed before "serving on"
+
+
+@pytest.mark.anyio
+async def test_rich_reporter_through_a_run(tmp_path: Path) -> None:
+    import io
+
+    from golem_apps.runner import RichReporter
+
+    stream = io.StringIO()
+    with pytest.raises(TaskFailed):
+        await run_task(
+            APP,
+            params=parts({"name": "ok", "text": "x"}, {"name": "bad", "fail": True}),
+            providers=2,
+            max_attempts=1,
+            in_process=True,
+            work_dir=tmp_path,
+            reporter=RichReporter(stream),
+        )
+    text = stream.getvalue()
+    assert "created (work dir" in text
+    assert "failed: compute failed: part bad asked to fail" in text
+
+
+@pytest.mark.anyio
+@pytest.mark.slow
+async def test_requestor_dying_mid_task_ends_the_run_cleanly(tmp_path: Path) -> None:
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    pid_file = markers / "a.pid"
+    seen: list[psutil.Process] = []
+
+    def kill_requestor_when_computing() -> None:
+        wait_for_pid(pid_file)
+        seen.extend(psutil.Process().children(recursive=True))
+        [requestor] = [p for p in seen if "requestor" in p.cmdline()]
+        requestor.kill()
+
+    killer = threading.Thread(target=kill_requestor_when_computing)
+    killer.start()
+    with pytest.raises(TaskFailed, match=r"(HasPendingSubtasks|NextSubtask|Verify) failed: "):
+        await run_task(
+            APP,
+            params=parts({"name": "a", "slow_once": str(markers)}, {"name": "b", "text": "b"}),
+            providers=2,
+            work_dir=tmp_path / "work",
+        )
+    await anyio.to_thread.run_sync(killer.join)
+    _, alive = psutil.wait_procs(seen, timeout=5)
+    assert alive == []
+
+
+@pytest.mark.anyio
+async def test_outputs_that_cannot_be_copied_say_where_they_are(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(
+        TaskFailed, match=r"cannot copy the outputs to .*\(they are in .*task_outputs\)"
+    ):
+        await run_task(
+            APP,
+            params=parts({"name": "x", "text": "x"}),
+            providers=1,
+            in_process=True,
+            out=tmp_path / "a-file" / "out",  # under a file: no folder can be made there
+            work_dir=tmp_path / "work",
+        )
+
+
+@pytest.mark.anyio
+async def test_a_provider_exiting_non_zero_after_compute_failed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RUNNER_APP_FAIL_EXIT", "1")
+    with pytest.raises(TaskFailed, match="provider exited with code 1 after Compute"):
+        await run_task(APP, params=parts({"text": "x"}), max_attempts=1, work_dir=tmp_path)

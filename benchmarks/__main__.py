@@ -91,10 +91,43 @@ def runner_rows(quick: bool) -> list[Row]:
 
 
 def engine_rows(quick: bool) -> list[Row]:
-    """Benchmark 3: engine throughput and scale (from the engine branch)."""
-    from . import engine_scale  # type: ignore[attr-defined, unused-ignore]
+    """Benchmark 3: engine throughput and scale (``benchmarks/engine_scale.py``).
 
-    rows: list[Row] = engine_scale.report_rows(quick)
+    Its baseline is the smallest task: the latency ratio compares the largest
+    task's NextSubtask+Verify latency with the smallest's, measured round robin.
+    """
+    from . import engine_scale
+
+    sizes = (100, 10_000) if quick else engine_scale.SIZES
+    figures = engine_scale.measure(sizes, cycles=100 if quick else engine_scale.CYCLES)
+    by_size = figures["sizes"]
+    largest, smallest = by_size[str(max(sizes))], by_size[str(min(sizes))]
+    rows = []
+    for size in sizes:
+        f = by_size[str(size)]
+        n = f"{size:,} parts"
+        create_goal = size == max(sizes)
+        rss_mb = f["peak_rss_mib"] * 2**20 / 1e6
+        rows += [
+            Row("3. engine", f"CreateTask, {n}", f"{f['create_task_s']:.2f} s", "", "",
+                "< 3 s" if create_goal else "", f["create_task_s"] < 3 if create_goal else None),
+            Row("3. engine", f"subtask cycles/s, {n}", f"{f['cycles_per_s']:.0f}/s", "", "",
+                ">= 500/s", f["cycles_per_s"] >= 500),
+            Row("3. engine", f"requestor peak RSS, {n}", f"{rss_mb:.1f} MB", "", "",
+                "< 200 MB", rss_mb < 200),
+        ]  # fmt: skip
+    ratio = figures["latency_ratio"]
+    rows.append(
+        Row(
+            "3. engine",
+            f"NextSubtask+Verify median latency, {max(sizes):,} vs {min(sizes):,} parts",
+            f"{largest['cycle_latency_median_ms']:.2f} ms",
+            f"{smallest['cycle_latency_median_ms']:.2f} ms",
+            f"{ratio:.3f}",
+            "<= 1.5",
+            ratio <= 1.5,
+        )
+    )
     return rows
 
 

@@ -89,7 +89,7 @@ def limit() -> Sample:
 
 def runner() -> Sample:
     """Wall time of the runner computing a 100-part task with 4 providers."""
-    from golem_apps.runner import PlainReporter, run_task  # type: ignore[import-not-found, unused-ignore]
+    from golem_apps.runner import PlainReporter, run_task
 
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()

@@ -115,6 +115,38 @@ itself gave ratios of 0.87-1.17 with 40 trials of 240 calls, and 0.99-1.00
 with 200 trials of 48 calls (the setting used). The CPU-time rates (calls
 per second of this process's CPU time) are shown for the same reason.
 
+## Misses: engine cycles and the runner (profiles of 2026-11-27, ~10:55 UTC)
+
+**Engine subtask cycles (goal >= 500/s).** A cycle is NextSubtask, writing
+the result file, Verify, from a driver process to a requestor process over
+loopback. The `rpc_floor` baseline runs the same driver cycle with two
+trivial RunBenchmark calls instead: ~380 cycles/s on this machine, so 500/s
+is out of reach of any engine behind grpclib here; the durable SQLite
+engine gives ~180/s, about 2.9 ms of engine work per cycle over the floor's
+2.6 ms. A py-spy profile of the requestor (500 Hz, all threads, 800 cycles
+on a 10,000-part task) splits its busy samples into: grpclib/h2 request
+handling and socket writes on the loop thread (~45 %; each reply is three
+`send` calls: headers, data, trailers), the anyio worker-thread hops of the
+engine (`to_thread.run_sync` twice per Verify and once per NextSubtask, with
+their `Condition.wait`/`call_soon_threadsafe` wake-ups, ~25 %), SQLite
+statements in `engine._db.Database.run` (~11 %) and the observability
+wrapper and message handling (the rest). Latency does not grow with the
+task's size (100,000 parts against 100: ratio ~1.04) and CreateTask of
+100,000 parts takes ~1.4 s, RSS ~51 MB: those goals are met. Not changed
+here (the engine is its own issue); fewer thread hops per RPC (one per call,
+doing the file check and the SQL together) is the lever.
+
+**Runner (goal <= 1.3x the limit).** Measured 1.18-1.39 in different runs.
+CPU accounting of one run of 100 subtasks: the providers ~12-14 CPU s (as
+in the limit), the requestor ~1.5-2 CPU s and the runner process itself
+~1.2-1.4 CPU s; on 2 cores that is the gap. Per subtask the runner makes
+HasPendingSubtasks, NextSubtask and Verify calls to the requestor, three
+worker-thread file hops (prepare the provider dir, ship resources, ship the
+result) and the Compute call, and the task adds fixed costs the limit does
+not have (starting the requestor, CreateTask, the final merge and copy).
+Not changed here; calling HasPendingSubtasks only when NextSubtask answers
+empty would save one requestor call per subtask.
+
 ## Child processes get a session of their own
 
 The provider processes of benchmarks 1 and 4 (and the runner's) get a session of their own: with

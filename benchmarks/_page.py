@@ -123,14 +123,14 @@ loopback. The `rpc_floor` baseline runs the same driver cycle with two
 trivial RunBenchmark calls instead: ~380 cycles/s on this machine, so 500/s
 is out of reach of any engine behind grpclib here; the durable SQLite
 engine gives ~180/s, about 2.9 ms of engine work per cycle over the floor's
-2.6 ms. A py-spy profile of the requestor (500 Hz, all threads, 800 cycles
-on a 10,000-part task) splits its busy samples into: grpclib/h2 request
-handling and socket writes on the loop thread (~45 %; each reply is three
-`send` calls: headers, data, trailers), the anyio worker-thread hops of the
-engine (`to_thread.run_sync` twice per Verify and once per NextSubtask, with
-their `Condition.wait`/`call_soon_threadsafe` wake-ups, ~25 %), SQLite
-statements in `engine._db.Database.run` (~11 %) and the observability
-wrapper and message handling (the rest). Latency does not grow with the
+2.6 ms. A py-spy profile of the requestor (500 Hz, all threads, 800 cycles on a
+10,000-part task) splits its 803 busy samples into: SQLite statements in
+`engine._db.Database.run` 21 %, socket writes 17 % (each reply is three
+`send` calls: headers, data, trailers), the rest of grpclib and h2 28 %,
+the engine's anyio worker-thread hops (`to_thread.run_sync` twice per Verify,
+once per NextSubtask, and their `call_soon_threadsafe` wake-ups) ~13 %, the
+observability wrapper 3.5 %, the result-file checks 2 %.
+Latency does not grow with the
 task's size (100,000 parts against 100: ratio ~1.04) and CreateTask of
 100,000 parts takes ~1.4 s, RSS ~51 MB: those goals are met. Not changed
 here (the engine is its own issue); fewer thread hops per RPC (one per call,

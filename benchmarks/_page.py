@@ -33,8 +33,12 @@ BODY = """
    and server in one process. A: `serve_requestor` with an async
    `@requestor.benchmark`. B: `benchmarks/baselines/requestor.py`, a
    hand-written grpclib service.
-3. **Engine.** See the engine rows (from `benchmarks/engine_scale.py`) when
-   present.
+3. **Engine.** `benchmarks/engine_scale.py` (from the engine's branch):
+   CreateTask time, subtask cycles per second (NextSubtask, the result file,
+   Verify with the default verify) and the requestor's peak RSS for tasks of
+   100, 10,000 and 100,000 parts, sizes interleaved round robin, and the
+   latency of the largest against the smallest. The cycles' baseline is
+   `benchmarks/rpc_floor.py`: the same driver cycle with two trivial calls.
 4. **Runner.** `golem_apps.runner.run_task` of a 100-part task with 4
    providers, against 100 direct provider cycles four at a time.
 5. **File handling.** A requestor process (`python -m golem_apps.serve ...
@@ -59,7 +63,7 @@ What changed, and why it is safe:
 - **No betterproto on the provider path** (`golem_apps/server/_wire.py`).
   The provider exchanges eight tiny messages (ComputeRequest/Reply,
   RunBenchmarkRequest/Reply, ShutdownRequest/Reply, HealthCheckRequest/
-  Response) made of three field kinds: string, float and enum. A 150-line
+  Response) made of three field kinds: string, float and enum. A 200-line
   codec with the standard library (`struct`) encodes and decodes them; it
   offers `SerializeToString`/`FromString`, which is what grpclib's codec
   calls. This is a hand-written protobuf codec, justified because it removes
@@ -115,7 +119,7 @@ itself gave ratios of 0.87-1.17 with 40 trials of 240 calls, and 0.99-1.00
 with 200 trials of 48 calls (the setting used). The CPU-time rates (calls
 per second of this process's CPU time) are shown for the same reason.
 
-## Misses: engine cycles and the runner (profiles of 2026-11-27, ~10:55 UTC)
+## Engine cycles and the runner: profiles (2026-11-27, ~10:55 UTC)
 
 **Engine subtask cycles (goal >= 500/s).** A cycle is NextSubtask, writing
 the result file, Verify, from a driver process to a requestor process over
@@ -123,15 +127,15 @@ loopback. The `rpc_floor` baseline runs the same driver cycle with two
 trivial RunBenchmark calls instead: ~380 cycles/s on this machine, so 500/s
 is out of reach of any engine behind grpclib here; the durable SQLite
 engine gives ~180/s, about 2.9 ms of engine work per cycle over the floor's
-2.6 ms. A py-spy profile of the requestor (500 Hz, all threads, 800 cycles on a
+2.6 ms. A py-spy profile (py-spy 0.4, `pip install py-spy`, not a dependency) of
+the requestor (500 Hz, all threads, 800 cycles on a
 10,000-part task) splits its 803 busy samples into: SQLite statements in
 `engine._db.Database.run` 21 %, socket writes 17 % (each reply is three
 `send` calls: headers, data, trailers), the rest of grpclib and h2 28 %,
 the engine's anyio worker-thread hops (`to_thread.run_sync` twice per Verify,
 once per NextSubtask, and their `call_soon_threadsafe` wake-ups) ~13 %, the
-observability wrapper 3.5 %, the result-file checks 2 %.
-Latency does not grow with the
-task's size (100,000 parts against 100: ratio ~1.04) and CreateTask of
+observability wrapper 3.5 %, the result-file checks 2 %. Latency does not
+grow with the task's size (100,000 parts against 100: ratio ~1.04) and CreateTask of
 100,000 parts takes ~1.4 s, RSS ~51 MB: those goals are met. Not changed
 here (the engine is its own issue); fewer thread hops per RPC (one per call,
 doing the file check and the SQL together) is the lever.
@@ -149,10 +153,11 @@ empty would save one requestor call per subtask.
 
 ## Child processes get a session of their own
 
-The provider processes of benchmarks 1 and 4 (and the runner's) get a session of their own: with
-Linux's autogroup scheduling (enabled on this machine), the processes of one
-session share one CPU share against the other sessions, and four providers
-left in the driver's session took twice as long as in sessions of their own.
+The provider processes of benchmarks 1 and 4 (and the runner's) get a
+session of their own: with Linux's autogroup scheduling (enabled on this
+machine), the processes of one session share one CPU share against the
+other sessions, and four providers left in the driver's session took twice
+as long as in sessions of their own.
 In benchmark 1 it also keeps the driver's 2 ms Health polling out of the
 child's CPU share; a node's containers are separate sessions anyway.
 """
@@ -177,9 +182,9 @@ def page(
         parts += [
             "## Provider imports (python -X importtime, cumulative)",
             "",
-            "What `import golem_apps.serve, golem_apps.server._provider, "
-            "benchmarks.apps.trivial` costs, heaviest first; level 0 is imported by the "
-            "command, level 1 by a level-0 module. importtime inflates every figure.",
+            "What `import golem_apps.serve, golem_apps.server._provider,\n"
+            "benchmarks.apps.trivial` costs, heaviest first; level 0 is imported by\n"
+            "the command, level 1 by a level-0 module. importtime inflates every figure.",
             "",
             importtime,
             "",

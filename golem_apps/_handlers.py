@@ -11,7 +11,7 @@ import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from functools import partial
 from itertools import islice
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from ._contexts import Part
 from ._exceptions import HandlerError
@@ -20,6 +20,32 @@ T = TypeVar("T")
 
 #: How many parts a sync split generator yields per trip to its worker thread.
 PART_BATCH = 512
+#: Worker threads sync handlers may hold at once. They have their own pool
+#: (anyio's default one serves the engine and file I/O), so that handlers that
+#: hang cannot starve the bookkeeping of other tasks.
+HANDLER_THREADS = 40
+
+if TYPE_CHECKING:
+    from anyio import CapacityLimiter
+    from anyio.lowlevel import RunVar
+
+_limiter: RunVar[CapacityLimiter] | None = None
+
+
+def handler_limiter() -> CapacityLimiter:
+    """The current event loop's limiter of sync handler threads."""
+    global _limiter
+    from anyio import CapacityLimiter
+    from anyio.lowlevel import RunVar
+
+    if _limiter is None:
+        _limiter = RunVar("golem_apps_handler_threads")
+    try:
+        return _limiter.get()
+    except LookupError:
+        limiter = CapacityLimiter(HANDLER_THREADS)
+        _limiter.set(limiter)
+        return limiter
 
 
 def check_signature(func: Callable[..., object], slot: str, arguments: tuple[str, ...]) -> None:
@@ -62,7 +88,9 @@ async def call(
     from anyio import to_thread  # deferred: the provider pays for anyio only when computing
 
     return await to_thread.run_sync(
-        partial(cast(Callable[..., T], func), *args), abandon_on_cancel=abandon_on_cancel
+        partial(cast(Callable[..., T], func), *args),
+        abandon_on_cancel=abandon_on_cancel,
+        limiter=handler_limiter(),
     )
 
 
@@ -110,7 +138,9 @@ async def iterate_parts(func: Callable[..., Any], *args: Any) -> AsyncIterator[P
 
     iterator: Iterator[object] = iter(result)
     while True:
-        batch = await to_thread.run_sync(lambda: list(islice(iterator, PART_BATCH)))
+        batch = await to_thread.run_sync(
+            lambda: list(islice(iterator, PART_BATCH)), limiter=handler_limiter()
+        )
         for item in batch:
             yield to_part(item)
         if len(batch) < PART_BATCH:

@@ -44,6 +44,8 @@ def parse_params(text: str, field: str) -> dict[str, Any]:
         value = json.loads(text)
     except ValueError as exc:
         raise InvalidArgument(f"{field} is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise InvalidArgument(f"{field} is nested too deeply") from None
     if not isinstance(value, dict):
         raise InvalidArgument(f"{field} must be a JSON object, not {type(value).__name__}")
     return value

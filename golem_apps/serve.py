@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib
 import logging
 import os
 import signal
 import sys
+import threading
 from collections.abc import Sequence
+from types import FrameType
 from typing import NoReturn
 
 from ._exceptions import ConfigError
@@ -86,10 +89,10 @@ async def _serve_requestor(app: object, args: argparse.Namespace) -> int:
     async with serve_requestor(
         app, work_dir=args.work_dir, host=args.host, port=args.port
     ) as server:
-        print(f"requestor serving on {args.host}:{server.port}", flush=True)
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, server.request_shutdown)
+        print(f"requestor serving on {args.host}:{server.port}", flush=True)
         await server.wait_shutdown()
     return 0
 
@@ -103,19 +106,85 @@ async def _serve_provider(app: object, args: argparse.Namespace) -> int:
     async with serve_provider(
         app, work_dir=args.work_dir, host=args.host, port=args.port
     ) as server:
-        print(f"provider serving on {args.host}:{server.port}", flush=True)
         loop = asyncio.get_running_loop()
+
+        def on_signal(signum: int, frame: FrameType | None) -> None:
+            # A plain signal handler, not the loop's: it runs even while a
+            # handler blocks the event loop, and arms the hard exit at once.
+            _arm_hard_exit(1)
+            loop.call_soon_threadsafe(server.cancel)
+
         for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, server.cancel)
-        code = await server.wait()
-        # A sync compute that ignores its cancellation flag must not keep the
-        # process alive: cut it off after the grace period.
-        loop.call_later(PROVIDER_GRACE_SECONDS, _hard_exit, code or 1)
+            signal.signal(signum, on_signal)
+        print(f"provider serving on {args.host}:{server.port}", flush=True)
+
+        async def deadline_on_stop() -> None:
+            # Shutdown lets a cancelled computation answer first; one that
+            # never answers must not keep the process alive either.
+            await server.wait_stop_requested()
+            _arm_hard_exit(1)
+
+        watcher = asyncio.ensure_future(deadline_on_stop())
+        try:
+            code = await server.wait()
+        finally:
+            watcher.cancel()
+        # Stopping may hang (a compute that ignores its cancellation, a stuck
+        # lifespan): whatever happens, the process ends after the grace period.
+        _arm_hard_exit(code or 1)
     return code
+
+
+_deadline_lock = threading.Lock()
+_deadline: threading.Timer | None = None
+
+
+def _arm_hard_exit(code: int) -> None:
+    """Start (once) a timer thread that ends the process after the grace period."""
+    global _deadline
+    with _deadline_lock:
+        if _deadline is None:
+            _deadline = threading.Timer(PROVIDER_GRACE_SECONDS, _hard_exit, (code,))
+            _deadline.daemon = True
+            _deadline.start()
 
 
 def _hard_exit(code: int) -> None:
     log.error("provider did not stop within %.1f s; exiting", PROVIDER_GRACE_SECONDS)
+    _exit(code)
+
+
+def _descendants() -> list[int]:
+    """Pids of this process's children and their children (Linux /proc; else none)."""
+    found: list[int] = []
+    parents = [os.getpid()]
+    while parents:
+        parent = parents.pop()
+        try:
+            threads = os.listdir(f"/proc/{parent}/task")  # noqa: PTH208 - no pathlib needed
+        except OSError:
+            continue
+        for thread in threads:
+            try:
+                with open(f"/proc/{parent}/task/{thread}/children") as file:  # noqa: PTH123
+                    children = [int(pid) for pid in file.read().split()]
+            except (OSError, ValueError):
+                continue
+            found.extend(children)
+            parents.extend(children)
+    return found
+
+
+def _exit(code: int) -> NoReturn:
+    """End the process now: no interpreter teardown, and no child process left behind.
+
+    Abandoned worker threads must not keep it alive, and what a handler
+    started (a renderer, a shell) must not outlive it.
+    """
+    for pid in _descendants():  # collected first: killing a parent reparents its children
+        with contextlib.suppress(OSError):  # gone already
+            os.kill(pid, signal.SIGKILL)
+    sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
 
@@ -141,9 +210,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    code = main()
-    sys.stdout.flush()
-    sys.stderr.flush()
     # Skip interpreter teardown: a provider is paid per subtask, and an
     # abandoned worker thread must not keep the process alive.
-    os._exit(code)
+    _exit(main())

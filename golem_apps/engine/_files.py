@@ -113,8 +113,10 @@ def copy_results(task_dir: Path, results: Sequence[tuple[str, Path]]) -> None:
     scratch = task_dir / MERGE_TMP_DIR
     scratch.mkdir(exist_ok=True)
     outputs = task_dir / TASK_OUTPUTS_DIR
-    for name, (_, path) in zip(names, results, strict=True):
-        temp = scratch / name
-        shutil.copyfile(path, temp)
-        temp.replace(outputs / name)
-    shutil.rmtree(scratch, ignore_errors=True)
+    try:
+        for name, (_, path) in zip(names, results, strict=True):
+            temp = scratch / name
+            shutil.copyfile(path, temp)
+            temp.replace(outputs / name)
+    finally:  # a failed copy (a full disk) leaves no scratch file taking space
+        shutil.rmtree(scratch, ignore_errors=True)

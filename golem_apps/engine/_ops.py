@@ -374,6 +374,13 @@ def record_verdict(
     return False
 
 
+def awaiting_merge(conn: sqlite3.Connection, task_id: str, subtask_id: str) -> bool:
+    """True when the subtask is verified and its task's merge is still to do (one failed)."""
+    if task_row(conn, task_id).state != "merging":
+        return False
+    return subtask_row(conn, task_id, subtask_id)[2] == "success"
+
+
 def merge_inputs(
     conn: sqlite3.Connection, task_id: str, outputs: Path, with_params: bool
 ) -> tuple[dict[str, Any], list[PartResult]]:

@@ -141,6 +141,13 @@ class SqliteEngine:
         return verdict
 
     async def _verify(self, task_id: str, subtask_id: str) -> Verdict:
+        if await self._db.call(_ops.awaiting_merge, task_id, subtask_id):
+            # The merge after this verification failed (a full disk, say): the
+            # node's retried Verify runs it again.
+            if task_id in self._merging:
+                raise WrongState(f"task {task_id!r} is being merged")
+            await self._merge(task_id)
+            return Verdict(R.SUCCESS)
         pending, path, non_empty = await to_thread.run_sync(self._prepare, task_id, subtask_id)
         task_dir = self._work_dir / task_id
         if path is None:

@@ -10,6 +10,7 @@ from grpclib.server import Stream
 
 # The hand-written messages (same bytes as golem_apps.proto's): the provider
 # must answer Health without paying for betterproto's import.
+from ._unary import recv_request
 from ._wire import SERVING, HealthCheckRequest, HealthCheckResponse
 
 
@@ -26,14 +27,12 @@ class Health:
 
     async def check(self, stream: Stream[HealthCheckRequest, HealthCheckResponse]) -> None:
         """Health/Check."""
-        request = await stream.recv_message()
-        assert request is not None
+        request = await recv_request(stream)
         await stream.send_message(self._status(request))
 
     async def watch(self, stream: Stream[HealthCheckRequest, HealthCheckResponse]) -> None:
         """Health/Watch: the status once, then the stream stays open until the server stops."""
-        request = await stream.recv_message()
-        assert request is not None
+        request = await recv_request(stream)
         await stream.send_message(self._status(request))
         await asyncio.Event().wait()
 

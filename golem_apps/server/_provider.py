@@ -104,6 +104,8 @@ class ProviderService:
         self._work: asyncio.Future[object] | None = None
         self._context: ComputeContext | None = None
         self.done = asyncio.Event()
+        #: Set by Shutdown (or a signal): the process must now end, however the work ends.
+        self.stop_requested = asyncio.Event()
         #: The process exit code: 0 unless the request failed or was cancelled.
         self.exit_code = EXIT_OK
 
@@ -176,6 +178,7 @@ class ProviderService:
 
     async def shutdown(self, request: api.ShutdownRequest) -> api.ShutdownReply:
         """Shutdown: cancel any running work; the server stops after replying."""
+        self.stop_requested.set()
         self.cancel()
         return api.ShutdownReply()
 
@@ -210,8 +213,13 @@ class ProviderServer:
         await self._service.done.wait()
         return self._service.exit_code
 
+    async def wait_stop_requested(self) -> None:
+        """Return once Shutdown was called or :meth:`cancel` was (the work may still run)."""
+        await self._service.stop_requested.wait()
+
     def cancel(self) -> None:
         """Cancel the running computation and stop (SIGTERM does this in ``serve``)."""
+        self._service.stop_requested.set()
         self._service.cancel()
         self._service.done.set()
 

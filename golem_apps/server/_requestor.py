@@ -15,8 +15,8 @@ import anyio
 from anyio import to_thread
 from grpclib.const import Handler
 
-from .._contexts import MergeContext, TaskContext, Verdict, VerifyContext
-from .._exceptions import ConfigError, InvalidArgument
+from .._contexts import MergeContext, Part, TaskContext, Verdict, VerifyContext
+from .._exceptions import ConfigError, InvalidArgument, InvalidTask
 from .._handlers import call, iterate_parts
 from .._requestor import Requestor
 from .._validate import parse_params, safe_name
@@ -37,6 +37,35 @@ def _prepare_task_dir(task_dir: Path) -> None:
     # The node creates these before CreateTask; create any it did not.
     for folder in _TASK_FOLDERS:
         (task_dir / folder).mkdir(parents=True, exist_ok=True)
+
+
+async def _checked_parts(parts: AsyncIterator[Part]) -> AsyncIterator[Part]:
+    """The split handler's parts, each name and resource checked as one safe path component.
+
+    Resource names (and part names, which name dependency resources) become
+    file names under the task dir: a bad one, which may come from the task
+    params, fails CreateTask with INVALID_ARGUMENT instead of escaping it.
+    """
+    index = 0
+    async for part in parts:
+        try:
+            if part.name is not None:
+                safe_name(part.name, f"part {index}: name")
+            if isinstance(part.resources, str):
+                raise InvalidArgument(
+                    f"part {index}: resources must be a list of names, not a string"
+                )
+            for position, resource in enumerate(part.resources):
+                if not isinstance(resource, str):
+                    raise InvalidArgument(
+                        f"part {index}: resources[{position}] must be a string, "
+                        f"not {type(resource).__name__}"
+                    )
+                safe_name(resource, f"part {index}: resources[{position}]")
+        except InvalidArgument as exc:
+            raise InvalidTask(f"the task handler returned a bad part: {exc}") from None
+        yield part
+        index += 1
 
 
 def hooks_for(app: Requestor) -> Hooks:
@@ -90,7 +119,7 @@ class RequestorService:
         task_dir = self._work_dir / task_id
         await to_thread.run_sync(_prepare_task_dir, task_dir)
         task = TaskContext(task_id, params, task_dir, request.max_subtasks_count)
-        await self._engine.create_task(task, iterate_parts(split, task, *typed))
+        await self._engine.create_task(task, _checked_parts(iterate_parts(split, task, *typed)))
         info = self._app.info
         return api.CreateTaskReply(
             env_id=info.env_id,
@@ -126,7 +155,11 @@ class RequestorService:
     ) -> api.DiscardSubtasksReply:
         """DiscardSubtasks: the ids actually discarded, dependents included."""
         task_id = safe_name(request.task_id, "task_id")
-        discarded = await self._engine.discard_subtasks(task_id, list(request.subtask_ids))
+        subtask_ids = [
+            safe_name(subtask_id, f"subtask_ids[{index}]")
+            for index, subtask_id in enumerate(request.subtask_ids)
+        ]
+        discarded = await self._engine.discard_subtasks(task_id, subtask_ids)
         return api.DiscardSubtasksReply(discarded_subtask_ids=discarded)
 
     async def run_benchmark(self, request: api.RunBenchmarkRequest) -> api.RunBenchmarkReply:

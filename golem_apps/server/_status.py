@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 
 from grpclib.const import Status
@@ -28,6 +29,18 @@ _STATUSES: tuple[tuple[type[Exception], Status], ...] = (
 )
 
 
+#: SQLite's SQLITE_FULL result code ("database or disk is full").
+_SQLITE_FULL = 13
+
+
+def _disk_full(exc: Exception) -> bool:
+    """True for a full disk or exhausted quota: an OSError, or SQLite's own error."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    code = getattr(exc, "sqlite_errorcode", None)  # sqlite3.Error, without importing sqlite3
+    return isinstance(code, int) and code & 0xFF == _SQLITE_FULL
+
+
 def to_grpc_error(exc: Exception, rpc: str) -> GRPCError:
     """The status answering ``exc``: its text as message, never a traceback."""
     if isinstance(exc, GRPCError):
@@ -36,6 +49,10 @@ def to_grpc_error(exc: Exception, rpc: str) -> GRPCError:
         if isinstance(exc, kind):
             log.debug("%s: %s: %s", rpc, status.name, exc)  # the requestor logs each RPC at INFO
             return GRPCError(status, str(exc))
+    if _disk_full(exc):
+        # Nothing is wrong with the request: the call may succeed once space is back.
+        log.error("%s failed, disk full: %s", rpc, exc)
+        return GRPCError(Status.RESOURCE_EXHAUSTED, f"disk full: {exc}")
     # A handler failure: the node shows the message; the traceback stays in our log.
     log.error("%s failed: %s: %s", rpc, type(exc).__name__, exc)
     log.debug("%s traceback", rpc, exc_info=exc)

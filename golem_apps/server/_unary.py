@@ -2,14 +2,54 @@
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from grpclib.const import Cardinality, Handler
+from grpclib.const import Cardinality, Handler, Status
 from grpclib.exceptions import GRPCError
 from grpclib.server import Stream
 
 from ._status import to_grpc_error
+
+#: Largest request message accepted, in bytes (gRPC's usual default). grpclib's
+#: server has no limit of its own: it would buffer any length a client announces.
+MAX_REQUEST_BYTES = 4 * 1024 * 1024
+
+
+async def recv_request(stream: Stream[Any, Any], limit: int = MAX_REQUEST_BYTES) -> Any:
+    """The request message of a unary call, read with a size limit.
+
+    Too large: RESOURCE_EXHAUSTED before its body is read. Undecodable:
+    INVALID_ARGUMENT. Uses grpclib's stream internals (``_stream``, ``_codec``,
+    ``_recv_type``), the same ones its own ``recv_message`` uses.
+    """
+    h2_stream = stream._stream
+    prefix = await h2_stream.recv_data(5)
+    if len(prefix) < 5:
+        raise GRPCError(Status.INVALID_ARGUMENT, "the request message is missing or truncated")
+    compressed, size = struct.unpack(">?I", prefix)
+    if compressed:
+        raise GRPCError(Status.UNIMPLEMENTED, "compressed messages are not supported")
+    if size > limit:
+        raise GRPCError(
+            Status.RESOURCE_EXHAUSTED,
+            f"the request message has {size} bytes, more than the limit of {limit}",
+        )
+    try:
+        data = await h2_stream.recv_data(size)
+    except AssertionError:  # grpclib: the stream ended before the announced length
+        raise GRPCError(Status.INVALID_ARGUMENT, "the request message is truncated") from None
+    request_type = stream._recv_type
+    try:
+        request = stream._codec.decode(data, request_type)
+    except Exception as exc:
+        raise GRPCError(
+            Status.INVALID_ARGUMENT,
+            f"malformed {request_type.__name__} message: {type(exc).__name__}",
+        ) from None
+    (request,) = await stream._dispatch.recv_message(request)
+    return request
 
 
 def unary(
@@ -28,7 +68,9 @@ def unary(
     """
 
     async def handle(stream: Stream[Any, Any]) -> None:
-        request = await stream.recv_message()
+        # An unreadable request is answered with its status by grpclib and does
+        # not count as the call: a one-shot provider keeps waiting for a real one.
+        request = await recv_request(stream)
         try:
             try:
                 reply = await func(request)

@@ -140,7 +140,7 @@ grow with the task's size (100,000 parts against 100: ratio ~1.04) and CreateTas
 here (the engine is its own issue); fewer thread hops per RPC (one per call,
 doing the file check and the SQL together) is the lever.
 
-**Runner (goal <= 1.3x the limit).** Measured 1.18-1.39 in different runs.
+**Runner (goal <= 1.3x the limit).** Measured 1.06-1.39 in different runs.
 CPU accounting of one run of 100 subtasks: the providers ~12-14 CPU s (as
 in the limit), the requestor ~1.5-2 CPU s and the runner process itself
 ~1.2-1.4 CPU s; on 2 cores that is the gap. Per subtask the runner makes

@@ -8,14 +8,10 @@ from grpclib.const import Cardinality, Handler, Status
 from grpclib.exceptions import GRPCError
 from grpclib.server import Stream
 
-from ..proto.grpc.health.v1 import (
-    HealthCheckRequest,
-    HealthCheckResponse,
-    HealthCheckResponseServingStatus,
-)
+# The hand-written messages (same bytes as golem_apps.proto's): the provider
+# must answer Health without paying for betterproto's import.
 from ._unary import recv_request
-
-SERVING = HealthCheckResponseServingStatus.from_string("SERVING")
+from ._wire import SERVING, HealthCheckRequest, HealthCheckResponse
 
 
 class Health:

@@ -1,26 +1,30 @@
 """The one-shot ProviderApp server: one Compute or RunBenchmark (or a Shutdown), then stop.
 
 This module is the provider's start-up path, paid once per subtask: it never
-imports the engine, the runner, SQLite or rich.
+imports the engine, the runner, SQLite or rich, nor betterproto or anyio
+(tests/test_provider_fast_path.py checks it; docs/performance.md says why).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager, suppress
 from pathlib import Path
+from typing import Literal, cast
 
 from grpclib.const import Handler, Status
 from grpclib.exceptions import GRPCError
 
 from .._contexts import ComputeContext
 from .._exceptions import ConfigError
-from .._handlers import call
+from .._handlers import is_async
 from .._provider import Provider
 from .._validate import parse_params, safe_name
-from ..proto import golem_task_api as api
+from . import _wire as api
 from ._health import Health
 from ._listen import check_work_dir, start
 from ._progress import ProgressService
@@ -49,6 +53,45 @@ def _result_path(task_dir: Path, output: object) -> str:
     if not resolved.is_file():
         raise FileNotFoundError(f"the result file {output} does not exist or is not a file")
     return str(resolved.relative_to(root))
+
+
+def _settle(future: asyncio.Future[object], result: object, error: BaseException | None) -> None:
+    if future.done():  # the caller was cancelled and abandoned the thread
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
+async def call(
+    func: Callable[..., object], *args: object, abandon_on_cancel: Literal[True]
+) -> object:
+    """Await an async handler, or run a sync one in a daemon thread of its own.
+
+    On cancellation this returns at once and abandons a sync handler's thread,
+    which notices the context's cancellation flag (serve.py exits the process
+    anyway). It does what ``_handlers.call(..., abandon_on_cancel=True)``
+    does with anyio, without importing anyio (~20 ms per provider start).
+    """
+    if is_async(func):
+        return await cast(Callable[..., Awaitable[object]], func)(*args)
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[object] = loop.create_future()
+    context = contextvars.copy_context()  # as anyio does: the handler sees our context
+
+    def work() -> None:
+        result: object = None
+        error: BaseException | None = None
+        try:
+            result = context.run(func, *args)
+        except BaseException as exc:  # handed to the awaiting task, like anyio does
+            error = exc
+        with suppress(RuntimeError):  # the loop is closed: nobody waits for this result
+            loop.call_soon_threadsafe(_settle, future, result, error)
+
+    threading.Thread(target=work, name="golem_apps compute", daemon=True).start()
+    return await future
 
 
 class ProviderService:

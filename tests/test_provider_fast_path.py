@@ -1,0 +1,184 @@
+"""The provider's fast start-up path: what it imports, its thread runner, its light messages."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import re
+import socket
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+from grpclib.const import Status
+from grpclib.exceptions import GRPCError
+
+from golem_apps import ComputeContext, Provider, ProviderClient, run_provider
+from golem_apps.server import _provider
+
+ROOT = Path(__file__).resolve().parent.parent
+
+#: Never on the provider's start-up path (the walls of the design, plus what
+#: the fast path removed: betterproto and the generated code, anyio).
+FORBIDDEN = (
+    "sqlite3",
+    "rich",
+    "golem_apps.engine",
+    "golem_apps.runner",
+    "golem_apps.proto",
+    "betterproto",
+    "anyio",
+)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+async def start_provider(app: Provider, work_dir: Path) -> tuple[asyncio.Future[int], int]:
+    """run_provider in a task; returns it and its port once it serves."""
+    ready = asyncio.Event()
+    port = free_port()
+    server = asyncio.ensure_future(
+        run_provider(app, work_dir=work_dir, port=port, on_ready=lambda _: ready.set())
+    )
+    await asyncio.wait_for(ready.wait(), 10)
+    return server, port
+
+
+def imported_modules(importtime_stderr: str) -> set[str]:
+    """Module names from ``python -X importtime`` output."""
+    names = set()
+    for line in importtime_stderr.splitlines():
+        match = re.match(r"import time:\s+\d+ \|\s+\d+ \|\s*(\S+)", line)
+        if match:
+            names.add(match.group(1))
+    return names
+
+
+@pytest.mark.anyio
+async def test_provider_process_imports_nothing_forbidden(python: str, tmp_path: Path) -> None:
+    """A whole provider cycle (Health, Compute, exit) under -X importtime."""
+    port = free_port()
+    proc = await asyncio.create_subprocess_exec(
+        python, "-X", "importtime", "-m", "golem_apps.serve", "tests.apps.sample", "provider",
+        str(port), "--work-dir", str(tmp_path),
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stderr is not None
+    stderr_read = asyncio.ensure_future(proc.stderr.read())  # the pipe must not fill up
+    try:
+        async with await ProviderClient.connect(port=port, timeout=30) as client:
+            output = await client.compute("t1", "s1", {"text": "abc"}, timeout=30)
+        code = await asyncio.wait_for(proc.wait(), 30)
+        stderr = (await stderr_read).decode()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert code == 0, stderr[-2000:]
+    assert (tmp_path / output).read_text() == "ABC"
+    modules = imported_modules(stderr)
+    assert "golem_apps.server._provider" in modules  # the parsing works
+    for name in FORBIDDEN:
+        found = sorted(m for m in modules if m == name or m.startswith(name + "."))
+        assert not found, f"the provider path imported {found}"
+
+
+@pytest.mark.anyio
+async def test_sync_handler_runs_in_a_thread_with_our_context() -> None:
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("var")
+    var.set("outer")
+    seen: list[object] = []
+
+    def handler(x: int) -> int:
+        seen.append((threading.current_thread() is threading.main_thread(), var.get()))
+        return x * 2
+
+    assert await _provider.call(handler, 21, abandon_on_cancel=True) == 42
+    assert seen == [(False, "outer")]
+
+
+@pytest.mark.anyio
+async def test_async_handler_is_awaited() -> None:
+    async def handler(x: int) -> int:
+        return x + 1
+
+    assert await _provider.call(handler, 1, abandon_on_cancel=True) == 2
+
+
+@pytest.mark.anyio
+async def test_sync_handler_error_reaches_the_caller() -> None:
+    def handler() -> None:
+        raise KeyError("boom")
+
+    with pytest.raises(KeyError, match="boom"):
+        await _provider.call(handler, abandon_on_cancel=True)
+
+
+@pytest.mark.anyio
+async def test_cancellation_abandons_a_sync_handler() -> None:
+    release = threading.Event()
+    finished = threading.Event()
+
+    def handler() -> str:
+        release.wait(10)
+        finished.set()
+        return "late"
+
+    task = asyncio.ensure_future(_provider.call(handler, abandon_on_cancel=True))
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert not finished.is_set()  # returned while the thread still runs
+    release.set()
+    assert await asyncio.to_thread(finished.wait, 10)
+    await asyncio.sleep(0.05)  # its late result is dropped without error
+
+
+@pytest.mark.anyio
+async def test_betterproto_client_against_light_server(tmp_path: Path) -> None:
+    """The node's side uses generated messages; the provider answers with its own."""
+    app = Provider()
+
+    @app.compute
+    def compute(ctx: ComputeContext) -> Path:
+        out = ctx.subtask_dir / "out.txt"
+        out.write_text(f"{ctx.task_id}/{ctx.subtask_id}/{ctx.params['n']}")
+        return out
+
+    server, port = await start_provider(app, tmp_path)
+    async with await ProviderClient.connect(port=port, timeout=10) as client:
+        output = await client.compute("tä", "s1", {"n": 3}, timeout=10)
+    assert output == "s1/out.txt"
+    assert (tmp_path / output).read_text() == "tä/s1/3"
+    assert await asyncio.wait_for(server, 10) == 0
+
+
+@pytest.mark.anyio
+async def test_benchmark_score_and_bad_request(tmp_path: Path) -> None:
+    app = Provider()
+
+    @app.compute
+    def compute(ctx: ComputeContext) -> Path:
+        raise AssertionError("not called")
+
+    @app.benchmark
+    def benchmark() -> float:
+        return 2.5
+
+    for expected in (2.5, None):
+        server, port = await start_provider(app, tmp_path)
+        async with await ProviderClient.connect(port=port, timeout=10) as client:
+            if expected is not None:
+                assert await client.run_benchmark() == expected
+            else:
+                with pytest.raises(GRPCError) as info:
+                    await client.compute("../x", "s", {}, timeout=10)
+                assert info.value.status == Status.INVALID_ARGUMENT
+        assert await asyncio.wait_for(server, 10) == (0 if expected is not None else 1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -56,3 +57,41 @@ def test_a_bad_status_file_is_a_value_error(tmp_path: Path, content: str) -> Non
     (tmp_path / "status.json").write_text(content)
     with pytest.raises(ValueError, match="status"):
         read_task_status(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        ({"redundancy": 0}, "redundancy"),
+        ({"redundancy": True}, "redundancy"),
+        ({"ban_after": -1}, "ban_after"),
+        ({"max_retries": -1}, "max_retries"),
+    ],
+)
+def test_bad_task_options_are_refused_naming_them(options: dict[str, Any], named: str) -> None:
+    from golem_apps import HandlerError, Requestor, TaskContext
+
+    app = Requestor("opts")
+
+    def split(task: TaskContext) -> list[Any]:
+        return []
+
+    with pytest.raises(HandlerError, match=rf"{named}=\.\.\.\) must be an int >= "):
+        app.task(**options)(split)
+
+
+def test_task_options_reach_the_registry() -> None:
+    from golem_apps import Requestor, TaskContext, VerifyContext
+
+    app = Requestor("opts")
+
+    @app.task(redundancy=3, ban_after=2)
+    def split(task: TaskContext) -> list[Any]:
+        return []
+
+    @app.compare
+    def same(a: VerifyContext, b: VerifyContext) -> bool:
+        return True
+
+    assert (app.task_options.redundancy, app.task_options.ban_after) == (3, 2)
+    assert app.handler("compare") is same

@@ -29,6 +29,10 @@ class InvalidArgument(GolemAppsError):
     """
 
 
+class UsageError(GolemAppsError):
+    """Raised when a command line is wrong; the command prints it as one line and exits 2."""
+
+
 class ComputeFailed(GolemAppsError):
     """Raised by ProviderClient and the runner when a provider's computation failed."""
 

@@ -19,9 +19,10 @@ import math
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
-from ._exceptions import ConfigError, InvalidArgument
+from ._cli import Parser, load_app
+from ._exceptions import ConfigError, InvalidArgument, UsageError
 from ._requestor import AppInfo, Requestor
 from ._validate import safe_name
 from .constants import DOCKER_CPU_ENV_ID, DOCKER_GPU_ENV_ID
@@ -251,18 +252,9 @@ def _own_version() -> str:
         return "0.1.0"
 
 
-class CliError(Exception):
-    """A one-line error for the user; exit code 2."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise CliError(message)
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The command line of ``python -m golem_apps.appdef``."""
-    parser = _Parser(prog=f"python -m {PROG}", description=__doc__.splitlines()[0])
+    parser = Parser(prog=f"python -m {PROG}", description=__doc__.splitlines()[0])
     parser.add_argument(
         "app", metavar="MODULE[:ATTR]", help="module of the app; ATTR defaults to 'requestor'"
     )
@@ -284,30 +276,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command; returns the exit code."""
-    from .serve import CliError as ServeCliError
-    from .serve import load_app
-
     try:
         args = build_parser().parse_args(argv)
-        try:
-            app = load_app(args.app, "requestor")
-        except ServeCliError as exc:
-            raise CliError(str(exc)) from None
+        app = load_app(args.app, "requestor")
         if not isinstance(app, Requestor):
-            raise CliError(f"{args.app} is a {type(app).__name__}, not a golem_apps.Requestor")
+            raise UsageError(f"{args.app} is a {type(app).__name__}, not a golem_apps.Requestor")
         out = Path(args.out)
         if out.exists() and not out.is_dir():
-            raise CliError(f"--out {out} is not a folder")
+            raise UsageError(f"--out {out} is not a folder")
         target = out / "Dockerfile"
         docker_text = dockerfile(args.app.partition(":")[0], app) if args.dockerfile else None
         if docker_text is not None and target.exists() and not args.force:
-            raise CliError(f"{target} exists; pass --force to overwrite it")
+            raise UsageError(f"{target} exists; pass --force to overwrite it")
         info = app.info if args.pyproject is None else with_pyproject(app.info, args.pyproject)
         written = [write_app_definition(info, out)]
         if docker_text is not None:
             target.write_text(docker_text, encoding="utf-8")
             written.append(target)
-    except (CliError, ConfigError, OSError) as exc:
+    except (UsageError, ConfigError, OSError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
     for path in written:

@@ -15,9 +15,12 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
 import anyio
+
+from ._cli import Parser
+from ._exceptions import UsageError
 
 if TYPE_CHECKING:
     from .runner import Reporter
@@ -27,15 +30,6 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
-
-
-class UsageError(Exception):
-    """A one-line usage error for the user; exit code 2."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(message)
 
 
 def _positive_int(text: str) -> int:
@@ -66,7 +60,7 @@ _positive_float.__name__ = "positive number"
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line of ``python -m golem_apps.run``."""
-    parser = _Parser(
+    parser = Parser(
         prog=f"python -m {PROG}",
         description="Run one task of a golem_apps app on this machine, as a Golem node would.",
         epilog="Exit codes: 0 done, 1 the task could not finish, 2 bad usage, 130 interrupted.",

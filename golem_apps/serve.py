@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import importlib
 import logging
 import os
 import signal
@@ -21,7 +20,8 @@ from collections.abc import Sequence
 from types import FrameType
 from typing import NoReturn
 
-from ._exceptions import ConfigError
+from ._cli import Parser, load_app
+from ._exceptions import ConfigError, UsageError
 
 PROG = "golem_apps.serve"
 ROLES = ("requestor", "provider")
@@ -31,18 +31,9 @@ PROVIDER_GRACE_SECONDS = 2.0
 log = logging.getLogger("golem_apps.serve")
 
 
-class CliError(Exception):
-    """A one-line error for the user; exit code 2."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise CliError(message)
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The command line of ``python -m golem_apps.serve``."""
-    parser = _Parser(prog=f"python -m {PROG}", description=__doc__.splitlines()[0])
+    parser = Parser(prog=f"python -m {PROG}", description=__doc__.splitlines()[0])
     parser.add_argument(
         "app", metavar="MODULE[:ATTR]", help="module of the app; ATTR defaults to the role"
     )
@@ -60,32 +51,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def load_app(spec: str, role: str) -> object:
-    """Import ``MODULE[:ATTR]`` and return the attribute (default: the role's name)."""
-    module_name, _, attr = spec.partition(":")
-    attr = attr or role
-    if not module_name:
-        raise CliError(f"no module in {spec!r}")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name and module_name.startswith(exc.name):
-            raise CliError(f"cannot import module {module_name!r}: {exc}") from None
-        raise CliError(f"importing {module_name!r} failed: {type(exc).__name__}: {exc}") from None
-    except Exception as exc:
-        raise CliError(f"importing {module_name!r} failed: {type(exc).__name__}: {exc}") from None
-    try:
-        return getattr(module, attr)
-    except AttributeError:
-        raise CliError(f"module {module_name!r} has no attribute {attr!r}") from None
-
-
 async def _serve_requestor(app: object, args: argparse.Namespace) -> int:
     from ._requestor import Requestor
     from .server._requestor import serve_requestor
 
     if not isinstance(app, Requestor):
-        raise CliError(f"{args.app} is a {type(app).__name__}, not a golem_apps.Requestor")
+        raise UsageError(f"{args.app} is a {type(app).__name__}, not a golem_apps.Requestor")
     async with serve_requestor(
         app, work_dir=args.work_dir, host=args.host, port=args.port
     ) as server:
@@ -102,7 +73,7 @@ async def _serve_provider(app: object, args: argparse.Namespace) -> int:
     from .server._provider import serve_provider
 
     if not isinstance(app, Provider):
-        raise CliError(f"{args.app} is a {type(app).__name__}, not a golem_apps.Provider")
+        raise UsageError(f"{args.app} is a {type(app).__name__}, not a golem_apps.Provider")
     async with serve_provider(
         app, work_dir=args.work_dir, host=args.host, port=args.port
     ) as server:
@@ -202,7 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         app = load_app(args.app, args.role)
         serve = _serve_requestor if args.role == "requestor" else _serve_provider
         return asyncio.run(serve(app, args))
-    except (CliError, ConfigError) as exc:
+    except (UsageError, ConfigError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -214,12 +214,13 @@ class InProcessNodes:
     """
 
     def __init__(self, module: str) -> None:
-        from ..serve import CliError, load_app
+        from .._cli import load_app
+        from .._exceptions import UsageError
 
         try:
             self.requestor_app = load_app(module, "requestor")
             self.provider_app = load_app(module, "provider")
-        except CliError as exc:
+        except UsageError as exc:
             raise TaskFailed(str(exc)) from None
 
     @asynccontextmanager

@@ -222,3 +222,12 @@ def test_serve_cli_warns_about_a_readable_key(python: str, tmp_path: Path) -> No
         _, stderr = proc.communicate(timeout=20)
     warnings = [line for line in stderr.splitlines() if TLS_SERVER_KEY in line]
     assert warnings and "WARNING" in warnings[0] and "readable" in warnings[0], stderr
+
+
+def test_tls_file_names_are_the_specs() -> None:
+    assert (TLS_SERVER_KEY, TLS_SERVER_CERT, TLS_CLIENT_CERT, TLS_CLIENT_KEY) == (
+        "task_api_server_key.pem",
+        "task_api_server_cert.pem",
+        "task_api_client_cert.pem",
+        "task_api_client_key.pem",
+    )

@@ -115,6 +115,12 @@ class RequestorService:
     async def create_task(self, request: api.CreateTaskRequest) -> api.CreateTaskReply:
         """CreateTask: split the task with the app's handler and record its parts."""
         task_id = safe_name(request.task_id, "task_id")
+        if task_id.startswith("."):
+            # The engine's database lives in the work dir as a dot file: a task
+            # folder must never take its name.
+            raise InvalidArgument(
+                f"task_id must not start with '.', reserved for golem_apps' files (got {task_id!r})"
+            )
         params = parse_params(request.task_params_json, "task_params_json")
         if request.max_subtasks_count < 0:
             raise InvalidArgument(

@@ -107,11 +107,16 @@ async def test_failed_verification_rehands_the_part(
     ("call", "status", "needle"),
     [
         (lambda c: c.create_task("t/..", {}), Status.INVALID_ARGUMENT, "task_id"),
+        (
+            lambda c: c.create_task(".golem_apps_engine.sqlite3", {}),
+            Status.INVALID_ARGUMENT,
+            "task_id must not start with '.'",
+        ),
         (lambda c: c.has_pending_subtasks("nope"), Status.NOT_FOUND, "'nope'"),
         (lambda c: c.verify("nope", "s"), Status.NOT_FOUND, "'nope'"),
         (lambda c: c.abort_task(""), Status.INVALID_ARGUMENT, "task_id must not be empty"),
     ],
-    ids=["bad-task-id", "unknown-task", "verify-unknown-task", "empty-task-id"],
+    ids=["bad-task-id", "dot-task-id", "unknown-task", "verify-unknown-task", "empty-task-id"],
 )
 async def test_errors_become_statuses(
     client: RequestorClient, call: Any, status: Status, needle: str

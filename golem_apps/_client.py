@@ -10,11 +10,11 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 from grpclib.client import Channel
 
@@ -59,13 +59,35 @@ class SubtaskAssignment:
     resources: list[str]
 
 
+T = TypeVar("T")
+
+
+async def _rpc(call: Awaitable[T]) -> T:
+    """Await one grpclib call, leaving the calling task's cancellation count as it was.
+
+    grpclib stops a call whose connection broke (or whose deadline passed) by
+    cancelling the calling task and raising its own error in place of the
+    CancelledError, without ``Task.uncancel()``. The count left behind would
+    make an enclosing anyio cancel scope take it for a pending cancellation and
+    cancel the caller later, out of the blue.
+    """
+    task = asyncio.current_task()
+    cancelling = task.cancelling() if task is not None else 0
+    try:
+        return await call
+    except Exception:
+        while task is not None and task.cancelling() > cancelling:
+            task.uncancel()
+        raise
+
+
 async def wait_serving(channel: Channel, address: str, timeout: float) -> None:
     """Poll Health/Check("") until SERVING; retry refused connections only, like a node."""
     stub = HealthStub(channel)
     deadline = time.monotonic() + timeout
     while True:
         try:
-            reply = await stub.check(HealthCheckRequest(service=""), timeout=timeout)
+            reply = await _rpc(stub.check(HealthCheckRequest(service=""), timeout=timeout))
         except (ConnectionError, OSError) as exc:
             channel.close()
             if time.monotonic() >= deadline:
@@ -136,11 +158,13 @@ class RequestorClient(_Client):
         self, task_id: str, params: dict[str, Any] | None = None, max_subtasks: int = 0
     ) -> CreatedTask:
         """CreateTask with ``params`` as the task params JSON."""
-        reply = await self._stub.create_task(
-            api.CreateTaskRequest(
-                task_id=task_id,
-                max_subtasks_count=max_subtasks,
-                task_params_json=json.dumps(params or {}),
+        reply = await _rpc(
+            self._stub.create_task(
+                api.CreateTaskRequest(
+                    task_id=task_id,
+                    max_subtasks_count=max_subtasks,
+                    task_params_json=json.dumps(params or {}),
+                )
             )
         )
         prerequisites = json.loads(reply.prerequisites_json) if reply.prerequisites_json else {}
@@ -150,8 +174,12 @@ class RequestorClient(_Client):
         self, task_id: str, subtask_id: str, node_id: str = ""
     ) -> SubtaskAssignment | None:
         """NextSubtask; None for the empty reply (no subtask for this node now)."""
-        reply = await self._stub.next_subtask(
-            api.NextSubtaskRequest(task_id=task_id, subtask_id=subtask_id, opaque_node_id=node_id)
+        reply = await _rpc(
+            self._stub.next_subtask(
+                api.NextSubtaskRequest(
+                    task_id=task_id, subtask_id=subtask_id, opaque_node_id=node_id
+                )
+            )
         )
         import betterproto
 
@@ -164,40 +192,46 @@ class RequestorClient(_Client):
 
     async def verify(self, task_id: str, subtask_id: str) -> Verdict:
         """Verify; the verdict's result is a :class:`VerifyResult`."""
-        reply = await self._stub.verify(api.VerifyRequest(task_id=task_id, subtask_id=subtask_id))
+        reply = await _rpc(
+            self._stub.verify(api.VerifyRequest(task_id=task_id, subtask_id=subtask_id))
+        )
         return Verdict(VerifyResult(int(reply.result)), reply.reason)
 
     async def discard_subtasks(self, task_id: str, subtask_ids: list[str]) -> list[str]:
         """DiscardSubtasks; the ids actually discarded."""
-        reply = await self._stub.discard_subtasks(
-            api.DiscardSubtasksRequest(task_id=task_id, subtask_ids=list(subtask_ids))
+        reply = await _rpc(
+            self._stub.discard_subtasks(
+                api.DiscardSubtasksRequest(task_id=task_id, subtask_ids=list(subtask_ids))
+            )
         )
         return list(reply.discarded_subtask_ids)
 
     async def run_benchmark(self) -> float:
         """RunBenchmark; the score."""
-        return (await self._stub.run_benchmark(api.RunBenchmarkRequest())).score
+        return (await _rpc(self._stub.run_benchmark(api.RunBenchmarkRequest()))).score
 
     async def has_pending_subtasks(self, task_id: str) -> bool:
         """HasPendingSubtasks."""
-        reply = await self._stub.has_pending_subtasks(
-            api.HasPendingSubtasksRequest(task_id=task_id)
+        reply = await _rpc(
+            self._stub.has_pending_subtasks(api.HasPendingSubtasksRequest(task_id=task_id))
         )
         return reply.has_pending_subtasks
 
     async def abort_task(self, task_id: str) -> None:
         """AbortTask."""
-        await self._stub.abort_task(api.AbortTaskRequest(task_id=task_id))
+        await _rpc(self._stub.abort_task(api.AbortTaskRequest(task_id=task_id)))
 
     async def abort_subtask(self, task_id: str, subtask_id: str) -> None:
         """AbortSubtask."""
-        await self._stub.abort_subtask(
-            api.AbortSubtaskRequest(task_id=task_id, subtask_id=subtask_id)
+        await _rpc(
+            self._stub.abort_subtask(
+                api.AbortSubtaskRequest(task_id=task_id, subtask_id=subtask_id)
+            )
         )
 
     async def shutdown(self) -> None:
         """Shutdown: the server replies, then stops."""
-        await self._stub.shutdown(api.ShutdownRequest())
+        await _rpc(self._stub.shutdown(api.ShutdownRequest()))
 
 
 class ProviderClient(_Client):
@@ -216,23 +250,25 @@ class ProviderClient(_Client):
         timeout: float | None = None,
     ) -> str:
         """Compute; the result file's path relative to the provider's task dir."""
-        reply = await self._stub.compute(
-            api.ComputeRequest(
-                task_id=task_id,
-                subtask_id=subtask_id,
-                subtask_params_json=json.dumps(params or {}),
-            ),
-            timeout=timeout,
+        reply = await _rpc(
+            self._stub.compute(
+                api.ComputeRequest(
+                    task_id=task_id,
+                    subtask_id=subtask_id,
+                    subtask_params_json=json.dumps(params or {}),
+                ),
+                timeout=timeout,
+            )
         )
         return reply.output_filepath
 
     async def run_benchmark(self) -> float:
         """RunBenchmark; the score."""
-        return (await self._stub.run_benchmark(api.RunBenchmarkRequest())).score
+        return (await _rpc(self._stub.run_benchmark(api.RunBenchmarkRequest()))).score
 
     async def shutdown(self) -> None:
         """Shutdown: cancels a running computation; the server then exits."""
-        await self._stub.shutdown(api.ShutdownRequest())
+        await _rpc(self._stub.shutdown(api.ShutdownRequest()))
 
     async def watch_progress(self) -> AsyncGenerator[ProgressReport, None]:
         """Stream the computation's progress (golem_apps' own ProviderProgress service).
@@ -242,5 +278,14 @@ class ProviderClient(_Client):
         """
         from .proto.golem_apps import ProviderProgressStub, WatchRequest
 
-        async for update in ProviderProgressStub(self.channel).watch(WatchRequest()):
-            yield ProgressReport(update.subtask_id, update.fraction, update.message, update.beats)
+        task = asyncio.current_task()
+        cancelling = task.cancelling() if task is not None else 0
+        try:
+            async for update in ProviderProgressStub(self.channel).watch(WatchRequest()):
+                yield ProgressReport(
+                    update.subtask_id, update.fraction, update.message, update.beats
+                )
+        except Exception:
+            while task is not None and task.cancelling() > cancelling:
+                task.uncancel()  # as in _rpc: grpclib's stopped stream leaves a count behind
+            raise

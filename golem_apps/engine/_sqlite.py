@@ -50,6 +50,9 @@ class SqliteEngine:
         # tasks whose status file is out of date
         self._dirty: set[str] = set()
         self._dirty_event = anyio.Event()
+        # One status write at a time: a write that read the task's state before
+        # a change must not replace the file after the write that read it after.
+        self._status_lock = anyio.Lock()
         self._stop_event = anyio.Event()
         self._stopping = False
 
@@ -326,11 +329,12 @@ class SqliteEngine:
 
     async def _write_status(self, task_id: str) -> None:
         self._dirty.discard(task_id)
-        try:
-            status = await self._db.call(_ops.task_status, task_id, self._hooks.max_retries)
-            await to_thread.run_sync(write_task_status, self._work_dir / task_id, status)
-        except (OSError, TaskNotFound) as exc:  # the task's folder is gone: nothing to show
-            log.debug("status of task %r not written: %s", task_id, exc)
+        async with self._status_lock:
+            try:
+                status = await self._db.call(_ops.task_status, task_id, self._hooks.max_retries)
+                await to_thread.run_sync(write_task_status, self._work_dir / task_id, status)
+            except (OSError, TaskNotFound) as exc:  # the task's folder is gone: nothing to show
+                log.debug("status of task %r not written: %s", task_id, exc)
 
     async def write_statuses(self) -> None:
         """Write the status file of every task changed since the last write."""

@@ -9,7 +9,9 @@ Task params (all optional):
 - ``max_iter``: iterations before a point counts as inside the set (default 64).
 
 Verify checks each tile's size and format and recomputes a few random pixels;
-merge stitches the tiles into ``mandelbrot.png`` in task_outputs.
+merge stitches the tiles into ``mandelbrot.png`` in task_outputs. The params
+are typed (see docs/typed-params.md): bad ones are refused with
+INVALID_ARGUMENT naming the field before any handler runs.
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from golem_apps import (
     ComputeContext,
@@ -44,11 +46,36 @@ CHECKED_PIXELS = 16
 OUTPUT = "mandelbrot.png"
 
 
-def _int_param(params: dict[str, Any], name: str, default: int, low: int, high: int) -> int:
-    value = params.get(name, default)
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ValueError(f"param {name!r} must be an integer from {low} to {high}, got {value!r}")
-    return value
+@dataclass(frozen=True)
+class Picture:
+    """The task params: the picture's size in pixels, tiles per side, iterations.
+
+    Typed params: golem_apps validates the JSON into this before ``split``
+    runs, and answers INVALID_ARGUMENT with these messages otherwise.
+    """
+
+    size: int = 384
+    tiles: int = 4
+    max_iter: int = 64
+
+    def __post_init__(self) -> None:
+        for name, low, high in (("size", 8, 8192), ("tiles", 1, 64), ("max_iter", 1, 100_000)):
+            if not low <= getattr(self, name) <= high:
+                raise ValueError(f"{name} must be from {low} to {high}, got {getattr(self, name)}")
+        if self.tiles > self.size:
+            raise ValueError(f"tiles ({self.tiles}) must not exceed size ({self.size})")
+
+
+@dataclass(frozen=True)
+class Tile:
+    """The params of one part: where the tile lies in the picture."""
+
+    x0: int
+    y0: int
+    width: int
+    height: int
+    size: int
+    max_iter: int
 
 
 def pixel(px: int, py: int, size: int, max_iter: int) -> tuple[int, int, int]:
@@ -88,59 +115,58 @@ def render_row(py: int, x0: int, width: int, size: int, max_iter: int) -> bytes:
 
 
 @requestor.task
-def split(task: TaskContext) -> Iterator[Part]:
+def split(task: TaskContext, picture: Picture) -> Iterator[Part]:
     """One part per tile."""
-    size = _int_param(task.params, "size", 384, 8, 8192)
-    tiles = _int_param(task.params, "tiles", 4, 1, 64)
-    max_iter = _int_param(task.params, "max_iter", 64, 1, 100_000)
-    if tiles > size:
-        raise ValueError(f"param 'tiles' ({tiles}) must not exceed 'size' ({size})")
+    size, tiles = picture.size, picture.tiles
     edges = [size * i // tiles for i in range(tiles + 1)]
     for ty in range(tiles):
         for tx in range(tiles):
-            params = {
-                "x0": edges[tx],
-                "y0": edges[ty],
-                "width": edges[tx + 1] - edges[tx],
-                "height": edges[ty + 1] - edges[ty],
-                "size": size,
-                "max_iter": max_iter,
-            }
-            yield Part(params=params, name=f"tile-{ty}-{tx}")
+            tile = Tile(
+                x0=edges[tx],
+                y0=edges[ty],
+                width=edges[tx + 1] - edges[tx],
+                height=edges[ty + 1] - edges[ty],
+                size=size,
+                max_iter=picture.max_iter,
+            )
+            yield Part(params=tile, name=f"tile-{ty}-{tx}")
 
 
 @provider.compute
 def render(ctx: ComputeContext) -> Path:
     """Render one tile as a PNG."""
-    p = ctx.params
+    # The provider reads its params without validation on purpose: a typed
+    # compute would import pydantic in every provider process (one per subtask),
+    # and these params come from our own split, already validated.
+    tile = Tile(**ctx.params)
     rows = []
-    for py in range(p["y0"], p["y0"] + p["height"]):
+    for py in range(tile.y0, tile.y0 + tile.height):
         if ctx.cancelled:
             raise RuntimeError("cancelled")
-        rows.append(render_row(py, p["x0"], p["width"], p["size"], p["max_iter"]))
+        rows.append(render_row(py, tile.x0, tile.width, tile.size, tile.max_iter))
     out = ctx.subtask_dir / "tile.png"
-    write_png(out, p["width"], p["height"], rows)
+    write_png(out, tile.width, tile.height, rows)
     return out
 
 
 @requestor.verify
 def check_tile(result: VerifyContext) -> Verdict:
     """The tile has the right size and format, and a few random pixels are right."""
-    p = result.params
+    tile = Tile(**result.params)
     try:
         width, height, rows = read_png(result.result_path)
     except ValueError as exc:
         return Verdict(VerifyResult.FAILURE, f"{result.part_name}: {exc}")
-    if (width, height) != (p["width"], p["height"]):
+    if (width, height) != (tile.width, tile.height):
         return Verdict(
             VerifyResult.FAILURE,
-            f"{result.part_name} is {width}x{height}, expected {p['width']}x{p['height']}",
+            f"{result.part_name} is {width}x{height}, expected {tile.width}x{tile.height}",
         )
     rng = random.Random()
     for _ in range(CHECKED_PIXELS):
         x, y = rng.randrange(width), rng.randrange(height)
         got = tuple(rows[y][x * CHANNELS : (x + 1) * CHANNELS])
-        want = pixel(p["x0"] + x, p["y0"] + y, p["size"], p["max_iter"])
+        want = pixel(tile.x0 + x, tile.y0 + y, tile.size, tile.max_iter)
         if got != want:
             return Verdict(
                 VerifyResult.FAILURE,
@@ -152,12 +178,12 @@ def check_tile(result: VerifyContext) -> Verdict:
 @requestor.merge
 def stitch(task: MergeContext) -> None:
     """Stitch the verified tiles into one picture."""
-    size = _int_param(task.params, "size", 384, 8, 8192)
+    size = Picture(**task.params).size
     canvas = [bytearray(size * CHANNELS) for _ in range(size)]
     for part in task.results:
-        p = part.params
+        tile = Tile(**part.params)
         _, _, rows = read_png(part.path)
-        start = p["x0"] * CHANNELS
+        start = tile.x0 * CHANNELS
         for dy, row in enumerate(rows):
-            canvas[p["y0"] + dy][start : start + len(row)] = row
+            canvas[tile.y0 + dy][start : start + len(row)] = row
     write_png(task.outputs_dir / OUTPUT, size, size, (bytes(row) for row in canvas))

@@ -94,12 +94,30 @@ def test_verify_rejects_wrong_size_format_and_pixels(tmp_path: Path) -> None:
     assert "pixel" in wrong_pixels.reason
 
 
-def test_split_refuses_bad_params(tmp_path: Path) -> None:
-    from golem_apps import TaskContext
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("params", "needle"),
+    [
+        ({"size": 8, "tiles": 9}, "tiles (9) must not exceed size (8)"),
+        ({"max_iter": "many"}, "max_iter"),
+        ({"size": 4}, "size"),
+    ],
+    ids=["tiles-exceed-size", "max-iter-not-int", "size-too-small"],
+)
+async def test_bad_params_are_refused_naming_the_field(
+    tmp_path: Path, params: dict[str, object], needle: str
+) -> None:
+    from grpclib.const import Status
+    from grpclib.exceptions import GRPCError
 
-    task = TaskContext("t", {"size": 8, "tiles": 9}, tmp_path, 0)
-    with pytest.raises(ValueError, match="must not exceed 'size'"):
-        list(mandelbrot.split(task))
-    task = TaskContext("t", {"max_iter": "many"}, tmp_path, 0)
-    with pytest.raises(ValueError, match="'max_iter' must be an integer"):
-        list(mandelbrot.split(task))
+    from golem_apps import RequestorClient, serve_requestor
+
+    async with (
+        serve_requestor(mandelbrot.requestor, work_dir=tmp_path) as server,
+        await RequestorClient.connect(port=server.port) as client,
+    ):
+        with pytest.raises(GRPCError) as error:
+            await client.create_task("t", params)
+    assert error.value.status is Status.INVALID_ARGUMENT
+    assert "task_params_json" in (error.value.message or "")
+    assert needle in (error.value.message or "")

@@ -13,6 +13,7 @@ EVENT_KINDS = (
     "subtask_failed",
     "subtask_aborted",
     "task_aborted",
+    "task_finished",
 )
 
 

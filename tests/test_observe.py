@@ -117,10 +117,35 @@ def events_app() -> tuple[Requestor, list[Event]]:
     @app.on("subtask_verified")
     @app.on("subtask_aborted")
     @app.on("task_aborted")
+    @app.on("task_finished")
     async def async_listener(event: Event) -> None:
         seen.append(event)
 
     return app, seen
+
+
+async def test_task_finished_once_the_merge_is_done(work_dir: Path) -> None:
+    app, seen = events_app()
+    async with (
+        serve_requestor(app, work_dir=work_dir) as server,
+        await RequestorClient.connect("127.0.0.1", server.port) as client,
+    ):
+        await client.create_task("t1")
+        for sid in ("s1", "s2"):
+            await client.next_subtask("t1", sid, f"node-{sid}")
+            put_result(work_dir, "t1", sid, sid)
+            await client.verify("t1", sid)
+    kinds = [e.kind for e in seen]
+    # The merge runs inside the last Verify: its event comes before that
+    # Verify's own subtask_verified, once.
+    assert kinds[-2:] == ["task_finished", "subtask_verified"]
+    assert kinds.count("task_finished") == 1
+    assert seen[-2].task_id == "t1" and seen[-1].subtask_id == "s2"
+    # The merge was done when the event came: both results are in task_outputs.
+    assert sorted(p.name for p in (work_dir / "t1" / "task_outputs").iterdir()) == [
+        "p0-result.txt",
+        "p1-result.txt",
+    ]
 
 
 async def test_events_reach_listeners(work_dir: Path) -> None:

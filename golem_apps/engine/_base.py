@@ -37,6 +37,8 @@ class Hooks:
     """Failed verifications after which a node is banned from a task (0: never)."""
     compare: Callable[[VerifyContext, VerifyContext], Awaitable[bool]] | None = None
     """Whether two results of a part agree; None: identical bytes."""
+    finished: Callable[[str], Awaitable[None]] | None = None
+    """Called with the task id once the task's merge is done (the task is finished)."""
 
 
 class Engine(Protocol):

@@ -279,6 +279,8 @@ class SqliteEngine:
                 await self._hooks.merge(MergeContext(task_id, params, task_dir, results))
             await self._db.call(_ops.finish_merge, task_id)
             await self._write_status(task_id)
+            if self._hooks.finished is not None:
+                await self._hooks.finished(task_id)
         finally:
             done.set()
             self._merging.pop(task_id, None)

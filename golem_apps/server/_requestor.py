@@ -16,6 +16,7 @@ from anyio import to_thread
 from grpclib.const import Handler
 
 from .._contexts import MergeContext, Part, TaskContext, Verdict, VerifyContext
+from .._events import Event
 from .._exceptions import ConfigError, InvalidArgument, InvalidTask
 from .._handlers import call, iterate_parts
 from .._requestor import Requestor
@@ -26,7 +27,7 @@ from ..engine import Engine, Hooks, open_engine
 from ..proto import golem_task_api as api
 from ._health import Health
 from ._listen import check_work_dir, start
-from ._observe import observed
+from ._observe import emit, observed
 from ._unary import unary
 
 log = logging.getLogger("golem_apps.requestor")
@@ -87,7 +88,11 @@ def hooks_for(app: Requestor) -> Hooks:
         assert compare is not None
         return bool(await call(compare, a, b))
 
+    async def run_finished(task_id: str) -> None:
+        await emit(app, Event("task_finished", task_id))
+
     return Hooks(
+        finished=run_finished if app.listeners.get("task_finished") else None,
         verify=run_verify if verify is not None else None,
         merge=run_merge if merge is not None else None,
         max_retries=app.task_options.max_retries,

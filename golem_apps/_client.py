@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncGenerator, Awaitable
+from collections.abc import AsyncGenerator, Awaitable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -62,8 +63,9 @@ class SubtaskAssignment:
 T = TypeVar("T")
 
 
-async def _rpc(call: Awaitable[T]) -> T:
-    """Await one grpclib call, leaving the calling task's cancellation count as it was.
+@contextmanager
+def _keeping_cancel_count() -> Iterator[None]:
+    """Leave the calling task's cancellation count as it was when a grpclib call fails.
 
     grpclib stops a call whose connection broke (or whose deadline passed) by
     cancelling the calling task and raising its own error in place of the
@@ -74,11 +76,17 @@ async def _rpc(call: Awaitable[T]) -> T:
     task = asyncio.current_task()
     cancelling = task.cancelling() if task is not None else 0
     try:
-        return await call
+        yield
     except Exception:
         while task is not None and task.cancelling() > cancelling:
             task.uncancel()
         raise
+
+
+async def _rpc(call: Awaitable[T]) -> T:
+    """Await one grpclib call under :func:`_keeping_cancel_count`."""
+    with _keeping_cancel_count():
+        return await call
 
 
 async def wait_serving(channel: Channel, address: str, timeout: float) -> None:
@@ -278,14 +286,8 @@ class ProviderClient(_Client):
         """
         from .proto.golem_apps import ProviderProgressStub, WatchRequest
 
-        task = asyncio.current_task()
-        cancelling = task.cancelling() if task is not None else 0
-        try:
+        with _keeping_cancel_count():
             async for update in ProviderProgressStub(self.channel).watch(WatchRequest()):
                 yield ProgressReport(
                     update.subtask_id, update.fraction, update.message, update.beats
                 )
-        except Exception:
-            while task is not None and task.cancelling() > cancelling:
-                task.uncancel()  # as in _rpc: grpclib's stopped stream leaves a count behind
-            raise

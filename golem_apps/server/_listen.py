@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-import ssl
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -34,13 +33,6 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def tls_for(work_dir: Path) -> ssl.SSLContext | None:
-    """The server TLS context when any TLS file is in ``work_dir``, else None."""
-    from .._tls import server_context
-
-    return server_context(work_dir)
-
-
 def check_work_dir(work_dir: Path) -> Path:
     """The work dir, which must exist (the node mounts it); ConfigError otherwise."""
     if not work_dir.is_dir():
@@ -52,7 +44,9 @@ async def start(
     handlers: Iterable[Any], host: str, port: int, work_dir: Path
 ) -> tuple[Server, int]:
     """Start a grpclib server with ``handlers``; returns it and the port it listens on."""
-    context = tls_for(work_dir)
+    from .._tls import server_context  # TLS when the work dir holds its files, else None
+
+    context = server_context(work_dir)
     sock = bind(host, port)
     server = Server(list(handlers))
     await server.start(sock=sock, ssl=context)

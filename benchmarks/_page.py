@@ -60,7 +60,7 @@ Compute.
 
 What changed, and why it is safe:
 
-- **No betterproto on the provider path** (`golem_apps/server/_wire.py`).
+- **No betterproto on the provider path** (`golem_apps/_wire.py`).
   The provider exchanges eight tiny messages (ComputeRequest/Reply,
   RunBenchmarkRequest/Reply, ShutdownRequest/Reply, HealthCheckRequest/
   Response) made of three field kinds: string, float and enum. A 200-line

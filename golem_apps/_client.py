@@ -17,15 +17,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
-from grpclib.client import Channel
+from grpclib.client import Channel, UnaryUnaryMethod
 
+from . import _wire as wire
 from ._contexts import Verdict, VerifyResult
-from .proto import golem_task_api as api
-from .proto.grpc.health.v1 import (
-    HealthCheckRequest,
-    HealthCheckResponseServingStatus,
-    HealthStub,
-)
 
 #: How often a client polls Health while waiting for a server (the node's 0.1 s, halved).
 POLL_INTERVAL = 0.05
@@ -61,6 +56,7 @@ class SubtaskAssignment:
 
 
 T = TypeVar("T")
+R = TypeVar("R", bound=wire.WireMessage)
 
 
 @contextmanager
@@ -89,22 +85,40 @@ async def _rpc(call: Awaitable[T]) -> T:
         return await call
 
 
+async def _unary(
+    channel: Channel,
+    path: str,
+    request: wire.WireMessage,
+    reply_type: type[R],
+    timeout: float | None = None,
+) -> R:
+    """One unary call with the light messages of :mod:`golem_apps._wire`."""
+    method = UnaryUnaryMethod(channel, path, type(request), reply_type)
+    return await _rpc(method(request, timeout=timeout))
+
+
+#: grpc.health.v1.HealthCheckResponse.ServingStatus names, by number.
+_SERVING_STATUS = {0: "UNKNOWN", 1: "SERVING", 2: "NOT_SERVING", 3: "SERVICE_UNKNOWN"}
+
+
 async def wait_serving(channel: Channel, address: str, timeout: float) -> None:
     """Poll Health/Check("") until SERVING; retry refused connections only, like a node."""
-    stub = HealthStub(channel)
+    path = "/grpc.health.v1.Health/Check"
     deadline = time.monotonic() + timeout
     while True:
         try:
-            reply = await _rpc(stub.check(HealthCheckRequest(service=""), timeout=timeout))
+            request = wire.HealthCheckRequest(service="")
+            reply = await _unary(channel, path, request, wire.HealthCheckResponse, timeout)
         except (ConnectionError, OSError) as exc:
             channel.close()
             if time.monotonic() >= deadline:
                 raise TimeoutError(f"no server at {address} after {timeout:g} s: {exc}") from None
         else:
-            if reply.status == HealthCheckResponseServingStatus.SERVING:
+            if reply.status == wire.SERVING:
                 return
             if time.monotonic() >= deadline:
-                raise TimeoutError(f"server not SERVING after {timeout:g} s ({reply.status.name})")
+                status = _SERVING_STATUS.get(reply.status, str(reply.status))
+                raise TimeoutError(f"server not SERVING after {timeout:g} s ({status})")
         await asyncio.sleep(POLL_INTERVAL)
 
 
@@ -158,96 +172,87 @@ class _Client:
 class RequestorClient(_Client):
     """A client of a requestor app, as a node drives it."""
 
-    def __init__(self, channel: Channel) -> None:
-        super().__init__(channel)
-        self._stub = api.RequestorAppStub(channel)
+    async def _call(self, rpc: str, request: wire.WireMessage, reply_type: type[R]) -> R:
+        return await _unary(
+            self.channel, f"/golem_task_api.RequestorApp/{rpc}", request, reply_type
+        )
 
     async def create_task(
         self, task_id: str, params: dict[str, Any] | None = None, max_subtasks: int = 0
     ) -> CreatedTask:
         """CreateTask with ``params`` as the task params JSON."""
-        reply = await _rpc(
-            self._stub.create_task(
-                api.CreateTaskRequest(
-                    task_id=task_id,
-                    max_subtasks_count=max_subtasks,
-                    task_params_json=json.dumps(params or {}),
-                )
-            )
+        request = wire.CreateTaskRequest(
+            task_id=task_id,
+            max_subtasks_count=max_subtasks,
+            task_params_json=json.dumps(params or {}),
         )
+        reply = await self._call("CreateTask", request, wire.CreateTaskReply)
         prerequisites = json.loads(reply.prerequisites_json) if reply.prerequisites_json else {}
-        return CreatedTask(reply.env_id, prerequisites, reply.inf_requirements.min_memory_mib)
+        infrastructure = reply.inf_requirements or wire.Infrastructure()
+        return CreatedTask(reply.env_id, prerequisites, infrastructure.min_memory_mib)
 
     async def next_subtask(
         self, task_id: str, subtask_id: str, node_id: str = ""
     ) -> SubtaskAssignment | None:
         """NextSubtask; None for the empty reply (no subtask for this node now)."""
-        reply = await _rpc(
-            self._stub.next_subtask(
-                api.NextSubtaskRequest(
-                    task_id=task_id, subtask_id=subtask_id, opaque_node_id=node_id
-                )
-            )
+        request = wire.NextSubtaskRequest(
+            task_id=task_id, subtask_id=subtask_id, opaque_node_id=node_id
         )
-        import betterproto
-
-        name, subtask = betterproto.which_one_of(reply, "subtask_oneof")
-        if not name or subtask is None:
+        subtask = (await self._call("NextSubtask", request, wire.NextSubtaskReply)).subtask
+        if subtask is None:
             return None
-        assert isinstance(subtask, api.SubtaskReply)
         params = json.loads(subtask.subtask_params_json) if subtask.subtask_params_json else {}
-        return SubtaskAssignment(params, list(subtask.resources))
+        return SubtaskAssignment(params, subtask.resources)
 
     async def verify(self, task_id: str, subtask_id: str) -> Verdict:
         """Verify; the verdict's result is a :class:`VerifyResult`."""
-        reply = await _rpc(
-            self._stub.verify(api.VerifyRequest(task_id=task_id, subtask_id=subtask_id))
-        )
-        return Verdict(VerifyResult(int(reply.result)), reply.reason)
+        request = wire.VerifyRequest(task_id=task_id, subtask_id=subtask_id)
+        reply = await self._call("Verify", request, wire.VerifyReply)
+        return Verdict(VerifyResult(reply.result), reply.reason)
 
     async def discard_subtasks(self, task_id: str, subtask_ids: list[str]) -> list[str]:
         """DiscardSubtasks; the ids actually discarded."""
-        reply = await _rpc(
-            self._stub.discard_subtasks(
-                api.DiscardSubtasksRequest(task_id=task_id, subtask_ids=list(subtask_ids))
-            )
-        )
-        return list(reply.discarded_subtask_ids)
+        request = wire.DiscardSubtasksRequest(task_id=task_id, subtask_ids=subtask_ids)
+        reply = await self._call("DiscardSubtasks", request, wire.DiscardSubtasksReply)
+        return reply.discarded_subtask_ids
 
     async def run_benchmark(self) -> float:
         """RunBenchmark; the score."""
-        return (await _rpc(self._stub.run_benchmark(api.RunBenchmarkRequest()))).score
+        request = wire.RunBenchmarkRequest()
+        return (await self._call("RunBenchmark", request, wire.RunBenchmarkReply)).score
 
     async def has_pending_subtasks(self, task_id: str) -> bool:
         """HasPendingSubtasks."""
-        reply = await _rpc(
-            self._stub.has_pending_subtasks(api.HasPendingSubtasksRequest(task_id=task_id))
-        )
+        request = wire.HasPendingSubtasksRequest(task_id=task_id)
+        reply = await self._call("HasPendingSubtasks", request, wire.HasPendingSubtasksReply)
         return reply.has_pending_subtasks
 
     async def abort_task(self, task_id: str) -> None:
         """AbortTask."""
-        await _rpc(self._stub.abort_task(api.AbortTaskRequest(task_id=task_id)))
+        await self._call("AbortTask", wire.AbortTaskRequest(task_id=task_id), wire.AbortTaskReply)
 
     async def abort_subtask(self, task_id: str, subtask_id: str) -> None:
         """AbortSubtask."""
-        await _rpc(
-            self._stub.abort_subtask(
-                api.AbortSubtaskRequest(task_id=task_id, subtask_id=subtask_id)
-            )
-        )
+        request = wire.AbortSubtaskRequest(task_id=task_id, subtask_id=subtask_id)
+        await self._call("AbortSubtask", request, wire.AbortSubtaskReply)
 
     async def shutdown(self) -> None:
         """Shutdown: the server replies, then stops."""
-        await _rpc(self._stub.shutdown(api.ShutdownRequest()))
+        await self._call("Shutdown", wire.ShutdownRequest(), wire.ShutdownReply)
 
 
 class ProviderClient(_Client):
     """A client of a one-shot provider app: one request per server."""
 
-    def __init__(self, channel: Channel) -> None:
-        super().__init__(channel)
-        self._stub = api.ProviderAppStub(channel)
+    async def _call(
+        self,
+        rpc: str,
+        request: wire.WireMessage,
+        reply_type: type[R],
+        timeout: float | None = None,
+    ) -> R:
+        path = f"/golem_task_api.ProviderApp/{rpc}"
+        return await _unary(self.channel, path, request, reply_type, timeout)
 
     async def compute(
         self,
@@ -258,25 +263,20 @@ class ProviderClient(_Client):
         timeout: float | None = None,
     ) -> str:
         """Compute; the result file's path relative to the provider's task dir."""
-        reply = await _rpc(
-            self._stub.compute(
-                api.ComputeRequest(
-                    task_id=task_id,
-                    subtask_id=subtask_id,
-                    subtask_params_json=json.dumps(params or {}),
-                ),
-                timeout=timeout,
-            )
+        request = wire.ComputeRequest(
+            task_id=task_id, subtask_id=subtask_id, subtask_params_json=json.dumps(params or {})
         )
+        reply = await self._call("Compute", request, wire.ComputeReply, timeout)
         return reply.output_filepath
 
     async def run_benchmark(self) -> float:
         """RunBenchmark; the score."""
-        return (await _rpc(self._stub.run_benchmark(api.RunBenchmarkRequest()))).score
+        request = wire.RunBenchmarkRequest()
+        return (await self._call("RunBenchmark", request, wire.RunBenchmarkReply)).score
 
     async def shutdown(self) -> None:
         """Shutdown: cancels a running computation; the server then exits."""
-        await _rpc(self._stub.shutdown(api.ShutdownRequest()))
+        await self._call("Shutdown", wire.ShutdownRequest(), wire.ShutdownReply)
 
     async def watch_progress(self) -> AsyncGenerator[ProgressReport, None]:
         """Stream the computation's progress (golem_apps' own ProviderProgress service).

@@ -1,4 +1,4 @@
-"""The provider's hand-written messages against betterproto's generated ones, byte for byte."""
+"""The hand-written task-api messages against betterproto's generated ones, byte for byte."""
 
 from __future__ import annotations
 
@@ -6,16 +6,40 @@ import math
 import struct
 from typing import Any
 
+import betterproto
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+from golem_apps import _wire as wire
 from golem_apps.proto import golem_task_api as api
 from golem_apps.proto.grpc.health import v1 as health
-from golem_apps.server import _wire as wire
 
 text = st.text()
 float32 = st.floats(width=32)
+texts = st.lists(text, max_size=4)
+int32 = st.integers(-(2**31), 2**31 - 1)
+
+
+def nested(light: type[wire.WireMessage], generated: type[Any], values: Any) -> Any:
+    """A nested message given explicitly (betterproto then sends it even when empty), or none."""
+    return st.one_of(st.none(), values.map(lambda fields: (light(**fields), generated(**fields))))
+
+
+def split_nested(fields: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The light and the betterproto constructor arguments of drawn values."""
+    mine: dict[str, Any] = {}
+    theirs: dict[str, Any] = {}
+    for name, value in fields.items():
+        if isinstance(value, tuple):
+            mine[name], theirs[name] = value
+        elif value is not None:
+            mine[name] = theirs[name] = value
+    return mine, theirs
+
+
+infrastructure = st.fixed_dictionaries({"min_memory_mib": float32})
+subtask = st.fixed_dictionaries({"subtask_params_json": text, "resources": texts})
 
 # (light class, betterproto class, strategy of field values)
 PAIRS: list[tuple[type[wire.WireMessage], type[Any], st.SearchStrategy[dict[str, Any]]]] = [
@@ -35,6 +59,74 @@ PAIRS: list[tuple[type[wire.WireMessage], type[Any], st.SearchStrategy[dict[str,
         health.HealthCheckResponse,
         st.fixed_dictionaries({"status": st.sampled_from([0, 1, 2, 3])}),
     ),
+    (wire.Infrastructure, api.Infrastructure, infrastructure),
+    (
+        wire.CreateTaskRequest,
+        api.CreateTaskRequest,
+        st.fixed_dictionaries(
+            {"task_id": text, "max_subtasks_count": int32, "task_params_json": text}
+        ),
+    ),
+    (
+        wire.CreateTaskReply,
+        api.CreateTaskReply,
+        st.fixed_dictionaries(
+            {
+                "env_id": text,
+                "prerequisites_json": text,
+                "inf_requirements": nested(wire.Infrastructure, api.Infrastructure, infrastructure),
+            }
+        ),
+    ),
+    (
+        wire.NextSubtaskRequest,
+        api.NextSubtaskRequest,
+        st.fixed_dictionaries({"task_id": text, "subtask_id": text, "opaque_node_id": text}),
+    ),
+    (wire.SubtaskReply, api.SubtaskReply, subtask),
+    (
+        wire.NextSubtaskReply,
+        api.NextSubtaskReply,
+        st.fixed_dictionaries({"subtask": nested(wire.SubtaskReply, api.SubtaskReply, subtask)}),
+    ),
+    (
+        wire.VerifyRequest,
+        api.VerifyRequest,
+        st.fixed_dictionaries({"task_id": text, "subtask_id": text}),
+    ),
+    (
+        wire.VerifyReply,
+        api.VerifyReply,
+        st.fixed_dictionaries({"result": st.sampled_from([0, 1, 2, 3]), "reason": text}),
+    ),
+    (
+        wire.DiscardSubtasksRequest,
+        api.DiscardSubtasksRequest,
+        st.fixed_dictionaries({"task_id": text, "subtask_ids": texts}),
+    ),
+    (
+        wire.DiscardSubtasksReply,
+        api.DiscardSubtasksReply,
+        st.fixed_dictionaries({"discarded_subtask_ids": texts}),
+    ),
+    (
+        wire.HasPendingSubtasksRequest,
+        api.HasPendingSubtasksRequest,
+        st.fixed_dictionaries({"task_id": text}),
+    ),
+    (
+        wire.HasPendingSubtasksReply,
+        api.HasPendingSubtasksReply,
+        st.fixed_dictionaries({"has_pending_subtasks": st.booleans()}),
+    ),
+    (wire.AbortTaskRequest, api.AbortTaskRequest, st.fixed_dictionaries({"task_id": text})),
+    (wire.AbortTaskReply, api.AbortTaskReply, st.just({})),
+    (
+        wire.AbortSubtaskRequest,
+        api.AbortSubtaskRequest,
+        st.fixed_dictionaries({"task_id": text, "subtask_id": text}),
+    ),
+    (wire.AbortSubtaskReply, api.AbortSubtaskReply, st.just({})),
 ]
 IDS = [light.__name__ for light, _, _ in PAIRS]
 
@@ -47,9 +139,18 @@ def same_value(a: object, b: object) -> bool:
 
 
 def assert_same_fields(light: wire.WireMessage, generated: Any) -> None:
-    for _, name, _ in light.FIELDS:
-        mine, theirs = getattr(light, name), getattr(generated, name)
-        assert same_value(mine, theirs if not isinstance(theirs, int) else int(theirs)), name
+    for _, name, kind in light.FIELDS:
+        # betterproto raises AttributeError for an unset oneof member
+        mine, theirs = getattr(light, name), getattr(generated, name, None)
+        if isinstance(kind, type):  # a nested message: None when betterproto has none on the wire
+            if mine is None:
+                assert theirs is None or not betterproto.serialized_on_wire(theirs), name
+            else:
+                assert_same_fields(mine, theirs)
+        elif isinstance(mine, list):
+            assert theirs is not None and mine == list(theirs), name
+        else:
+            assert same_value(mine, theirs if not isinstance(theirs, int) else int(theirs)), name
 
 
 @pytest.mark.parametrize(("light", "generated", "values"), PAIRS, ids=IDS)
@@ -57,9 +158,9 @@ def assert_same_fields(light: wire.WireMessage, generated: Any) -> None:
 def test_encoding_is_betterprotos(
     light: type[wire.WireMessage], generated: type[Any], values: Any, data: st.DataObject
 ) -> None:
-    fields = data.draw(values)
-    encoded = light(**fields).SerializeToString()
-    assert encoded == bytes(generated(**fields))
+    mine, theirs = split_nested(data.draw(values))
+    encoded = light(**mine).SerializeToString()
+    assert encoded == bytes(generated(**theirs))
     # And both decode it to the same values.
     assert_same_fields(light.FromString(encoded), generated.FromString(encoded))
 
@@ -130,3 +231,34 @@ def test_constructor_rejects_unknown_fields() -> None:
 
 def test_serving_is_the_generated_enum_value() -> None:
     assert wire.SERVING == health.HealthCheckResponseServingStatus.SERVING
+
+
+@pytest.mark.parametrize(("light", "generated", "values"), PAIRS, ids=IDS)
+def test_fields_are_the_generated_ones(
+    light: type[wire.WireMessage], generated: type[Any], values: Any
+) -> None:
+    """Same field numbers and names as the protos' generated class: none missing, none extra."""
+    meta = generated()._betterproto.meta_by_field_name
+    assert {(number, name) for number, name, _ in light.FIELDS} == {
+        (field.number, name) for name, field in meta.items()
+    }
+
+
+def test_repeated_and_signed_fields() -> None:
+    data = b"\x12\x01a\x0a\x01t\x12\x00"  # subtask_ids "a", task_id "t", subtask_ids ""
+    assert wire.DiscardSubtasksRequest.FromString(data) == wire.DiscardSubtasksRequest(
+        task_id="t", subtask_ids=["a", ""]
+    )
+    minus_one = wire.CreateTaskRequest(max_subtasks_count=-1).SerializeToString()
+    assert minus_one == b"\x10" + b"\xff" * 9 + b"\x01"  # ten bytes, as protobuf sends int32 -1
+    assert wire.CreateTaskRequest.FromString(minus_one).max_subtasks_count == -1
+
+
+def test_nested_message_presence() -> None:
+    assert wire.NextSubtaskReply().subtask is None
+    assert wire.NextSubtaskReply.FromString(b"").subtask is None
+    empty = wire.NextSubtaskReply(subtask=wire.SubtaskReply())
+    assert empty.SerializeToString() == b"\x0a\x00"  # a subtask with empty params is still one
+    assert wire.NextSubtaskReply.FromString(b"\x0a\x00") == empty
+    with pytest.raises(wire.DecodeError, match="truncated"):
+        wire.NextSubtaskReply.FromString(b"\x0a\x02\x0a\x05")

@@ -1,15 +1,95 @@
-"""Binding the listening socket ourselves, so that port 0 reports the port it got."""
+"""Starting and stopping the grpclib server: our own listening socket, and a flushed stop.
+
+We bind the socket ourselves, so that port 0 reports the port it got. And a
+server about to stop makes sure its clients have read its last replies
+(:func:`confirm_delivery`): a one-shot provider exits right after replying,
+and a process that exits with unread bytes in its socket makes the kernel
+reset the connection, which can destroy the reply before the client reads
+it (the client sees "Connection lost" for a call that succeeded).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import socket
+import weakref
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from grpclib.protocol import H2Protocol
 from grpclib.server import Server
 
 from .._exceptions import ConfigError
+
+#: How long a stopping server waits for its clients to read its last replies (a client
+#: whose event loop is blocked never acknowledges: well under serve's 2 s grace period).
+DELIVERY_TIMEOUT = 0.5
+_PING_DATA = b"golemapp"
+
+
+class _Protocol(H2Protocol):
+    """grpclib's connection protocol, plus a PING whose acknowledgement we can wait for."""
+
+    _acked: asyncio.Event | None = None
+    _made = False  # not before a TLS handshake succeeds
+
+    def connection_made(self, transport: Any) -> None:
+        super().connection_made(transport)
+        self._made = True
+        # grpclib's EventsProcessor calls connection.ping_ack_process() for each PING ACK.
+        ack_process = self.connection.ping_ack_process
+
+        def on_ping_ack() -> None:
+            ack_process()
+            if self._acked is not None:
+                self._acked.set()
+
+        self.connection.ping_ack_process = on_ping_ack  # type: ignore[method-assign]
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        super().connection_lost(exc)
+        if self._acked is not None:
+            self._acked.set()  # nothing left to wait for
+
+    def ping(self) -> asyncio.Event | None:
+        """Send a PING after everything written so far; the event is set at its ACK.
+
+        A client acknowledges a PING when it processes it, that is after it
+        has read every byte sent before it. None when the connection is closed.
+        """
+        if not self._made or self.connection.is_closing():
+            return None
+        self._acked = asyncio.Event()
+        self.connection._connection.ping(_PING_DATA)
+        self.connection.flush()
+        return self._acked
+
+
+class _Server(Server):
+    """A grpclib Server that keeps track of its connections' protocols."""
+
+    def __init__(self, handlers: list[Any]) -> None:
+        super().__init__(handlers)
+        self.protocols: weakref.WeakSet[_Protocol] = weakref.WeakSet()
+
+    def _protocol_factory(self) -> H2Protocol:
+        default = super()._protocol_factory()
+        protocol = _Protocol(default.handler, default.config, default.h2_config)
+        self.protocols.add(protocol)
+        return protocol
+
+
+async def confirm_delivery(server: Server, timeout: float = DELIVERY_TIMEOUT) -> None:
+    """Wait (up to ``timeout`` s) until every client has read what the server sent it."""
+    if not isinstance(server, _Server):
+        return
+    acks = [event for event in (p.ping() for p in list(server.protocols)) if event is not None]
+    if acks:
+        waiting = [asyncio.ensure_future(event.wait()) for event in acks]
+        _, pending = await asyncio.wait(waiting, timeout=timeout)
+        for future in pending:
+            future.cancel()
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -48,6 +128,6 @@ async def start(
 
     context = server_context(work_dir)
     sock = bind(host, port)
-    server = Server(list(handlers))
+    server = _Server(list(handlers))
     await server.start(sock=sock, ssl=context)
     return server, sock.getsockname()[1]

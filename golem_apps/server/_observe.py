@@ -23,41 +23,47 @@ from .._contexts import VerifyResult
 from .._events import Event
 from .._handlers import call
 from .._requestor import Requestor
-from ..proto import golem_task_api as api
 from ._status import to_grpc_error
 
 log = logging.getLogger("golem_apps.rpc")
 events_log = logging.getLogger("golem_apps.events")
 
-_FAILED = (api.VerifyReplyVerifyResult.FAILURE, api.VerifyReplyVerifyResult.INCONCLUSIVE)
+_FAILED = (VerifyResult.FAILURE, VerifyResult.INCONCLUSIVE)
 
 
-def _outcome(reply: object) -> str:
-    """What a reply says, in a word or two."""
-    if isinstance(reply, api.NextSubtaskReply):
+def _assigned(reply: Any) -> bool:
+    """Whether a NextSubtask reply (light or, from an override, generated) holds a subtask."""
+    if isinstance(reply, betterproto.Message):
         name, _ = betterproto.which_one_of(reply, "subtask_oneof")
-        return "assigned" if name else "none"
-    if isinstance(reply, api.VerifyReply):
+        return bool(name)
+    return reply.subtask is not None
+
+
+def _outcome(rpc: str, reply: Any) -> str:
+    """What a reply says, in a word or two (replies are light or generated messages alike)."""
+    if rpc == "NextSubtask":
+        return "assigned" if _assigned(reply) else "none"
+    if rpc == "Verify":
         return VerifyResult(int(reply.result)).name
-    if isinstance(reply, api.HasPendingSubtasksReply):
+    if rpc == "HasPendingSubtasks":
         return "pending" if reply.has_pending_subtasks else "none"
-    if isinstance(reply, api.DiscardSubtasksReply):
+    if rpc == "DiscardSubtasks":
         return f"discarded={len(reply.discarded_subtask_ids)}"
-    if isinstance(reply, api.RunBenchmarkReply):
+    if rpc == "RunBenchmark":
         return f"score={reply.score:g}"
     return "-"
 
 
-def _events(rpc: str, request: Any, reply: object) -> list[Event]:
+def _events(rpc: str, request: Any, reply: Any) -> list[Event]:
     """The events a successful call makes."""
     task_id = getattr(request, "task_id", "")
     subtask_id = getattr(request, "subtask_id", "")
     if rpc == "CreateTask":
         return [Event("task_created", task_id)]
-    if rpc == "NextSubtask" and _outcome(reply) == "assigned":
+    if rpc == "NextSubtask" and _assigned(reply):
         return [Event("subtask_assigned", task_id, subtask_id, node_id=request.opaque_node_id)]
-    if rpc == "Verify" and isinstance(reply, api.VerifyReply):
-        if reply.result == api.VerifyReplyVerifyResult.SUCCESS:
+    if rpc == "Verify":
+        if reply.result == VerifyResult.SUCCESS:
             return [Event("subtask_verified", task_id, subtask_id, reason=reply.reason)]
         if reply.result in _FAILED:
             return [Event("subtask_failed", task_id, subtask_id, reason=reply.reason)]
@@ -94,7 +100,7 @@ def observed(
         status, detail = "OK", ""
         try:
             reply = await method(request)
-            detail = _outcome(reply)
+            detail = _outcome(rpc, reply)
         except anyio.get_cancelled_exc_class():
             status = "CANCELLED"
             raise

@@ -19,14 +19,14 @@ from typing import Literal, cast
 from grpclib.const import Handler, Status
 from grpclib.exceptions import GRPCError
 
+from .. import _wire as api
 from .._contexts import ComputeContext
 from .._exceptions import ConfigError
 from .._handlers import is_async
 from .._provider import Provider
 from .._validate import parse_params, safe_name
-from . import _wire as api
 from ._health import Health
-from ._listen import check_work_dir, start
+from ._listen import check_work_dir, confirm_delivery, start
 from ._progress import ProgressService
 from ._unary import unary
 
@@ -259,8 +259,11 @@ async def serve_provider(
         finally:
             service.cancel()
             progress.close()  # the Watch streams end before the server closes
-            server.close()
-            await server.wait_closed()
+            try:
+                await confirm_delivery(server)  # the reply is read before the process exits
+            finally:
+                server.close()
+                await server.wait_closed()
 
 
 async def run_provider(

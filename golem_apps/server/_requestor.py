@@ -15,6 +15,7 @@ import anyio
 from anyio import to_thread
 from grpclib.const import Handler
 
+from .. import _wire as wire
 from .._contexts import MergeContext, Part, TaskContext, Verdict, VerifyContext
 from .._events import Event
 from .._exceptions import ConfigError, InvalidArgument, InvalidTask
@@ -26,7 +27,7 @@ from ..constants import SUBTASK_INPUTS_DIR, SUBTASK_OUTPUTS_DIR, TASK_INPUTS_DIR
 from ..engine import Engine, Hooks, open_engine
 from ..proto import golem_task_api as api
 from ._health import Health
-from ._listen import check_work_dir, start
+from ._listen import check_work_dir, confirm_delivery, start
 from ._observe import emit, observed
 from ._unary import unary
 
@@ -117,7 +118,7 @@ class RequestorService:
         self._work_dir = work_dir
         self._on_shutdown = on_shutdown
 
-    async def create_task(self, request: api.CreateTaskRequest) -> api.CreateTaskReply:
+    async def create_task(self, request: wire.CreateTaskRequest) -> wire.CreateTaskReply:
         """CreateTask: split the task with the app's handler and record its parts."""
         task_id = safe_name(request.task_id, "task_id")
         if task_id.startswith("."):
@@ -141,38 +142,36 @@ class RequestorService:
         task = TaskContext(task_id, params, task_dir, request.max_subtasks_count)
         await self._engine.create_task(task, _checked_parts(iterate_parts(split, task, *typed)))
         info = self._app.info
-        return api.CreateTaskReply(
+        return wire.CreateTaskReply(
             env_id=info.env_id,
             prerequisites_json=json.dumps(info.provider_prerequisites),
-            inf_requirements=api.Infrastructure(min_memory_mib=info.min_memory_mib),
+            inf_requirements=wire.Infrastructure(min_memory_mib=info.min_memory_mib),
         )
 
-    async def next_subtask(self, request: api.NextSubtaskRequest) -> api.NextSubtaskReply:
+    async def next_subtask(self, request: wire.NextSubtaskRequest) -> wire.NextSubtaskReply:
         """NextSubtask: a ready part for this node, or the empty reply."""
         task_id = safe_name(request.task_id, "task_id")
         subtask_id = safe_name(request.subtask_id, "subtask_id")
         assignment = await self._engine.next_subtask(task_id, subtask_id, request.opaque_node_id)
         if assignment is None:
-            return api.NextSubtaskReply()
-        return api.NextSubtaskReply(
-            subtask=api.SubtaskReply(
+            return wire.NextSubtaskReply()
+        return wire.NextSubtaskReply(
+            subtask=wire.SubtaskReply(
                 subtask_params_json=json.dumps(assignment.params),
                 resources=list(assignment.resources),
             )
         )
 
-    async def verify(self, request: api.VerifyRequest) -> api.VerifyReply:
+    async def verify(self, request: wire.VerifyRequest) -> wire.VerifyReply:
         """Verify: the engine checks the result and runs the app's verify hook."""
         task_id = safe_name(request.task_id, "task_id")
         subtask_id = safe_name(request.subtask_id, "subtask_id")
         verdict = await self._engine.verify(task_id, subtask_id)
-        return api.VerifyReply(
-            result=api.VerifyReplyVerifyResult(int(verdict.result)), reason=verdict.reason
-        )
+        return wire.VerifyReply(result=int(verdict.result), reason=verdict.reason)
 
     async def discard_subtasks(
-        self, request: api.DiscardSubtasksRequest
-    ) -> api.DiscardSubtasksReply:
+        self, request: wire.DiscardSubtasksRequest
+    ) -> wire.DiscardSubtasksReply:
         """DiscardSubtasks: the ids actually discarded, dependents included."""
         task_id = safe_name(request.task_id, "task_id")
         subtask_ids = [
@@ -180,63 +179,66 @@ class RequestorService:
             for index, subtask_id in enumerate(request.subtask_ids)
         ]
         discarded = await self._engine.discard_subtasks(task_id, subtask_ids)
-        return api.DiscardSubtasksReply(discarded_subtask_ids=discarded)
+        return wire.DiscardSubtasksReply(discarded_subtask_ids=discarded)
 
-    async def run_benchmark(self, request: api.RunBenchmarkRequest) -> api.RunBenchmarkReply:
+    async def run_benchmark(self, request: wire.RunBenchmarkRequest) -> wire.RunBenchmarkReply:
         """RunBenchmark: the app's benchmark score, 1.0 without a handler."""
         benchmark = self._app.handler("benchmark")
         score = 1.0 if benchmark is None else float(await call(benchmark))
-        return api.RunBenchmarkReply(score=score)
+        return wire.RunBenchmarkReply(score=score)
 
     async def has_pending_subtasks(
-        self, request: api.HasPendingSubtasksRequest
-    ) -> api.HasPendingSubtasksReply:
+        self, request: wire.HasPendingSubtasksRequest
+    ) -> wire.HasPendingSubtasksReply:
         """HasPendingSubtasks."""
         task_id = safe_name(request.task_id, "task_id")
         pending = await self._engine.has_pending_subtasks(task_id)
-        return api.HasPendingSubtasksReply(has_pending_subtasks=pending)
+        return wire.HasPendingSubtasksReply(has_pending_subtasks=pending)
 
-    async def abort_task(self, request: api.AbortTaskRequest) -> api.AbortTaskReply:
+    async def abort_task(self, request: wire.AbortTaskRequest) -> wire.AbortTaskReply:
         """AbortTask."""
         await self._engine.abort_task(safe_name(request.task_id, "task_id"))
-        return api.AbortTaskReply()
+        return wire.AbortTaskReply()
 
-    async def abort_subtask(self, request: api.AbortSubtaskRequest) -> api.AbortSubtaskReply:
+    async def abort_subtask(self, request: wire.AbortSubtaskRequest) -> wire.AbortSubtaskReply:
         """AbortSubtask."""
         task_id = safe_name(request.task_id, "task_id")
         subtask_id = safe_name(request.subtask_id, "subtask_id")
         await self._engine.abort_subtask(task_id, subtask_id)
-        return api.AbortSubtaskReply()
+        return wire.AbortSubtaskReply()
 
-    async def shutdown(self, request: api.ShutdownRequest) -> api.ShutdownReply:
+    async def shutdown(self, request: wire.ShutdownRequest) -> wire.ShutdownReply:
         """Shutdown: answered first; the server stops once the reply is out."""
-        return api.ShutdownReply()
+        return wire.ShutdownReply()
 
     def __mapping__(self) -> dict[str, Handler]:
         methods: dict[str, tuple[Callable[[Any], Awaitable[Any]], type, type]] = {
-            "CreateTask": (self.create_task, api.CreateTaskRequest, api.CreateTaskReply),
-            "NextSubtask": (self.next_subtask, api.NextSubtaskRequest, api.NextSubtaskReply),
-            "Verify": (self.verify, api.VerifyRequest, api.VerifyReply),
+            "CreateTask": (self.create_task, wire.CreateTaskRequest, wire.CreateTaskReply),
+            "NextSubtask": (self.next_subtask, wire.NextSubtaskRequest, wire.NextSubtaskReply),
+            "Verify": (self.verify, wire.VerifyRequest, wire.VerifyReply),
             "DiscardSubtasks": (
                 self.discard_subtasks,
-                api.DiscardSubtasksRequest,
-                api.DiscardSubtasksReply,
+                wire.DiscardSubtasksRequest,
+                wire.DiscardSubtasksReply,
             ),
-            "RunBenchmark": (self.run_benchmark, api.RunBenchmarkRequest, api.RunBenchmarkReply),
+            "RunBenchmark": (self.run_benchmark, wire.RunBenchmarkRequest, wire.RunBenchmarkReply),
             "HasPendingSubtasks": (
                 self.has_pending_subtasks,
-                api.HasPendingSubtasksRequest,
-                api.HasPendingSubtasksReply,
+                wire.HasPendingSubtasksRequest,
+                wire.HasPendingSubtasksReply,
             ),
-            "AbortTask": (self.abort_task, api.AbortTaskRequest, api.AbortTaskReply),
-            "AbortSubtask": (self.abort_subtask, api.AbortSubtaskRequest, api.AbortSubtaskReply),
-            "Shutdown": (self.shutdown, api.ShutdownRequest, api.ShutdownReply),
+            "AbortTask": (self.abort_task, wire.AbortTaskRequest, wire.AbortTaskReply),
+            "AbortSubtask": (self.abort_subtask, wire.AbortSubtaskRequest, wire.AbortSubtaskReply),
+            "Shutdown": (self.shutdown, wire.ShutdownRequest, wire.ShutdownReply),
         }
         mapping = {}
         for rpc, (method, request_type, reply_type) in methods.items():
             override = self._app.rpcs.get(rpc)
             if override is not None:
+                # An override speaks the generated (betterproto) messages, its public types.
                 method = partial(override, work_dir=self._work_dir)
+                request_type = getattr(api, request_type.__name__)
+                reply_type = getattr(api, reply_type.__name__)
             mapping[f"/golem_task_api.RequestorApp/{rpc}"] = unary(
                 rpc,
                 observed(self._app, rpc, method),
@@ -309,5 +311,8 @@ async def serve_requestor(
         try:
             yield handle
         finally:
-            server.close()
-            await server.wait_closed()
+            try:
+                await confirm_delivery(server)  # Shutdown's reply is read before we stop
+            finally:
+                server.close()
+                await server.wait_closed()

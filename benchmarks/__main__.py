@@ -95,28 +95,43 @@ def engine_rows(quick: bool) -> list[Row]:
 
     The latency ratio compares the largest task's NextSubtask+Verify latency
     with the smallest's, measured round robin. The cycles' baseline is
-    ``rpc_floor``: the same driver's cycle with two trivial RPCs instead.
+    ``rpc_floor``: the same driver's cycle with three trivial RPCs instead.
     """
     from . import engine_scale, rpc_floor
 
     sizes = (100, 10_000) if quick else engine_scale.SIZES
     cycles = 100 if quick else engine_scale.CYCLES
-    figures = engine_scale.measure(sizes, cycles=cycles)
-    floor = rpc_floor.measure(cycles)
+    rounds = 1 if quick else engine_scale.ROUNDS
+    round_cycles = 200 if quick else engine_scale.ROUND_CYCLES
+    figures = engine_scale.measure(sizes, cycles, rounds, round_cycles)
+    floor = rpc_floor.measure(cycles, rounds, round_cycles)
     by_size = figures["sizes"]
     largest, smallest = by_size[str(max(sizes))], by_size[str(min(sizes))]
+    flight = f"{engine_scale.CONCURRENCY} in flight"
     rows = []
     for size in sizes:
         f = by_size[str(size)]
         n = f"{size:,} parts"
         create_goal = size == max(sizes)
         rss_mb = f["peak_rss_mib"] * 2**20 / 1e6
+        rate = f["cycles_per_s"]
         rows += [
             Row("3. engine", f"CreateTask, {n}", f"{f['create_task_s']:.2f} s", "", "",
                 "< 3 s" if create_goal else "", f["create_task_s"] < 3 if create_goal else None),
-            Row("3. engine", f"subtask cycles/s, {n} (baseline: no engine)",
-                f"{f['cycles_per_s']:.0f}/s", f"{floor:.0f}/s", f"{f['cycles_per_s'] / floor:.3f}",
-                ">= 500/s", f["cycles_per_s"] >= 500),
+            Row("3. engine", f"subtask cycles/s, {n}, {flight} (baseline: no engine)",
+                f"{rate:.0f} [{f['cycles_per_s_min']:.0f}-{f['cycles_per_s_max']:.0f}]/s",
+                f"{floor['cycles_per_s']:.0f}/s", f"{rate / floor['cycles_per_s']:.3f}",
+                ">= 500/s", rate >= 500),
+            Row("3. engine", f"requestor CPU per cycle, {n}, {flight}",
+                f"{f['requestor_cpu_ms_per_cycle']:.2f} ms",
+                f"{floor['requestor_cpu_ms_per_cycle']:.2f} ms",
+                f"{f['requestor_cpu_ms_per_cycle'] / floor['requestor_cpu_ms_per_cycle']:.3f}",
+                "", None),
+            Row("3. engine", f"subtask cycles/s, {n}, one at a time",
+                f"{f['sequential_cycles_per_s']:.0f}/s",
+                f"{floor['sequential_cycles_per_s']:.0f}/s",
+                f"{f['sequential_cycles_per_s'] / floor['sequential_cycles_per_s']:.3f}",
+                "", None),
             Row("3. engine", f"requestor peak RSS, {n}", f"{rss_mb:.1f} MB", "", "",
                 "< 200 MB", rss_mb < 200),
         ]  # fmt: skip

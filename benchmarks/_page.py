@@ -33,12 +33,19 @@ BODY = """
    and server in one process. A: `serve_requestor` with an async
    `@requestor.benchmark`. B: `benchmarks/baselines/requestor.py`, a
    hand-written grpclib service.
-3. **Engine.** `benchmarks/engine_scale.py` (from the engine's branch):
-   CreateTask time, subtask cycles per second (NextSubtask, the result file,
-   Verify with the default verify) and the requestor's peak RSS for tasks of
-   100, 10,000 and 100,000 parts, sizes interleaved round robin, and the
-   latency of the largest against the smallest. The cycles' baseline is
-   `benchmarks/rpc_floor.py`: the same driver cycle with two trivial calls.
+3. **Engine.** `benchmarks/engine_scale.py`: a real requestor process per
+   task size (100, 10,000 and 100,000 parts), driven over loopback by one
+   client process as a node drives it. A subtask cycle is
+   HasPendingSubtasks, NextSubtask, writing the result file, Verify (the
+   default verify), every call durable. Figures: CreateTask time; cycles
+   per second with 16 cycles in flight (a node with 16 providers, each its
+   own node id; the median of 3 rounds of 1,000 cycles, with the
+   requestor's CPU time per cycle), and one cycle at a time (1,000 cycles,
+   with the latency of NextSubtask+Verify, largest size against smallest);
+   the requestor's peak RSS. Sizes are interleaved round robin. The
+   cycles' baseline is `benchmarks/rpc_floor.py`: the same driver cycle
+   with three trivial RunBenchmark calls, against the trivial app. Driver
+   and requestor share the machine's two cores.
 4. **Runner.** `golem_apps.runner.run_task` of a 100-part task with 4
    providers, against 100 direct provider cycles four at a time.
 5. **File handling.** A requestor process (`python -m golem_apps.serve ...

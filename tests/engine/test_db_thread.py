@@ -28,11 +28,14 @@ def db(work_dir: Path) -> Iterator[_db.Database]:
     database.close()
 
 
-def insert_task(task_id: str, gate: threading.Event, log: list[str]) -> Callable[..., str]:
-    """A transaction that records a task, then waits for ``gate`` before committing."""
+def insert_task(
+    task_id: str, entered: threading.Event, gate: threading.Event, log: list[str]
+) -> Callable[..., str]:
+    """A transaction that records a task, sets ``entered``, waits for ``gate``, commits."""
 
     def work(conn: sqlite3.Connection) -> str:
         conn.execute("INSERT INTO tasks (id, state, params) VALUES (?, 'active', '{}')", (task_id,))
+        entered.set()
         assert gate.wait(10)
         log.append("work done")
         return task_id
@@ -52,15 +55,11 @@ async def test_an_anyio_cancellation_comes_after_the_transaction_and_its_result(
 ) -> None:
     gate, entered = threading.Event(), threading.Event()
     log: list[str] = []
-    work = insert_task("t", gate, log)
-
-    def marked(conn: sqlite3.Connection) -> str:
-        entered.set()
-        return work(conn)
+    work = insert_task("t", entered, gate, log)
 
     async def caller(scope: anyio.CancelScope) -> None:
         with scope:
-            log.append(await db.call(marked))  # returns although cancelled meanwhile
+            log.append(await db.call(work))  # returns although cancelled meanwhile
             await anyio.lowlevel.checkpoint()
             log.append("not reached")
 
@@ -84,15 +83,11 @@ async def test_a_native_cancellation_is_raised_once_the_transaction_has_committe
     # grpclib cancels a handler's task with Task.cancel() when its client goes away.
     gate, entered = threading.Event(), threading.Event()
     log: list[str] = []
-    work = insert_task("t", gate, log)
-
-    def marked(conn: sqlite3.Connection) -> str:
-        entered.set()
-        return work(conn)
+    work = insert_task("t", entered, gate, log)
 
     async def caller() -> None:
         try:
-            await db.call(marked)
+            await db.call(work)
         except asyncio.CancelledError:
             log.append("cancelled")
             raise

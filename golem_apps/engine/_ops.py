@@ -301,6 +301,15 @@ def has_pending(conn: sqlite3.Connection, task_id: str, max_retries: int) -> boo
     return row is not None
 
 
+def pending_or_none(conn: sqlite3.Connection, task_id: str, max_retries: int) -> bool | None:
+    """:func:`has_pending`'s answer, or None where it raises (an unknown, aborted or
+    half-created task)."""
+    try:
+        return has_pending(conn, task_id, max_retries)
+    except (TaskNotFound, WrongState):
+        return None
+
+
 def next_subtask(
     conn: sqlite3.Connection, task_id: str, subtask_id: str, node_id: str, max_retries: int
 ) -> Handout | None:

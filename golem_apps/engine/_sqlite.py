@@ -1,19 +1,27 @@
 """The durable engine: every task's state in one SQLite database in the work dir.
 
 Each RPC that changes state is one transaction, committed before the call
-returns; SQLite and file work run in worker threads. What lives only in
+returns. SQLite and the per-call file work run on the database's own thread,
+one trip per RPC where possible (a trip costs more than the SQL of a cycle);
+only the merge's copies and the vote's digests, long and rare, go to anyio's
+worker threads so that they hold up no other call. What lives only in
 memory is what a restart must forget anyway: the running verifications
 (their subtasks stay ``computing`` in the database, so the node's repeated
-Verify runs the hook again) and the running merges (re-run at start-up).
+Verify runs the hook again), the running merges (re-run at start-up) and
+the has-pending answers (see :meth:`SqliteEngine._change`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterable, AsyncIterator
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from sqlite3 import Connection
+from typing import Any, TypeVar
 
 import anyio
 from anyio import to_thread
@@ -34,6 +42,26 @@ log = logging.getLogger("golem_apps.engine")
 CREATE_BATCH = 2000
 #: Seconds between two writes of the status files (a ban or a task's end writes at once).
 STATUS_INTERVAL = 0.25
+#: The status writer pauses at least this many times as long as its last round of writes
+#: took, so that status writes keep at most about 1/(1+factor) of the database thread.
+STATUS_PAUSE_FACTOR = 10
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class _Checked:
+    """What Verify's first trip found (and, without a verify hook, did)."""
+
+    merge: bool = False
+    """The subtask is verified and the task's merge is still to do."""
+    pending: _ops.Pending | None = None
+    path: Path | None = None
+    decided: Verdict | None = None
+    """A vote's verdict for this subtask, now told."""
+    verdict: Verdict | None = None
+    outcome: _ops.Outcome | None = None
+    """record_verdict's, when the verdict was decided and recorded in the trip."""
 
 
 class SqliteEngine:
@@ -47,12 +75,12 @@ class SqliteEngine:
         self._verifying: dict[str, dict[str, anyio.CancelScope]] = {}
         # task id -> set once its running merge has ended
         self._merging: dict[str, anyio.Event] = {}
+        # task id -> has_pending's answer after the task's latest transaction;
+        # written on the database thread only (see _change), read on the loop.
+        self._pending: dict[str, bool] = {}
         # tasks whose status file is out of date
         self._dirty: set[str] = set()
         self._dirty_event = anyio.Event()
-        # One status write at a time: a write that read the task's state before
-        # a change must not replace the file after the write that read it after.
-        self._status_lock = anyio.Lock()
         self._stop_event = anyio.Event()
         self._stopping = False
 
@@ -66,11 +94,11 @@ class SqliteEngine:
         """
         task_id = task.task_id
         hooks = self._hooks
-        await self._db.call(
-            _ops.begin_task, task_id, json.dumps(task.params), hooks.redundancy, hooks.ban_after
+        await self._write(
+            task_id, _ops.begin_task, json.dumps(task.params), hooks.redundancy, hooks.ban_after
         )
         try:
-            inputs = await to_thread.run_sync(_files.list_inputs, task.task_dir)
+            inputs = await self._db.in_thread(_files.list_inputs, task.task_dir)
             count = 0
             batch: list[Part] = []
             async for part in parts:
@@ -88,17 +116,56 @@ class SqliteEngine:
                 await self._insert(task_id, count - len(batch), batch, inputs)
             if count == 0:
                 raise InvalidTask(f"task {task_id!r}: the task handler returned no parts")
-            await self._db.call(_ops.finish_task, task_id)
+            await self._write(task_id, _ops.finish_task)
             self._touch(task_id)
         except BaseException:
             with anyio.CancelScope(shield=True):
-                await self._db.call(_ops.delete_task, task_id)
+                await self._write(task_id, _ops.delete_task)
             raise
 
     async def _insert(
         self, task_id: str, start: int, batch: list[Part], inputs: frozenset[str]
     ) -> None:
-        await self._db.call(_ops.insert_parts, task_id, start, batch, inputs)
+        await self._write(task_id, _ops.insert_parts, start, batch, inputs)
+
+    # -- transactions and the has-pending cache ------------------------------------
+
+    def _change(self, task_id: str, func: Callable[..., T], *args: Any) -> T:
+        """On the database thread: ``func(conn, task_id, *args)`` in one transaction that
+        also computes the task's has-pending answer, kept for HasPendingSubtasks.
+
+        Every transaction that may change a task goes through here (reads need
+        not). Why the kept answer is never stale for a caller: transactions run
+        one at a time on this thread, and each stores its answer right after
+        its commit, before its caller is woken up. So the answer read on the
+        event loop is the one of the latest transaction whose store is done; a
+        transaction committed but not yet stored has not answered its caller,
+        and HasPendingSubtasks may be ordered before it. A transaction that
+        raises was rolled back and changed nothing. A restart starts empty.
+        """
+        done: tuple[T, bool | None] = self._db.run(self._then_pending, task_id, func, args)
+        result, pending = done
+        if pending is None:
+            self._pending.pop(task_id, None)  # has_pending raises for it: ask the database
+        else:
+            self._pending[task_id] = pending
+        return result
+
+    def _then_pending(
+        self, conn: Connection, task_id: str, func: Callable[..., T], args: tuple[Any, ...]
+    ) -> tuple[T, bool | None]:
+        result = func(conn, task_id, *args)
+        return result, _ops.pending_or_none(conn, task_id, self._hooks.max_retries)
+
+    async def _write(self, task_id: str, func: Callable[..., T], *args: Any) -> T:
+        """:meth:`_change` in one trip to the database thread."""
+        return await self._db.in_thread(self._change, task_id, func, *args)
+
+    def _ask_pending(self, task_id: str) -> bool:
+        # On the database thread: the uncached answer, kept like _change's.
+        pending = self._db.run(_ops.has_pending, task_id, self._hooks.max_retries)
+        self._pending[task_id] = pending
+        return pending
 
     # -- HasPendingSubtasks / NextSubtask ----------------------------------------
 
@@ -110,26 +177,29 @@ class SqliteEngine:
         merging = self._merging.get(task_id)
         if merging is not None:
             await merging.wait()
-        return await self._db.call(_ops.has_pending, task_id, self._hooks.max_retries)
+        pending = self._pending.get(task_id)
+        if pending is not None:
+            return pending  # the answer of the task's latest transaction: no trip
+        return await self._db.in_thread(self._ask_pending, task_id)
 
     async def next_subtask(self, task_id: str, subtask_id: str, node_id: str) -> Assignment | None:
         """Hand out the first ready part and place its resources in subtask_inputs."""
-        handout = await to_thread.run_sync(self._hand_out, task_id, subtask_id, node_id)
+        handout = await self._db.in_thread(self._hand_out, task_id, subtask_id, node_id)
         if handout is None:
             return None
         self._touch(task_id)
         return Assignment(handout.params, handout.resources)
 
     def _hand_out(self, task_id: str, subtask_id: str, node_id: str) -> _ops.Handout | None:
-        # In a worker thread: one trip for the transaction and the file work.
+        # On the database thread: one trip for the transaction and the file work.
         max_retries = self._hooks.max_retries
-        handout = self._db.run(_ops.next_subtask, task_id, subtask_id, node_id, max_retries)
+        handout = self._change(task_id, _ops.next_subtask, subtask_id, node_id, max_retries)
         if handout is None or not (handout.inputs or handout.results):
             return handout
         try:
             _files.place_resources(self._work_dir / task_id, handout.inputs, handout.results)
         except OSError as exc:
-            self._db.run(_ops.abort_handout, task_id, subtask_id)
+            self._change(task_id, _ops.abort_handout, subtask_id)
             missing = Path(exc.filename).name if exc.filename else str(exc)
             raise InvalidTask(
                 f"task {task_id!r}: cannot place the resources of part {handout.part_name!r} "
@@ -159,34 +229,58 @@ class SqliteEngine:
         return verdict
 
     async def _verify(self, task_id: str, subtask_id: str) -> Verdict:
-        if await self._db.call(_ops.awaiting_merge, task_id, subtask_id):
+        # Without a verify hook, one trip does it all; with one, a trip before and after it.
+        checked = await self._write(task_id, self._check, subtask_id)
+        if checked.merge:
             # The merge after this verification failed (a full disk, say): the
             # node's retried Verify runs it again.
             if task_id in self._merging:
                 raise WrongState(f"task {task_id!r} is being merged")
             await self._merge(task_id)
             return Verdict(R.SUCCESS)
-        pending, path, non_empty = await to_thread.run_sync(self._prepare, task_id, subtask_id)
-        if pending.state in ("success", "failure"):
-            # Decided by a vote while this subtask awaited data: answer the stored verdict.
-            return await self._db.call(_ops.take_decided, task_id, subtask_id)
+        if checked.decided is not None:
+            # Decided by a vote while this subtask awaited data: the stored verdict.
+            return checked.decided
+        pending = checked.pending
+        assert pending is not None
         if pending.state == "awaiting":
             return await self._vote(task_id, subtask_id)
-        if path is None:
-            folder = f"{SUBTASK_OUTPUTS_DIR}/{subtask_id}"
-            verdict = Verdict(R.FAILURE, f"subtask {subtask_id!r}: no result file in {folder}")
-        elif self._hooks.verify is not None:
+        verdict, outcome = checked.verdict, checked.outcome
+        if outcome is None:  # the verify hook's turn
+            path = checked.path
+            assert path is not None and self._hooks.verify is not None
             verdict = await self._hooks.verify(self._context(task_id, subtask_id, pending, path))
-        elif non_empty:
-            verdict = Verdict(R.SUCCESS)
-        else:
-            verdict = Verdict(R.FAILURE, f"subtask {subtask_id!r}: result {path.name!r} is empty")
-        result = path.name if path is not None else None
-        outcome = await self._db.call(_ops.record_verdict, task_id, subtask_id, verdict, result)
+            record = _ops.record_verdict
+            outcome = await self._write(task_id, record, subtask_id, verdict, path.name)
+        assert verdict is not None
         if outcome.verdict.result is R.AWAITING_DATA and verdict.result is R.SUCCESS:
             return await self._vote(task_id, subtask_id)  # a redundant task's result
         await self._after(task_id, outcome)
         return outcome.verdict
+
+    def _check(self, conn: Connection, task_id: str, subtask_id: str) -> _Checked:
+        # On the database thread, in one transaction: the subtask's state, its
+        # result file and, without a verify hook, the default check and its record.
+        if _ops.awaiting_merge(conn, task_id, subtask_id):
+            return _Checked(merge=True)
+        pending = _ops.pending_verification(conn, task_id, subtask_id)
+        if pending.state in ("success", "failure"):
+            return _Checked(pending=pending, decided=_ops.take_decided(conn, task_id, subtask_id))
+        if pending.state == "awaiting":
+            return _Checked(pending=pending)
+        path = _files.result_file(self._work_dir / task_id, subtask_id)
+        if path is None:
+            folder = f"{SUBTASK_OUTPUTS_DIR}/{subtask_id}"
+            verdict = Verdict(R.FAILURE, f"subtask {subtask_id!r}: no result file in {folder}")
+        elif self._hooks.verify is not None:
+            return _Checked(pending=pending, path=path)
+        elif _files.default_verdict(path):
+            verdict = Verdict(R.SUCCESS)
+        else:
+            verdict = Verdict(R.FAILURE, f"subtask {subtask_id!r}: result {path.name!r} is empty")
+        result = path.name if path is not None else None
+        outcome = _ops.record_verdict(conn, task_id, subtask_id, verdict, result)
+        return _Checked(pending=pending, path=path, verdict=verdict, outcome=outcome)
 
     def _context(
         self, task_id: str, subtask_id: str, pending: _ops.Pending, path: Path
@@ -221,7 +315,7 @@ class SqliteEngine:
                 )
             groups = await self._group(task_id, ballot)
             try:
-                outcome = await self._db.call(_ops.apply_vote, task_id, subtask_id, ballot, groups)
+                outcome = await self._write(task_id, _ops.apply_vote, subtask_id, ballot, groups)
             except WrongState:
                 if await self._db.call(_ops.vote_candidates, task_id, subtask_id) == ballot:
                     raise
@@ -256,14 +350,6 @@ class SqliteEngine:
                     groups.append([sid])
         return sorted(groups, key=len, reverse=True)  # stable: ties keep the oldest first
 
-    def _prepare(self, task_id: str, subtask_id: str) -> tuple[_ops.Pending, Path | None, bool]:
-        # In a worker thread: the subtask's state, its result file, the default check.
-        pending = self._db.run(_ops.pending_verification, task_id, subtask_id)
-        path = _files.result_file(self._work_dir / task_id, subtask_id)
-        if path is None or self._hooks.verify is not None:
-            return pending, path, False
-        return pending, path, _files.default_verdict(path)
-
     async def _merge(self, task_id: str) -> None:
         done = self._merging.setdefault(task_id, anyio.Event())
         try:
@@ -277,7 +363,7 @@ class SqliteEngine:
             else:
                 await to_thread.run_sync(_files.clear_outputs, task_dir)
                 await self._hooks.merge(MergeContext(task_id, params, task_dir, results))
-            await self._db.call(_ops.finish_merge, task_id)
+            await self._write(task_id, _ops.finish_merge)
             await self._write_status(task_id)
             if self._hooks.finished is not None:
                 await self._hooks.finished(task_id)
@@ -301,18 +387,18 @@ class SqliteEngine:
 
     async def discard_subtasks(self, task_id: str, subtask_ids: list[str]) -> list[str]:
         """Discard the subtasks' results and their dependents'; return the ids discarded."""
-        discarded = await self._db.call(_ops.discard, task_id, list(subtask_ids))
+        discarded = await self._write(task_id, _ops.discard, list(subtask_ids))
         self._touch(task_id)
         return discarded
 
     async def abort_subtask(self, task_id: str, subtask_id: str) -> None:
         """The computing subtask's part goes back to the ready pool."""
-        await self._db.call(_ops.abort_subtask, task_id, subtask_id)
+        await self._write(task_id, _ops.abort_subtask, subtask_id)
         self._touch(task_id)
 
     async def abort_task(self, task_id: str) -> None:
         """Mark the task aborted (committed first), then cancel its running verifications."""
-        await self._db.call(_ops.abort_task, task_id)
+        await self._write(task_id, _ops.abort_task)
         for scope in list(self._verifying.get(task_id, {}).values()):
             scope.cancel()
         await self._write_status(task_id)
@@ -329,28 +415,43 @@ class SqliteEngine:
         self._dirty.add(task_id)
         self._dirty_event.set()
 
-    async def _write_status(self, task_id: str) -> None:
+    async def _write_status(self, task_id: str) -> float:
+        # Returns the seconds the write held the database thread.
         self._dirty.discard(task_id)
-        async with self._status_lock:
-            try:
-                status = await self._db.call(_ops.task_status, task_id, self._hooks.max_retries)
-                await to_thread.run_sync(write_task_status, self._work_dir / task_id, status)
-            except (OSError, TaskNotFound) as exc:  # the task's folder is gone: nothing to show
-                log.debug("status of task %r not written: %s", task_id, exc)
+        return await self._db.in_thread(self._status_to_file, task_id)
 
-    async def write_statuses(self) -> None:
-        """Write the status file of every task changed since the last write."""
+    def _status_to_file(self, task_id: str) -> float:
+        # On the database thread: read and write in one trip, so that writes
+        # (queued in order) never replace a newer status with an older one.
+        start = time.perf_counter()
+        try:
+            status = self._db.run(_ops.task_status, task_id, self._hooks.max_retries)
+            write_task_status(self._work_dir / task_id, status)
+        except (OSError, TaskNotFound) as exc:  # the task's folder is gone: nothing to show
+            log.debug("status of task %r not written: %s", task_id, exc)
+        return time.perf_counter() - start
+
+    async def write_statuses(self) -> float:
+        """Write the status file of every task changed since the last write; return the
+        seconds the writes took."""
+        spent = 0.0
         for task_id in list(self._dirty):
-            await self._write_status(task_id)
+            spent += await self._write_status(task_id)
+        return spent
 
     async def status_writer(self) -> None:
-        """Keep the tasks' status files fresh, until :meth:`stop_status_writer`."""
+        """Keep the tasks' status files fresh, until :meth:`stop_status_writer`.
+
+        Writes at most every STATUS_INTERVAL, and rarer when a round of writes
+        is slow (a huge task): the pause is at least STATUS_PAUSE_FACTOR times
+        the last round, so the writes keep a small share of the database thread.
+        """
         try:
             while not self._stopping:
                 await self._dirty_event.wait()
                 self._dirty_event = anyio.Event()
-                await self.write_statuses()
-                with anyio.move_on_after(STATUS_INTERVAL):
+                spent = await self.write_statuses()
+                with anyio.move_on_after(max(STATUS_INTERVAL, STATUS_PAUSE_FACTOR * spent)):
                     await self._stop_event.wait()
         finally:
             with anyio.CancelScope(shield=True):

@@ -32,7 +32,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from golem_apps import Part, Requestor, RequestorClient, TaskContext
+from golem_apps import Part, Requestor, RequestorClient, TaskContext, VerifyResult
 from golem_apps.constants import SUBTASK_OUTPUTS_DIR
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -125,8 +125,10 @@ class _Bench:
         folder.mkdir(parents=True)
         (folder / "result.txt").write_text(handed.params["frame"])
         before = time.perf_counter()
-        await client.verify(task_id, subtask_id)
-        return spent + time.perf_counter() - before
+        verdict = await client.verify(task_id, subtask_id)
+        latency = spent + time.perf_counter() - before
+        assert verdict.result is VerifyResult.SUCCESS, verdict
+        return latency
 
     async def one_at_a_time(self, client: RequestorClient) -> None:
         """One sequential cycle, timed."""

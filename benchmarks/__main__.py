@@ -94,17 +94,17 @@ def engine_rows(quick: bool) -> list[Row]:
     """Benchmark 3: engine throughput and scale (``benchmarks/engine_scale.py``).
 
     The latency ratio compares the largest task's NextSubtask+Verify latency
-    with the smallest's, measured round robin. The cycles' baseline is
-    ``rpc_floor``: the same driver's cycle with three trivial RPCs instead.
+    with the smallest's, measured round robin. The cycles' baseline is the
+    floor: the same driver's cycle with three trivial RPCs instead, interleaved.
     """
-    from . import engine_scale, rpc_floor
+    from . import engine_scale
 
     sizes = (100, 10_000) if quick else engine_scale.SIZES
     cycles = 100 if quick else engine_scale.CYCLES
     rounds = 1 if quick else engine_scale.ROUNDS
     round_cycles = 200 if quick else engine_scale.ROUND_CYCLES
     figures = engine_scale.measure(sizes, cycles, rounds, round_cycles)
-    floor = rpc_floor.measure(cycles, rounds, round_cycles)
+    floor = figures["floor"]
     by_size = figures["sizes"]
     largest, smallest = by_size[str(max(sizes))], by_size[str(min(sizes))]
     flight = f"{engine_scale.CONCURRENCY} in flight"

@@ -42,10 +42,11 @@ BODY = """
    own node id; the median of 3 rounds of 1,000 cycles, with the
    requestor's CPU time per cycle), and one cycle at a time (1,000 cycles,
    with the latency of NextSubtask+Verify, largest size against smallest);
-   the requestor's peak RSS. Sizes are interleaved round robin. The
-   cycles' baseline is `benchmarks/rpc_floor.py`: the same driver cycle
-   with three trivial RunBenchmark calls, against the trivial app. Driver
-   and requestor share the machine's two cores.
+   the requestor's peak RSS. The cycles' baseline (the floor) is the same
+   driver cycle with three trivial RunBenchmark calls, against the trivial
+   app's requestor: what a cycle costs with no engine work. Sizes and floor
+   are interleaved round robin in both phases. Driver and requestors share
+   the machine's two cores.
 4. **Runner.** `golem_apps.runner.run_task` of a 100-part task with 4
    providers, against 100 direct provider cycles four at a time.
 5. **File handling.** A requestor process (`python -m golem_apps.serve ...
@@ -70,21 +71,21 @@ What changed, and why it is safe:
 - **No betterproto on the provider path** (`golem_apps/_wire.py`).
   The provider exchanges eight tiny messages (ComputeRequest/Reply,
   RunBenchmarkRequest/Reply, ShutdownRequest/Reply, HealthCheckRequest/
-  Response) made of three field kinds: string, float and enum. A 200-line
-  codec with the standard library (`struct`) encodes and decodes them; it
-  offers `SerializeToString`/`FromString`, which is what grpclib's codec
-  calls. This is a hand-written protobuf codec, justified because it removes
-  the largest single cost of a provider's start (betterproto's import is more
-  than half of the provider's import time) and every other way to keep
-  betterproto while not paying for its import would mean patching
-  `sys.modules` under it. `tests/test_wire.py` checks with hypothesis that
-  its bytes equal betterproto's for every message and any field values, that
-  both decode those bytes alike, and that for arbitrary wire data (unknown
+  Response). A small codec with the standard library (`struct`) encodes
+  and decodes them; it offers `SerializeToString`/`FromString`, which is
+  what grpclib's codec calls. This is a hand-written protobuf codec,
+  justified because it removes the largest single cost of a provider's
+  start (betterproto's import is more than half of the provider's import
+  time) and every other way to keep betterproto while not paying for its
+  import would mean patching `sys.modules` under it. It now covers every
+  task-api message and is used by the requestor and the clients too, for
+  speed (see the engine section). `tests/test_wire.py` checks with
+  hypothesis that its bytes equal betterproto's for every message and any
+  field values, that both decode those bytes alike, that it has exactly the
+  generated classes' fields, and that for arbitrary wire data (unknown
   fields, repeats, any order, junk) whatever it accepts betterproto decodes
   to the same values (it is stricter: truncated fields and known fields of
-  the wrong wire type are errors, not mistyped values). The node, the
-  clients and the requestor keep the generated betterproto classes; the
-  Health service uses the light messages on both servers (same bytes).
+  the wrong wire type are errors, not mistyped values).
 - **No anyio on the provider path.** The provider runs a sync compute
   handler in a daemon thread of its own (`server._provider.call`), with the
   caller's contextvars, abandoned on cancellation, exactly what
@@ -99,7 +100,9 @@ What is left on the path is what any grpclib provider pays (asyncio with
 ssl, grpclib's server with h2 and multidict) plus golem_apps' own package
 (dataclasses and inspect for the handler contexts and signature checks) and
 argparse; see the importtime breakdown below. A provider ends with
-`os._exit` right after its reply (no interpreter teardown); the baseline
+`os._exit` once its client has read the reply (it waits for the ACK of an
+HTTP/2 PING sent after the reply: one loopback round trip) with no
+interpreter teardown; the baseline
 ends as a small program does, and its teardown is most of its reply-to-exit
 time.
 
@@ -119,33 +122,66 @@ with its log line and `_outcome`, `RequestorService.run_benchmark`,
 `call`/`is_async`, the registry lookup) was 1.2 % of the profile; the rest of
 the difference is what they call (betterproto attribute access in
 `_outcome`, which runs even when the INFO log line is off, `time.perf_counter`,
-`logging.isEnabledFor`). The benchmark agrees: ratios of 0.95-0.99.
+`logging.isEnabledFor`). The benchmark agreed: ratios of 0.95-0.99. Since
+the requestor decodes and encodes its messages with the light codec
+(`golem_apps/_wire.py`, see the engine section) instead of betterproto, it
+is faster than the hand-written betterproto service: ratios of ~1.07-1.09.
+Both servers are called by the same client (the generated betterproto
+stub), so only the servers differ.
 
 Short interleaved trials matter on a shared machine: the baseline against
 itself gave ratios of 0.87-1.17 with 40 trials of 240 calls, and 0.99-1.00
 with 200 trials of 48 calls (the setting used). The CPU-time rates (calls
 per second of this process's CPU time) are shown for the same reason.
 
-## Engine cycles and the runner: profiles (2026-11-27, ~10:55 UTC)
+## Engine cycles: what was measured and changed (2026-11-27)
 
-**Engine subtask cycles (goal >= 500/s).** A cycle is NextSubtask, writing
-the result file, Verify, from a driver process to a requestor process over
-loopback. The `rpc_floor` baseline runs the same driver cycle with two
-trivial RunBenchmark calls instead: ~380 cycles/s on this machine, so 500/s
-is out of reach of any engine behind grpclib here; the durable SQLite
-engine gives ~180/s, about 2.9 ms of engine work per cycle over the floor's
-2.6 ms. A py-spy profile (py-spy 0.4, `pip install py-spy`, not a dependency) of
-the requestor (500 Hz, all threads, 800 cycles on a
-10,000-part task) splits its 803 busy samples into: SQLite statements in
-`engine._db.Database.run` 21 %, socket writes 17 % (each reply is three
-`send` calls: headers, data, trailers), the rest of grpclib and h2 28 %,
-the engine's anyio worker-thread hops (`to_thread.run_sync` twice per Verify,
-once per NextSubtask, and their `call_soon_threadsafe` wake-ups) ~13 %, the
-observability wrapper 3.5 %, the result-file checks 2 %. Latency does not
-grow with the task's size (100,000 parts against 100: ratio ~1.04) and CreateTask of
-100,000 parts takes ~1.4 s, RSS ~51 MB: those goals are met. Not changed
-here (the engine is its own issue); fewer thread hops per RPC (one per call,
-doing the file check and the SQL together) is the lever.
+**Engine subtask cycles (goal >= 500/s).** The first measurement drove one
+cycle at a time and left HasPendingSubtasks out: ~190-207 cycles/s, against
+~335-450/s for the same driver with trivial calls. That cannot show what the
+requestor sustains: one cycle at a time is bound by the latency of two
+worker-thread hops and three loopback round trips, and a node drives many
+providers at once. The benchmark now makes the cycle the issue's
+(HasPendingSubtasks, NextSubtask, the result file, Verify), drives it both
+one at a time and 16 in flight, and reports the requestor's CPU time per
+cycle, the figure that bounds its throughput. Profiles with py-spy (0.4,
+`pip install py-spy`, not a dependency) of the requestor at 16 in flight
+led to three changes:
+
+- **betterproto's per-message cost.** Decoding a NextSubtaskRequest took
+  ~80 µs, encoding a NextSubtaskReply ~100 µs: ~25 % of the requestor's
+  event-loop thread, and as much in the driver's client. The light codec of
+  the provider path (`golem_apps/_wire.py`) now covers every task-api
+  message; the requestor server and both clients use it (`@requestor.rpc`
+  overrides keep the generated classes). Requestor CPU per cycle went from
+  2.83 to 2.47 ms, the client's from 1.94 to 1.52 ms (medians of 4
+  alternating runs, 10,000 parts, 4 in flight).
+- **Worker-thread hops.** Each anyio `to_thread` hop cost ~65 µs of CPU
+  (its worker threads wait on a Python-level `Condition`; 40 % of their
+  samples sat on the connection's lock, several threads contending for one
+  connection), and a cycle made five: HasPendingSubtasks 1, NextSubtask 1,
+  Verify 3. The engine now has one database thread fed by a
+  `queue.SimpleQueue` (~39 µs a hop, same cancellation guarantee), the
+  default Verify is one trip (lookup, result file check and verdict in one
+  transaction), and HasPendingSubtasks is answered from a per-task value
+  that every transaction changing the task computes before it commits
+  (a hypothesis test checks it against the database after every step).
+  A cycle makes two trips.
+- **The status writer.** Rewriting `status.json` aggregates the whole task
+  (~38 ms at 100,000 parts); at a fixed 0.25 s pace that was ~13 % of the
+  database thread. The pause is now at least ten times the last write.
+
+Result (the table above): the requestor's CPU per cycle fell from ~2.5-2.8 ms
+to ~1.1-1.2 ms, against ~0.7 ms for the floor's trivial calls;
+cycles with 16 in flight are above the goal at every size, and the driver
+(one Python process on the same two cores) is now as much of the limit as
+the requestor. One cycle at a time stays at ~225-255/s: it waits for two
+database-thread trips and three round trips in turn. In a py-spy profile of
+the requestor at 16 in flight, grpclib, h2 and hpack take most of the
+event-loop thread; the database thread is idle most of the time. Left: each
+COMMIT writes the WAL (~4 % of busy samples, the price of a durable reply);
+replies are three `send` calls (coalescing them into one measured no better
+here, within the noise).
 
 **Runner (goal <= 1.3x the limit).** Measured 1.06-1.39 in different runs.
 CPU accounting of one run of 100 subtasks: the providers ~12-14 CPU s (as

@@ -13,7 +13,10 @@ then, sizes interleaved so that load from elsewhere hits them alike:
   each its own node id): cycles per second, the median of ``ROUNDS`` rounds,
   and the requestor's CPU time per cycle;
 
-and the requestor's peak RSS. :func:`measure` returns the same figures.
+and the requestor's peak RSS. The baseline, interleaved with the sizes in
+every phase, is the same driver cycle with three trivial RunBenchmark calls
+instead (against ``benchmarks.apps.trivial``): what a cycle costs with no
+engine work at all. :func:`measure` returns the same figures.
 """
 
 from __future__ import annotations
@@ -65,8 +68,8 @@ def _peak_rss_mib(pid: int) -> float:
     return float(psutil.Process(pid).memory_info().rss) / 2**20
 
 
-async def _start(work_dir: Path) -> tuple[subprocess.Popen[str], RequestorClient]:
-    command = [sys.executable, "-m", "golem_apps.serve", "benchmarks.engine_scale", "requestor"]
+async def _start(work_dir: Path, app: str) -> tuple[subprocess.Popen[str], RequestorClient]:
+    command = [sys.executable, "-m", "golem_apps.serve", app, "requestor"]
     command += ["0", "--work-dir", str(work_dir)]
     popen = partial(subprocess.Popen, command, cwd=ROOT, stdout=subprocess.PIPE, text=True)
     process = await asyncio.to_thread(popen)
@@ -86,20 +89,71 @@ def cpu_seconds(pid: int) -> float:
 
 
 class _Bench:
-    """One task size: its own requestor, its tasks, its timings."""
+    """One requestor process under one kind of cycle, with its timings."""
 
-    def __init__(self, parts: int, cycles: int, work_dir: Path) -> None:
-        self.parts = parts
-        self.cycles = cycles
+    app = "benchmarks.engine_scale"
+
+    def __init__(self, work_dir: Path) -> None:
         self.work_dir = work_dir
-        # Each task stops before its last part (the one-off merge is not a
-        # cycle); a size smaller than the cycles asked for gets more tasks.
-        self.per_task = parts - 1
         self.next = 0  # the next cycle's number, over all phases
         self.latencies: list[float] = []
         self.sequential_seconds = 0.0
         self.rates: list[float] = []
         self.cpu_per_cycle: list[float] = []
+
+    async def create(self, client: RequestorClient) -> None:
+        """Prepare the requestor for the cycles."""
+
+    async def cycle(self, client: RequestorClient, node: str = "node") -> float:
+        """One cycle; returns the latency the figures quote (seconds)."""
+        raise NotImplementedError
+
+    async def one_at_a_time(self, client: RequestorClient) -> None:
+        """One sequential cycle, timed."""
+        started = time.perf_counter()
+        self.latencies.append(await self.cycle(client))
+        self.sequential_seconds += time.perf_counter() - started
+
+    async def in_flight(self, client: RequestorClient, pid: int, cycles: int) -> None:
+        """``cycles`` cycles, CONCURRENCY at a time; records the rate and the CPU per cycle."""
+        remaining = cycles
+
+        async def provider(node: str) -> None:
+            nonlocal remaining
+            while remaining > 0:
+                remaining -= 1
+                await self.cycle(client, node)
+
+        cpu = cpu_seconds(pid)
+        started = time.perf_counter()
+        await asyncio.gather(*(provider(f"node-{n}") for n in range(CONCURRENCY)))
+        self.rates.append(cycles / (time.perf_counter() - started))
+        self.cpu_per_cycle.append((cpu_seconds(pid) - cpu) / cycles)
+
+    def figures(self, cycles: int) -> dict[str, float]:
+        """The cycle figures of both phases."""
+        return {
+            "cycles": cycles,
+            "sequential_cycles_per_s": cycles / self.sequential_seconds,
+            "cycle_latency_median_ms": statistics.median(self.latencies) * 1000,
+            "concurrency": CONCURRENCY,
+            "cycles_per_s": statistics.median(self.rates),
+            "cycles_per_s_min": min(self.rates),
+            "cycles_per_s_max": max(self.rates),
+            "requestor_cpu_ms_per_cycle": statistics.median(self.cpu_per_cycle) * 1000,
+        }
+
+
+class _EngineBench(_Bench):
+    """One task size: subtask cycles against the durable engine."""
+
+    def __init__(self, parts: int, cycles: int, work_dir: Path) -> None:
+        super().__init__(work_dir)
+        self.parts = parts
+        self.cycles = cycles
+        # Each task stops before its last part (the one-off merge is not a
+        # cycle); a size smaller than the cycles asked for gets more tasks.
+        self.per_task = parts - 1
         self.create_seconds = 0.0
 
     async def create(self, client: RequestorClient) -> None:
@@ -130,45 +184,46 @@ class _Bench:
         assert verdict.result is VerifyResult.SUCCESS, verdict
         return latency
 
-    async def one_at_a_time(self, client: RequestorClient) -> None:
-        """One sequential cycle, timed."""
+
+class _FloorBench(_Bench):
+    """The baseline: the same driver cycle with three trivial calls, no engine work."""
+
+    app = "benchmarks.apps.trivial"
+
+    async def cycle(self, client: RequestorClient, node: str = "node") -> float:
+        """RunBenchmark twice, the same file write, RunBenchmark; the latency of the last two."""
+        k = self.next
+        self.next += 1
+        await client.run_benchmark()
         started = time.perf_counter()
-        self.latencies.append(await self.cycle(client))
-        self.sequential_seconds += time.perf_counter() - started
-
-    async def in_flight(self, client: RequestorClient, pid: int, cycles: int) -> None:
-        """``cycles`` cycles, CONCURRENCY at a time; records the rate and the CPU per cycle."""
-        remaining = cycles
-
-        async def provider(node: str) -> None:
-            nonlocal remaining
-            while remaining > 0:
-                remaining -= 1
-                await self.cycle(client, node)
-
-        cpu = cpu_seconds(pid)
-        started = time.perf_counter()
-        await asyncio.gather(*(provider(f"node-{n}") for n in range(CONCURRENCY)))
-        self.rates.append(cycles / (time.perf_counter() - started))
-        self.cpu_per_cycle.append((cpu_seconds(pid) - cpu) / cycles)
+        await client.run_benchmark()
+        spent = time.perf_counter() - started
+        folder = self.work_dir / "t" / SUBTASK_OUTPUTS_DIR / f"sub-{k}"
+        folder.mkdir(parents=True)
+        (folder / "result.txt").write_text(f"frame-{k:06d}")
+        before = time.perf_counter()
+        await client.run_benchmark()
+        return spent + time.perf_counter() - before
 
 
 async def _measure(
     sizes: Sequence[int], cycles: int, rounds: int, round_cycles: int
-) -> dict[str, dict[str, float]]:
+) -> dict[str, Any]:
     with ExitStack() as stack:
         total = cycles + rounds * round_cycles
-        benches = [
-            _Bench(size, total, Path(stack.enter_context(tempfile.TemporaryDirectory())))
+        engines = [
+            _EngineBench(size, total, Path(stack.enter_context(tempfile.TemporaryDirectory())))
             for size in sizes
         ]
+        floor = _FloorBench(Path(stack.enter_context(tempfile.TemporaryDirectory())))
+        benches: list[_Bench] = [*engines, floor]
         servers = []
         try:
             for bench in benches:
-                servers.append(await _start(bench.work_dir))
+                servers.append(await _start(bench.work_dir, bench.app))
                 await bench.create(servers[-1][1])
             pairs = list(zip(benches, servers, strict=True))
-            # Round robin over the sizes: a noisy neighbour slows them all alike.
+            # Round robin over the sizes and the floor: a noisy neighbour slows them all alike.
             for _ in range(cycles):
                 for bench, (_, client) in pairs:
                     await bench.one_at_a_time(client)
@@ -176,20 +231,16 @@ async def _measure(
                 for bench, (process, client) in pairs:
                     await bench.in_flight(client, process.pid, round_cycles)
             return {
-                str(bench.parts): {
-                    "parts": bench.parts,
-                    "create_task_s": bench.create_seconds,
-                    "cycles": cycles,
-                    "sequential_cycles_per_s": cycles / bench.sequential_seconds,
-                    "cycle_latency_median_ms": statistics.median(bench.latencies) * 1000,
-                    "concurrency": CONCURRENCY,
-                    "cycles_per_s": statistics.median(bench.rates),
-                    "cycles_per_s_min": min(bench.rates),
-                    "cycles_per_s_max": max(bench.rates),
-                    "requestor_cpu_ms_per_cycle": statistics.median(bench.cpu_per_cycle) * 1000,
-                    "peak_rss_mib": _peak_rss_mib(process.pid),
-                }
-                for bench, (process, _) in pairs
+                "sizes": {
+                    str(bench.parts): {
+                        "parts": bench.parts,
+                        "create_task_s": bench.create_seconds,
+                        **bench.figures(cycles),
+                        "peak_rss_mib": _peak_rss_mib(process.pid),
+                    }
+                    for bench, (process, _) in zip(engines, servers, strict=False)
+                },
+                "floor": floor.figures(cycles),
             }
         finally:
             for process, client in servers:
@@ -206,11 +257,12 @@ def measure(
     rounds: int = ROUNDS,
     round_cycles: int = ROUND_CYCLES,
 ) -> dict[str, Any]:
-    """The figures for each task size, plus the latency ratio of the largest to the smallest."""
+    """The figures for each task size and the floor, and the latency ratio largest/smallest."""
     results = asyncio.run(_measure(sizes, cycles, rounds, round_cycles))
-    smallest, largest = results[str(min(sizes))], results[str(max(sizes))]
+    by_size = results["sizes"]
+    smallest, largest = by_size[str(min(sizes))], by_size[str(max(sizes))]
     return {
-        "sizes": results,
+        **results,
         "latency_ratio": largest["cycle_latency_median_ms"] / smallest["cycle_latency_median_ms"],
     }
 
@@ -235,6 +287,12 @@ def main(argv: Sequence[str] | None = None) -> None:
             f" {row['cycles_per_s']:>16.0f} {row['requestor_cpu_ms_per_cycle']:>13.2f}"
             f" {row['peak_rss_mib']:>13.1f}"
         )
+    floor = figures["floor"]
+    print(
+        f"{'floor':>8} {'':>13} {floor['sequential_cycles_per_s']:>14.0f}"
+        f" {floor['cycle_latency_median_ms']:>10.2f} {floor['cycles_per_s']:>16.0f}"
+        f" {floor['requestor_cpu_ms_per_cycle']:>13.2f}"
+    )
     print(f"latency ratio largest/smallest: {figures['latency_ratio']:.2f}")
 
 

@@ -39,7 +39,7 @@ BODY = """
    HasPendingSubtasks, NextSubtask, writing the result file, Verify (the
    default verify), every call durable. Figures: CreateTask time; cycles
    per second with 16 cycles in flight (a node with 16 providers, each its
-   own node id; the median of 3 rounds of 1,000 cycles, with the
+   own node id; the median of 5 rounds of 1,000 cycles, with the
    requestor's CPU time per cycle), and one cycle at a time (1,000 cycles,
    with the latency of NextSubtask+Verify, largest size against smallest);
    the requestor's peak RSS. The cycles' baseline (the floor) is the same

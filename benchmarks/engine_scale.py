@@ -44,7 +44,7 @@ SIZES = (100, 10_000, 100_000)
 CYCLES = 1000
 #: Cycles in flight in the throughput rounds, and the rounds' count and length.
 CONCURRENCY = 16
-ROUNDS = 3
+ROUNDS = 5
 ROUND_CYCLES = 1000
 
 #: The benchmark's app: ``parts`` parts, yielded by a generator.

@@ -19,6 +19,14 @@ from golem_apps.engine import Engine, Hooks, open_engine
 from golem_apps.engine._db import DB_NAME
 
 TASK = "task-1"
+#: The property tests' task: a diamond and a loner (B and C need A, D needs B and C).
+DIAMOND = [
+    Part(params={"p": "A"}, name="A"),
+    Part(params={"p": "B"}, name="B", depends_on=["A"]),
+    Part(params={"p": "C"}, name="C", depends_on=["A"]),
+    Part(params={"p": "D"}, name="D", depends_on=["B", "C"]),
+    Part(params={"p": "E"}, name="E"),
+]
 
 
 def task_dir(work_dir: Path, task_id: str = TASK) -> Path:

@@ -21,21 +21,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from golem_apps import EngineError, Part
+from golem_apps import EngineError
 from golem_apps.constants import SUBTASK_OUTPUTS_DIR
 from golem_apps.engine import Hooks, _db, _ops, open_engine
 from golem_apps.engine._sqlite import SqliteEngine
 
-from .helpers import TASK, create, verdict_from_content, write_result
+from .helpers import DIAMOND, TASK, create, verdict_from_content, write_result
 
 NODES = 3
-PARTS = [
-    Part(params={"p": "A"}, name="A"),
-    Part(params={"p": "B"}, name="B", depends_on=["A"]),
-    Part(params={"p": "C"}, name="C", depends_on=["A"]),
-    Part(params={"p": "D"}, name="D", depends_on=["B", "C"]),
-    Part(params={"p": "E"}, name="E"),
-]
+PARTS = DIAMOND
 
 subtask_ref = st.integers(0, 5)
 contents = st.sampled_from(["S", "S", "S", "F", "I", "A", ""])

@@ -14,23 +14,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from golem_apps import EngineError, Part, SubtaskNotFound, VerifyResult, WrongState
+from golem_apps import EngineError, SubtaskNotFound, VerifyResult, WrongState
 from golem_apps.constants import SUBTASK_OUTPUTS_DIR
 from golem_apps.engine import Engine, Hooks, open_engine
 from golem_apps.engine._db import DB_NAME
 
-from .helpers import TASK, create, outputs, verdict_from_content, write_result
+from .helpers import DIAMOND, TASK, create, outputs, verdict_from_content, write_result
 
 MAX_RETRIES = 3
 NODES = 3
-# A diamond and a loner: B and C need A, D needs B and C.
-PARTS = [
-    Part(params={"p": "A"}, name="A"),
-    Part(params={"p": "B"}, name="B", depends_on=["A"]),
-    Part(params={"p": "C"}, name="C", depends_on=["A"]),
-    Part(params={"p": "D"}, name="D", depends_on=["B", "C"]),
-    Part(params={"p": "E"}, name="E"),
-]
+PARTS = DIAMOND
 
 # Counted back from the latest subtask issued: recent ones are the live ones.
 subtask_ref = st.integers(0, 5)

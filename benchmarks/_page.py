@@ -172,7 +172,7 @@ led to three changes:
   database thread. The pause is now at least ten times the last write.
 
 Result (the table above): the requestor's CPU per cycle fell from ~2.5-2.8 ms
-to ~1.1-1.2 ms, against ~0.7 ms for the floor's trivial calls;
+to ~1.1-1.4 ms, against ~0.7-0.8 ms for the floor's trivial calls;
 cycles with 16 in flight are above the goal at every size, and the driver
 (one Python process on the same two cores) is now as much of the limit as
 the requestor. One cycle at a time stays at ~225-255/s: it waits for two

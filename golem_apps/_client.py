@@ -123,8 +123,21 @@ async def wait_serving(channel: Channel, address: str, timeout: float) -> None:
 
 
 class _Client:
+    #: The gRPC service the client calls, as in the method paths.
+    SERVICE = ""
+
     def __init__(self, channel: Channel) -> None:
         self.channel = channel
+
+    async def _call(
+        self,
+        rpc: str,
+        request: wire.WireMessage,
+        reply_type: type[R],
+        timeout: float | None = None,
+    ) -> R:
+        path = f"/{self.SERVICE}/{rpc}"
+        return await _unary(self.channel, path, request, reply_type, timeout)
 
     @classmethod
     async def connect(
@@ -172,10 +185,7 @@ class _Client:
 class RequestorClient(_Client):
     """A client of a requestor app, as a node drives it."""
 
-    async def _call(self, rpc: str, request: wire.WireMessage, reply_type: type[R]) -> R:
-        return await _unary(
-            self.channel, f"/golem_task_api.RequestorApp/{rpc}", request, reply_type
-        )
+    SERVICE = "golem_task_api.RequestorApp"
 
     async def create_task(
         self, task_id: str, params: dict[str, Any] | None = None, max_subtasks: int = 0
@@ -244,15 +254,7 @@ class RequestorClient(_Client):
 class ProviderClient(_Client):
     """A client of a one-shot provider app: one request per server."""
 
-    async def _call(
-        self,
-        rpc: str,
-        request: wire.WireMessage,
-        reply_type: type[R],
-        timeout: float | None = None,
-    ) -> R:
-        path = f"/golem_task_api.ProviderApp/{rpc}"
-        return await _unary(self.channel, path, request, reply_type, timeout)
+    SERVICE = "golem_task_api.ProviderApp"
 
     async def compute(
         self,

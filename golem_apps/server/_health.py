@@ -8,10 +8,9 @@ from grpclib.const import Cardinality, Handler, Status
 from grpclib.exceptions import GRPCError
 from grpclib.server import Stream
 
-from .._wire import SERVING, HealthCheckRequest, HealthCheckResponse
-
 # The hand-written messages (same bytes as golem_apps.proto's): the provider
 # must answer Health without paying for betterproto's import.
+from .._wire import SERVING, HealthCheckRequest, HealthCheckResponse
 from ._unary import recv_request
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import shutil
 import sys
 import tempfile
@@ -20,6 +21,7 @@ from .._taskstatus import TaskStatus, read_task_status
 from ..constants import TASK_OUTPUTS_DIR
 from ._loop import Scheduler
 from ._nodes import InProcessNodes, Nodes, SubprocessNodes
+from ._process import ServerCommand
 from ._progress import Reporter, Stats
 from ._summary import RunResult
 from ._workdir import (
@@ -82,8 +84,26 @@ def _check_options(providers: int, subtask_timeout: float | None, max_attempts: 
         raise ValueError(f"max_attempts must be at least 1, got {max_attempts}")
 
 
+def _commands(
+    module: str | None,
+    requestor_cmd: str | Sequence[str] | None,
+    provider_cmd: str | Sequence[str] | None,
+    python: str | None,
+    log_level: str,
+) -> tuple[ServerCommand, ServerCommand]:
+    def command(given: str | Sequence[str] | None, option: str) -> ServerCommand:
+        if given is None:
+            assert module is not None
+            return ServerCommand.serve(python or sys.executable, module, log_level)
+        if isinstance(given, str):
+            return ServerCommand.parse(given, option)
+        return ServerCommand.parse(shlex.join(given), option)
+
+    return command(requestor_cmd, "requestor_cmd"), command(provider_cmd, "provider_cmd")
+
+
 async def run_task(
-    module: str,
+    module: str | None = None,
     *,
     params: Mapping[str, Any] | None = None,
     inputs: Sequence[str | Path] = (),
@@ -98,6 +118,8 @@ async def run_task(
     python: str | None = None,
     reporter: Reporter | None = None,
     heartbeat_timeout: float | None = None,
+    requestor_cmd: str | Sequence[str] | None = None,
+    provider_cmd: str | Sequence[str] | None = None,
 ) -> RunResult:
     """Run one task of the app in ``module`` to completion and return what happened.
 
@@ -112,10 +134,16 @@ async def run_task(
     ``heartbeat_timeout`` a provider that reported progress once and then stays
     silent that many seconds is flagged (``stalled``), killed and replaced.
 
-    By default every app runs as a ``python -m golem_apps.serve`` child process
-    (``python`` is the interpreter, default this one); ``in_process=True`` serves
-    them in this event loop instead (fast; easy to debug). Either way they are
-    driven over loopback gRPC only.
+    By default every app runs as a ``python -m golem_apps.serve MODULE --work-dir
+    {work_dir}`` child process (``python`` is the interpreter, default this
+    one). ``requestor_cmd`` and ``provider_cmd`` run any task-api app instead
+    (``module`` may then be None): a command prefix, as an image's ENTRYPOINT,
+    to which the runner appends ``requestor PORT`` / ``provider PORT``;
+    ``{work_dir}`` in it becomes the server's work dir, which is also its
+    current directory. A requestor that dies is restarted on its work dir.
+    ``in_process=True`` serves both sides of ``module`` in this event loop
+    instead (fast; easy to debug). Either way they are driven over loopback
+    gRPC only.
 
     When the task is done its outputs are copied into ``out`` if given. A
     temporary work dir is removed after a successful run with ``out``; otherwise
@@ -127,8 +155,16 @@ async def run_task(
     _check_options(providers, subtask_timeout, max_attempts)
     if heartbeat_timeout is not None and heartbeat_timeout <= 0:
         raise ValueError(f"heartbeat_timeout must be positive, got {heartbeat_timeout:g}")
-    if not module or ":" in module:
+    if module is None:
+        if requestor_cmd is None or provider_cmd is None:
+            raise ValueError("expected a module, or both requestor_cmd and provider_cmd")
+        if in_process:
+            raise ValueError("in_process needs a module (commands run as child processes)")
+    elif not module or ":" in module:
         raise ValueError(f"expected a module defining 'requestor' and 'provider', got {module!r}")
+    if in_process and (requestor_cmd is not None or provider_cmd is not None):
+        raise ValueError("in_process serves the module: it takes no requestor_cmd or provider_cmd")
+    commands = _commands(module, requestor_cmd, provider_cmd, python, log_level)
     if max_subtasks < 0:
         raise ValueError(f"max_subtasks must not be negative, got {max_subtasks}")
     files = await anyio.to_thread.run_sync(check_inputs, list(inputs))
@@ -136,12 +172,19 @@ async def run_task(
     root = await anyio.to_thread.run_sync(_work_root, work_dir, out)
     task_id = str(uuid.uuid4())
     task_dir = await anyio.to_thread.run_sync(_prepare, root, task_id, files)
+    reporter = reporter or Reporter()
+    restarts: list[str] = []
     nodes: Nodes
     if in_process:
+        assert module is not None
         nodes = await anyio.to_thread.run_sync(InProcessNodes, module)  # imports the app
     else:
-        nodes = SubprocessNodes(module, python=python or sys.executable, log_level=log_level)
-    reporter = reporter or Reporter()
+
+        def on_restart(why: str) -> None:
+            restarts.append(why)
+            reporter.node_event("restarted", "requestor", why)
+
+        nodes = SubprocessNodes(*commands, on_restart=on_restart)
     stats = Stats()
     try:
         async with nodes.requestor(
@@ -212,4 +255,5 @@ async def run_task(
         output_files=tuple(outputs),
         work_dir=kept,
         status=status,
+        requestor_restarts=len(restarts),
     )

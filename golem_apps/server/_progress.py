@@ -17,8 +17,10 @@ from typing import Any
 
 from grpclib.const import Cardinality, Handler
 
+#: The service's full name: Health answers SERVING for it, so clients know it is there.
+SERVICE = "golem_apps.ProviderProgress"
 #: The Watch RPC's path.
-WATCH_PATH = "/golem_apps.ProviderProgress/Watch"
+WATCH_PATH = f"/{SERVICE}/Watch"
 
 
 def _varint(value: int) -> bytes:

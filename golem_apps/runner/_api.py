@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shlex
 import shutil
 import sys
@@ -14,11 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
+from .._client import RequestorClient
 from .._exceptions import TaskFailed
 from .._taskstatus import TaskStatus, read_task_status
 from ..constants import TASK_OUTPUTS_DIR
+from ._journal import Journal, TaskRecord, load_task, save_task
 from ._loop import Scheduler
 from ._nodes import InProcessNodes, Nodes, SubprocessNodes
 from ._process import ServerCommand
@@ -48,11 +52,48 @@ def _work_root(work_dir: str | Path | None, out: str | Path | None) -> Path:
     return root
 
 
-def _prepare(root: Path, task_id: str, files: list[Path]) -> Path:
+def _prepare(root: Path, params: dict[str, Any], files: list[Path]) -> tuple[TaskRecord, bool]:
+    """The work dir's unfinished task (resumed: True) or a new one, its folders laid out."""
+    record = load_task(root)
+    if record is not None and not record.ended:
+        if record.params != params:
+            raise ValueError(
+                f"the work dir {root} holds the unfinished task {record.task_id} with other "
+                "params: rerun with the same params to continue it, or use another work dir"
+            )
+        resumed = True
+    else:
+        record, resumed = TaskRecord(str(uuid.uuid4()), params), False
     try:
-        return prepare_requestor(root, task_id, files)
+        prepare_requestor(root, record.task_id, [] if resumed else files)
+        save_task(root, record)
     except OSError as exc:
         raise ValueError(f"cannot prepare the work dir {root}: {exc.strerror or exc}") from None
+    return record, resumed
+
+
+async def _end(root: Path, record: TaskRecord) -> None:
+    # Finished, failed or aborted: a rerun on this work dir starts a new task.
+    record.ended = True
+    with suppress(OSError):  # the outcome stands either way
+        await anyio.to_thread.run_sync(save_task, root, record)
+
+
+async def _create(
+    client: RequestorClient, root: Path, record: TaskRecord, resumed: bool, max_subtasks: int
+) -> None:
+    """CreateTask, unless the requestor has the task already (a resumed one)."""
+    if not record.created:
+        try:
+            await client.create_task(record.task_id, record.params, max_subtasks)
+        except GRPCError as exc:
+            # An earlier run died after the requestor created the task, before it heard so.
+            if not (resumed and exc.status is Status.ALREADY_EXISTS):
+                raise TaskFailed(f"CreateTask refused: {exc.message}") from None
+        except Exception as exc:
+            raise TaskFailed(f"CreateTask failed: {type(exc).__name__}: {exc}") from None
+        record.created = True
+        await anyio.to_thread.run_sync(save_task, root, record)
 
 
 def _copy_out(task_dir: Path, out: str | Path) -> tuple[Path, list[Path]]:
@@ -170,8 +211,11 @@ async def run_task(
     files = await anyio.to_thread.run_sync(check_inputs, list(inputs))
     temporary = work_dir is None
     root = await anyio.to_thread.run_sync(_work_root, work_dir, out)
-    task_id = str(uuid.uuid4())
-    task_dir = await anyio.to_thread.run_sync(_prepare, root, task_id, files)
+    # The params as the requestor gets them (JSON), to compare with a recorded task's.
+    task_params = json.loads(json.dumps(dict(params or {})))
+    record, resumed = await anyio.to_thread.run_sync(_prepare, root, task_params, files)
+    task_id = record.task_id
+    task_dir = root / REQUESTOR_DIR / task_id
     reporter = reporter or Reporter()
     restarts: list[str] = []
     nodes: Nodes
@@ -185,17 +229,16 @@ async def run_task(
             reporter.node_event("restarted", "requestor", why)
 
         nodes = SubprocessNodes(*commands, on_restart=on_restart)
-    stats = Stats()
+    stats = Stats(resumed=resumed)
     try:
         async with nodes.requestor(
             root / REQUESTOR_DIR, root / LOGS_DIR / "requestor.log"
         ) as client:
             try:
-                await client.create_task(task_id, dict(params or {}), max_subtasks)
-            except GRPCError as exc:
-                raise TaskFailed(f"CreateTask refused: {exc.message}") from None
-            except Exception as exc:
-                raise TaskFailed(f"CreateTask failed: {type(exc).__name__}: {exc}") from None
+                await _create(client, root, record, resumed, max_subtasks)
+            except TaskFailed:
+                await _end(root, record)  # refused: nothing to continue
+                raise
             reporter.start(stats, task_id, str(root))
             scheduler = Scheduler(
                 client,
@@ -209,9 +252,10 @@ async def run_task(
                 reporter=reporter,
                 stats=stats,
                 heartbeat_timeout=heartbeat_timeout,
+                journal=Journal(root, task_id),
             )
             try:
-                await scheduler.run()
+                await scheduler.run(resume=resumed)
                 outputs = await anyio.to_thread.run_sync(list_outputs, task_dir)
                 if not outputs:
                     raise TaskFailed(
@@ -227,7 +271,10 @@ async def run_task(
                     suppress(Exception),  # the task is given up either way
                 ):
                     await client.abort_task(task_id)
+                with anyio.CancelScope(shield=True):
+                    await _end(root, record)
                 raise
+            await _end(root, record)
     except TaskFailed as exc:
         if in_process:
             raise
@@ -256,4 +303,5 @@ async def run_task(
         work_dir=kept,
         status=status,
         requestor_restarts=len(restarts),
+        resumed=resumed,
     )

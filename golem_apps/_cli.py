@@ -129,7 +129,7 @@ def load_run_apps(app: str) -> tuple[Requestor, Provider]:
                 "an object holding the app's requestor and provider (or give MODULE alone)"
             )
         sides.append(getattr(holder, role))
-    return check_run_apps(*sides, app)
+    return check_run_apps(sides[0], sides[1], app)
 
 
 def check_run_apps(requestor: object, provider: object, where: str) -> tuple[Requestor, Provider]:

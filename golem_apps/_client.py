@@ -114,7 +114,7 @@ async def wait_serving(channel: Channel, address: str, timeout: float) -> None:
             if time.monotonic() >= deadline:
                 raise TimeoutError(f"no server at {address} after {timeout:g} s: {exc}") from None
         else:
-            if reply.status == wire.SERVING:
+            if reply.status == wire.HealthCheckResponseServingStatus.SERVING:
                 return
             if time.monotonic() >= deadline:
                 status = _SERVING_STATUS.get(reply.status, str(reply.status))

@@ -131,7 +131,7 @@ async def wait_serving(
             if time.monotonic() >= deadline:
                 raise TimeoutError(f"no server at {address} after {timeout:g} s: {exc}") from None
         else:
-            if reply.status == wire.SERVING:
+            if reply.status == wire.HealthCheckResponseServingStatus.SERVING:
                 return
             if time.monotonic() >= deadline:
                 status = _SERVING_STATUS.get(reply.status, str(reply.status))
@@ -196,7 +196,7 @@ class _Client:
             reply = await _unary(self.channel, path, request, wire.HealthCheckResponse, timeout)
         except GRPCError:
             return False
-        return reply.status == wire.SERVING
+        return bool(reply.status == wire.HealthCheckResponseServingStatus.SERVING)
 
     def close(self) -> None:
         """Close the connection."""

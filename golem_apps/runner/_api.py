@@ -10,7 +10,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Mapping, Sequence
-from contextlib import suppress
+from contextlib import ExitStack, suppress
 from pathlib import Path
 from typing import Any
 
@@ -18,16 +18,21 @@ import anyio
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
+from .._cli import check_run_apps, load_run_apps, role_spec
 from .._client import RequestorClient
-from .._exceptions import TaskFailed
+from .._exceptions import TaskFailed, UsageError
+from .._provider import Provider
+from .._requestor import Requestor
 from .._taskstatus import TaskStatus, read_task_status
 from ..constants import TASK_OUTPUTS_DIR
 from ._journal import Journal, TaskRecord, load_task, save_task
 from ._loop import Scheduler
+from ._machines import LocalMachines
 from ._nodes import InProcessNodes, Nodes, SubprocessNodes
 from ._process import ServerCommand
 from ._progress import Reporter, Stats
 from ._summary import RunResult
+from ._tracebacks import captured, find_in_logs
 from ._workdir import (
     LOGS_DIR,
     REQUESTOR_DIR,
@@ -116,6 +121,18 @@ def _read_status(task_dir: Path) -> TaskStatus | None:
         return None  # an app whose RPCs bypass the engine writes none
 
 
+def _load_apps(module: str | tuple[Requestor, Provider]) -> tuple[Requestor, Provider]:
+    """The app's two sides, checked: ValueError (one line) when a run cannot work."""
+    if not isinstance(module, str) and not (isinstance(module, tuple) and len(module) == 2):
+        raise ValueError(f"expected an app spec or (requestor, provider), got {module!r}")
+    try:
+        if isinstance(module, str):
+            return load_run_apps(module)
+        return check_run_apps(*module, "the app")
+    except UsageError as exc:
+        raise ValueError(str(exc)) from None
+
+
 def _check_options(providers: int, subtask_timeout: float | None, max_attempts: int) -> None:
     if providers < 1:
         raise ValueError(f"providers must be at least 1, got {providers}")
@@ -135,7 +152,8 @@ def _commands(
     def command(given: str | Sequence[str] | None, option: str) -> ServerCommand:
         if given is None:
             assert module is not None
-            return ServerCommand.serve(python or sys.executable, module, log_level)
+            spec = role_spec(module, option.removesuffix("_cmd"))
+            return ServerCommand.serve(python or sys.executable, spec, log_level)
         if isinstance(given, str):
             return ServerCommand.parse(given, option)
         return ServerCommand.parse(shlex.join(given), option)
@@ -144,7 +162,7 @@ def _commands(
 
 
 async def run_task(
-    module: str | None = None,
+    module: str | tuple[Requestor, Provider] | None = None,
     *,
     params: Mapping[str, Any] | None = None,
     inputs: Sequence[str | Path] = (),
@@ -164,7 +182,12 @@ async def run_task(
 ) -> RunResult:
     """Run one task of the app in ``module`` to completion and return what happened.
 
-    The module defines ``requestor`` and ``provider`` (as for ``golem_apps.serve``).
+    ``module`` is a module name or a file path (``path/to/app.py``) defining
+    ``requestor`` and ``provider``, or ``MODULE:ATTR`` / ``FILE:ATTR`` naming an
+    object that holds them; with ``in_process=True`` it may also be the
+    ``(requestor, provider)`` objects themselves. The app is imported and
+    checked first (a Requestor with a task handler, a Provider with a compute
+    handler): ValueError before any process starts.
     The runner plays the node: it lays out ``work_dir`` (default: a new temporary
     folder) with ``inputs`` in task_inputs, serves the requestor, CreateTask with
     ``params``, keeps up to ``providers`` one-shot providers computing, ships
@@ -198,16 +221,21 @@ async def run_task(
         raise ValueError(f"heartbeat_timeout must be positive, got {heartbeat_timeout:g}")
     if module is None:
         if requestor_cmd is None or provider_cmd is None:
-            raise ValueError("expected a module, or both requestor_cmd and provider_cmd")
+            raise ValueError("expected an app, or both requestor_cmd and provider_cmd")
         if in_process:
-            raise ValueError("in_process needs a module (commands run as child processes)")
-    elif not module or ":" in module:
-        raise ValueError(f"expected a module defining 'requestor' and 'provider', got {module!r}")
+            raise ValueError("in_process needs an app (commands run as child processes)")
     if in_process and (requestor_cmd is not None or provider_cmd is not None):
-        raise ValueError("in_process serves the module: it takes no requestor_cmd or provider_cmd")
-    commands = _commands(module, requestor_cmd, provider_cmd, python, log_level)
+        raise ValueError("in_process serves the app: it takes no requestor_cmd or provider_cmd")
     if max_subtasks < 0:
         raise ValueError(f"max_subtasks must not be negative, got {max_subtasks}")
+    # The app is imported and checked before any process starts (a command's app cannot be).
+    apps = None if module is None else await anyio.to_thread.run_sync(_load_apps, module)
+    if not isinstance(module, str | None) and not in_process:
+        raise ValueError("app objects run in this process only: pass in_process=True")
+    in_here = apps is not None and (in_process or not isinstance(module, str))
+    if not in_here:
+        assert not isinstance(module, tuple)
+        commands = _commands(module, requestor_cmd, provider_cmd, python, log_level)
     files = await anyio.to_thread.run_sync(check_inputs, list(inputs))
     temporary = work_dir is None
     root = await anyio.to_thread.run_sync(_work_root, work_dir, out)
@@ -219,9 +247,9 @@ async def run_task(
     reporter = reporter or Reporter()
     restarts: list[str] = []
     nodes: Nodes
-    if in_process:
-        assert module is not None
-        nodes = await anyio.to_thread.run_sync(InProcessNodes, module)  # imports the app
+    if in_here:
+        assert apps is not None
+        nodes = InProcessNodes(*apps)
     else:
 
         def on_restart(why: str) -> None:
@@ -230,6 +258,8 @@ async def run_task(
 
         nodes = SubprocessNodes(*commands, on_restart=on_restart)
     stats = Stats(resumed=resumed)
+    cleanup = ExitStack()
+    capture = cleanup.enter_context(captured()) if isinstance(nodes, InProcessNodes) else None
     try:
         async with nodes.requestor(
             root / REQUESTOR_DIR, root / LOGS_DIR / "requestor.log"
@@ -242,11 +272,10 @@ async def run_task(
             reporter.start(stats, task_id, str(root))
             scheduler = Scheduler(
                 client,
-                nodes,
+                LocalMachines(nodes, providers, root),
                 task_id=task_id,
                 task_dir=task_dir,
                 work_dir=root,
-                providers=providers,
                 subtask_timeout=subtask_timeout,
                 max_attempts=max_attempts,
                 reporter=reporter,
@@ -276,12 +305,22 @@ async def run_task(
                 raise
             await _end(root, record)
     except TaskFailed as exc:
-        if in_process:
-            raise
-        # The children's stderr tells the rest of the story.
-        raise TaskFailed(f"{exc} (logs in {root / LOGS_DIR})") from None
+        message = str(exc)
+        if capture is not None:
+            found, where = capture.find(message), ""
+        else:  # the children's output tells the rest of the story
+            found = await anyio.to_thread.run_sync(find_in_logs, root / LOGS_DIR, message)
+            where = f"logs in {root / LOGS_DIR}"
+        if temporary:
+            where = f"work dir {root} kept" + (f", {where}" if where else "")
+        raise TaskFailed(
+            f"{message} ({where})" if where else message,
+            app_traceback=found.traceback if found else None,
+            app_exception=found.exception if found else None,
+        ) from None
     finally:
         reporter.stop()
+        cleanup.close()
     status = await anyio.to_thread.run_sync(_read_status, task_dir)
     if out is not None:
         out_dir, outputs = await anyio.to_thread.run_sync(_copy_out, task_dir, out)
@@ -304,4 +343,5 @@ async def run_task(
         status=status,
         requestor_restarts=len(restarts),
         resumed=resumed,
+        temporary=temporary and kept is not None,
     )

@@ -81,9 +81,8 @@ class Journal:
     """Appends the steps of the task's subtasks (see the module docstring)."""
 
     def __init__(self, root: Path, task_id: str) -> None:
-        folder = root / RUNNER_DIR
-        folder.mkdir(parents=True, exist_ok=True)
-        self.path = folder / JOURNAL_FILE
+        # The folder exists: save_task made it.
+        self.path = root / RUNNER_DIR / JOURNAL_FILE
         self._task_id = task_id
 
     def _append(self, entry: dict[str, Any]) -> None:

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 from grpclib.exceptions import GRPCError, StreamTerminatedError
@@ -23,6 +23,10 @@ from ..server._progress import SERVICE as PROGRESS_SERVICE
 from ._process import PROVIDER_EXIT_TIMEOUT, ServerCommand, ServerProcess, child_env, describe_exit
 from ._requestor import RequestorSupervisor
 from ._workdir import tail
+
+if TYPE_CHECKING:
+    from .._provider import Provider
+    from .._requestor import Requestor
 
 log = logging.getLogger("golem_apps.runner")
 
@@ -211,25 +215,15 @@ class InProcessNodes:
     ``ctx.cancelled``.
     """
 
-    def __init__(self, module: str) -> None:
-        from .._cli import load_app
-        from .._exceptions import UsageError
-
-        try:
-            self.requestor_app = load_app(module, "requestor")
-            self.provider_app = load_app(module, "provider")
-        except UsageError as exc:
-            raise TaskFailed(str(exc)) from None
+    def __init__(self, requestor: Requestor, provider: Provider) -> None:
+        self.requestor_app = requestor
+        self.provider_app = provider
 
     @asynccontextmanager
     async def requestor(self, work_dir: Path, log_path: Path) -> AsyncIterator[RequestorClient]:
         """Serve the requestor app in this loop while the block runs."""
-        from .._requestor import Requestor
         from ..server._requestor import serve_requestor
 
-        if not isinstance(self.requestor_app, Requestor):
-            name = type(self.requestor_app).__name__
-            raise TaskFailed(f"the module's 'requestor' is a {name}, not a golem_apps.Requestor")
         async with AsyncExitStack() as stack:
             try:
                 server = await stack.enter_async_context(
@@ -243,12 +237,8 @@ class InProcessNodes:
 
     async def compute(self, job: ComputeJob) -> str:
         """Serve one provider request in this loop and Compute through it."""
-        from .._provider import Provider
         from ..server._provider import serve_provider
 
-        if not isinstance(self.provider_app, Provider):
-            name = type(self.provider_app).__name__
-            raise ComputeFailed(f"the module's 'provider' is a {name}, not a golem_apps.Provider")
         try:
             async with serve_provider(self.provider_app, work_dir=job.task_dir) as server:
                 client = await _connect_provider("127.0.0.1", server.port)

@@ -80,11 +80,12 @@ class ServerCommand:
         return cls(words)
 
     @classmethod
-    def serve(cls, python: str, module: str, log_level: str) -> ServerCommand:
-        """``python -m golem_apps.serve MODULE --work-dir {work_dir}``: the MODULE form."""
+    def serve(cls, python: str, spec: str, log_level: str) -> ServerCommand:
+        """``python -m golem_apps.serve SPEC --work-dir {work_dir}``: the APP form's command."""
         return cls(
-            (python, "-m", "golem_apps.serve", module, "--work-dir", WORK_DIR,
-             "--log-level", log_level),
+            (python, "-m", "golem_apps.serve", spec, "--work-dir", WORK_DIR,
+             "--log-level", log_level,
+             "--tracebacks"),  # the runner shows the failing handler's traceback (_tracebacks.py)
             golem_apps=True,
         )  # fmt: skip
 

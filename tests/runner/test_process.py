@@ -18,10 +18,10 @@ def test_the_role_and_port_are_appended_and_the_work_dir_replaced(tmp_path: Path
 
 
 def test_the_module_form_is_golem_apps_serve_on_the_work_dir(tmp_path: Path) -> None:
-    command = ServerCommand.serve("python3", "examples.mandelbrot", "INFO")
+    command = ServerCommand.serve("python3", "examples.mandelbrot:requestor", "INFO")
     assert command.argv("requestor", 50005, tmp_path) == [
-        "python3", "-m", "golem_apps.serve", "examples.mandelbrot", "--work-dir", str(tmp_path),
-        "--log-level", "INFO", "requestor", "50005",
+        "python3", "-m", "golem_apps.serve", "examples.mandelbrot:requestor",
+        "--work-dir", str(tmp_path), "--log-level", "INFO", "--tracebacks", "requestor", "50005",
     ]  # fmt: skip
 
 

@@ -165,6 +165,8 @@ async def _run(
                     reporter=reporter,
                 )
             except TaskFailed as exc:
+                if exc.app_traceback:
+                    print(f"{prog}: the app failed:\n{exc.app_traceback}", file=sys.stderr)
                 print(f"{prog}: error: {exc}", file=sys.stderr)
                 return EXIT_FAILED
             except ValueError as exc:

@@ -52,6 +52,12 @@ def build_parser(prog: str = f"python -m {PROG}") -> argparse.ArgumentParser:
         choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
         help="of golem_apps' loggers and the app's (default: WARNING; other libraries: WARNING)",
     )
+    parser.add_argument(
+        "--tracebacks",
+        action="store_true",
+        help="log the traceback of each handler failure, whatever the level "
+        "(the local runner's children do)",
+    )
     return parser
 
 
@@ -170,6 +176,8 @@ def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
     try:
         args, extra = parser.parse_known_args(argv)
         configure_logging(args.log_level, args.app)
+        if args.tracebacks:
+            logging.getLogger("golem_apps.server.tracebacks").setLevel(logging.DEBUG)
         if extra:
             log.warning("ignoring unknown arguments: %s", " ".join(extra))
         app = load_app(args.app, args.role)

@@ -8,7 +8,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Mapping, Sequence
-from contextlib import suppress
+from contextlib import ExitStack, suppress
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from ._machines import LocalMachines
 from ._nodes import InProcessNodes, Nodes, SubprocessNodes
 from ._progress import Reporter, Stats
 from ._summary import RunResult
+from ._tracebacks import captured, find_in_logs
 from ._workdir import (
     LOGS_DIR,
     REQUESTOR_DIR,
@@ -165,6 +166,8 @@ async def run_task(
         nodes = SubprocessNodes(module, python=python or sys.executable, log_level=log_level)
     reporter = reporter or Reporter()
     stats = Stats()
+    cleanup = ExitStack()
+    capture = cleanup.enter_context(captured()) if isinstance(nodes, InProcessNodes) else None
     try:
         async with nodes.requestor(
             root / REQUESTOR_DIR, root / LOGS_DIR / "requestor.log"
@@ -207,12 +210,22 @@ async def run_task(
                     await client.abort_task(task_id)
                 raise
     except TaskFailed as exc:
-        if in_process:
-            raise
-        # The children's stderr tells the rest of the story.
-        raise TaskFailed(f"{exc} (logs in {root / LOGS_DIR})") from None
+        message = str(exc)
+        if capture is not None:
+            found, where = capture.find(message), ""
+        else:  # the children's output tells the rest of the story
+            found = await anyio.to_thread.run_sync(find_in_logs, root / LOGS_DIR, message)
+            where = f"logs in {root / LOGS_DIR}"
+        if temporary:
+            where = f"work dir {root} kept" + (f", {where}" if where else "")
+        raise TaskFailed(
+            f"{message} ({where})" if where else message,
+            app_traceback=found.traceback if found else None,
+            app_exception=found.exception if found else None,
+        ) from None
     finally:
         reporter.stop()
+        cleanup.close()
     status = await anyio.to_thread.run_sync(_read_status, task_dir)
     if out is not None:
         out_dir, outputs = await anyio.to_thread.run_sync(_copy_out, task_dir, out)
@@ -233,4 +246,5 @@ async def run_task(
         output_files=tuple(outputs),
         work_dir=kept,
         status=status,
+        temporary=temporary and kept is not None,
     )

@@ -75,9 +75,16 @@ def test_a_task_that_cannot_finish_exits_1(
     code = run.main([*argv, "--work-dir", str(tmp_path)])
     assert code == 1
     err = capsys.readouterr().err
-    assert err.startswith("golem_apps.run: error: a part (params")
-    assert "failed 2 times; last failure: compute failed: part bad asked to fail" in err
-    assert "Traceback" not in err
+    # The app's traceback (its frames only), once, then the one-line error.
+    head, _, last = err.rstrip("\n").rpartition("\n")
+    assert last.startswith("golem_apps.run: error: a part (params")
+    assert (
+        "failed 2 times; last failure: compute failed: RuntimeError: part bad asked to fail" in last
+    )
+    assert head.startswith("golem_apps.run: the app failed:\nTraceback (most recent call last):")
+    assert head.count("Traceback") == 1
+    assert 'runner_app.py", line' in head and "golem_apps/server" not in head
+    assert head.endswith("RuntimeError: part bad asked to fail")
 
 
 def test_an_app_without_a_provider_is_refused_before_any_process_starts(

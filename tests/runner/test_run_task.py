@@ -390,7 +390,7 @@ async def test_rich_reporter_through_a_run(tmp_path: Path) -> None:
         )
     text = stream.getvalue()
     assert "created (work dir" in text
-    assert "failed: compute failed: part bad asked to fail" in text
+    assert "failed: compute failed: RuntimeError: part bad asked to fail" in text
 
 
 @pytest.mark.anyio

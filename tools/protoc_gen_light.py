@@ -23,9 +23,11 @@ grpcio-tools brings), never imported at run time.
 
 from __future__ import annotations
 
+import dataclasses
 import keyword
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 from google.protobuf.compiler import plugin_pb2
 from google.protobuf.descriptor_pb2 import (
@@ -67,25 +69,26 @@ class GeneratorError(Exception):
     """Raised when a proto uses something the light codec does not support."""
 
 
+@dataclass
 class Message:
     """One message to generate: its class name, full proto name, descriptor and file."""
 
-    def __init__(self, name: str, full_name: str, proto: DescriptorProto, file: str) -> None:
-        self.name = name
-        self.full_name = full_name
-        self.proto = proto
-        self.file = file
-        self.comment = ""
+    name: str
+    full_name: str
+    proto: DescriptorProto
+    file: str
+    comment: str = ""
+    field_comments: dict[int, str] = dataclasses.field(default_factory=dict)  # by number
 
 
+@dataclass
 class Enum:
     """One enum to generate."""
 
-    def __init__(self, name: str, full_name: str, proto: EnumDescriptorProto, file: str) -> None:
-        self.name = name
-        self.full_name = full_name
-        self.proto = proto
-        self.file = file
+    name: str
+    full_name: str
+    proto: EnumDescriptorProto
+    file: str
 
 
 def walk(
@@ -216,6 +219,15 @@ def generate(request: plugin_pb2.CodeGeneratorRequest, runtime: str = RUNTIME) -
             owner[item.name] = item.full_name
             if isinstance(item, Message):
                 item.comment = notes.get(path, "")
+                oneofs_noted: set[int] = set()
+                for index, field in enumerate(item.proto.field):
+                    note = notes.get((*path, 2, index), "")
+                    if field.HasField("oneof_index") and field.oneof_index not in oneofs_noted:
+                        oneofs_noted.add(field.oneof_index)  # the oneof's comment, on its first
+                        oneof_note = notes.get((*path, 8, field.oneof_index), "")
+                        note = "\n".join(filter(None, (oneof_note, note)))
+                    if note:
+                        item.field_comments[field.number] = note
                 messages.append(item)
             else:
                 enums.append(item)
@@ -246,7 +258,10 @@ def generate(request: plugin_pb2.CodeGeneratorRequest, runtime: str = RUNTIME) -
                 entries.append(f'({field.number}, "{field.name}", {kind}, {label}, {oneof})')
             body += sequence("FIELDS = (", entries, "    ")
             body += sequence("__slots__ = (", sorted(f'"{field.name}"' for field in fields), "    ")
-            body += [f"    {f.name}: {spec[5]}" for f, spec in zip(fields, specs, strict=True)]
+            for field, spec in zip(fields, specs, strict=True):
+                note = message.field_comments.get(field.number, "")
+                body += [f"    #: {line}".rstrip() for line in note.splitlines()]
+                body.append(f"    {field.name}: {spec[5]}")
             body += ["", "    def __init__(", "        self,", "        *,"]
             body += [f"        {spec[4]}," for spec in specs]
             body.append("    ) -> None:")

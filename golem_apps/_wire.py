@@ -250,6 +250,7 @@ class NextSubtaskReply(WireMessage):
     PROTO_NAME = "golem_task_api.NextSubtaskReply"
     FIELDS = ((1, "subtask", SubtaskReply, OPTIONAL, "subtask_oneof"),)
     __slots__ = ("subtask",)
+    #: Unset: no subtask for this node now. Set (even if empty): a subtask.
     subtask: SubtaskReply | None
 
     def __init__(
@@ -576,9 +577,12 @@ class ProgressUpdate(WireMessage):
         "message",
         "subtask_id",
     )
+    #: The subtask being computed ("" before Compute arrives).
     subtask_id: str
+    #: From 0 to 1.
     fraction: float
     message: str
+    #: How many times the computation reported progress: a heartbeat counter.
     beats: int
 
     def __init__(

@@ -76,6 +76,7 @@ class Message:
         self.proto = proto
         self.file = file
         self.comment = ""
+        self.field_comments: dict[int, str] = {}  # field number -> its leading comment
 
 
 class Enum:
@@ -216,6 +217,15 @@ def generate(request: plugin_pb2.CodeGeneratorRequest, runtime: str = RUNTIME) -
             owner[item.name] = item.full_name
             if isinstance(item, Message):
                 item.comment = notes.get(path, "")
+                oneofs_noted: set[int] = set()
+                for index, field in enumerate(item.proto.field):
+                    note = notes.get((*path, 2, index), "")
+                    if field.HasField("oneof_index") and field.oneof_index not in oneofs_noted:
+                        oneofs_noted.add(field.oneof_index)  # the oneof's comment, on its first
+                        oneof_note = notes.get((*path, 8, field.oneof_index), "")
+                        note = "\n".join(filter(None, (oneof_note, note)))
+                    if note:
+                        item.field_comments[field.number] = note
                 messages.append(item)
             else:
                 enums.append(item)
@@ -246,7 +256,10 @@ def generate(request: plugin_pb2.CodeGeneratorRequest, runtime: str = RUNTIME) -
                 entries.append(f'({field.number}, "{field.name}", {kind}, {label}, {oneof})')
             body += sequence("FIELDS = (", entries, "    ")
             body += sequence("__slots__ = (", sorted(f'"{field.name}"' for field in fields), "    ")
-            body += [f"    {f.name}: {spec[5]}" for f, spec in zip(fields, specs, strict=True)]
+            for field, spec in zip(fields, specs, strict=True):
+                note = message.field_comments.get(field.number, "")
+                body += [f"    #: {line}".rstrip() for line in note.splitlines()]
+                body.append(f"    {field.name}: {spec[5]}")
             body += ["", "    def __init__(", "        self,", "        *,"]
             body += [f"        {spec[4]}," for spec in specs]
             body.append("    ) -> None:")

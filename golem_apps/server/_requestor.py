@@ -295,9 +295,9 @@ async def serve_requestor(
     """Serve ``app``'s RequestorApp, its status service and Health while the block runs.
 
     They listen on ``host:port``; ``port=0`` picks a free port (read it from
-    the yielded server). TLS is on when the work dir holds the three TLS files. The app's lifespan runs around
-    the server. Leaving the block stops the server; it installs no signal
-    handler and never exits the process.
+    the yielded server). TLS is on when the work dir holds the three TLS files.
+    The app's lifespan runs around the server. Leaving the block stops the
+    server; it installs no signal handler and never exits the process.
     """
     if not isinstance(app, Requestor):
         raise ConfigError(f"serve_requestor needs a Requestor, got {type(app).__name__}")

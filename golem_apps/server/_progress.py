@@ -17,6 +17,8 @@ from typing import Any
 
 from grpclib.const import Cardinality, Handler
 
+from ._unary import recv_request
+
 #: The Watch RPC's path.
 WATCH_PATH = "/golem_apps.ProviderProgress/Watch"
 
@@ -136,7 +138,7 @@ class ProgressService:
 
     async def watch(self, stream: Any) -> None:
         """Watch: the current state at once, then each change, until :meth:`close`."""
-        await stream.recv_message()
+        await recv_request(stream)
         event = asyncio.Event()
         self._watchers.add(event)
         try:

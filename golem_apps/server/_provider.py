@@ -137,6 +137,9 @@ class ProviderService:
         return work.result()
 
     def _claim(self) -> None:
+        # As the call arrives, before its request is read: from then on it is
+        # the provider's one request, even if its message turns out unreadable.
+        # A second call is refused and changes nothing.
         if self._busy:
             raise GRPCError(Status.FAILED_PRECONDITION, "a provider serves one request only")
         self._busy = True
@@ -145,7 +148,6 @@ class ProviderService:
 
     async def compute(self, request: api.ComputeRequest) -> api.ComputeReply:
         """Compute: run the app's compute handler for one subtask."""
-        self._claim()
         task_id = safe_name(request.task_id, "task_id")
         subtask_id = safe_name(request.subtask_id, "subtask_id")
         params = parse_params(request.subtask_params_json, "subtask_params_json")
@@ -165,7 +167,6 @@ class ProviderService:
 
     async def run_benchmark(self, request: api.RunBenchmarkRequest) -> api.RunBenchmarkReply:
         """RunBenchmark: the app's score for this machine (1.0 without a handler)."""
-        self._claim()
         handler = self._app.handler("benchmark")
         score = 1.0
         if handler is not None:
@@ -192,11 +193,11 @@ class ProviderService:
         return {
             prefix + "Compute": unary(
                 "Compute", self.compute, api.ComputeRequest, api.ComputeReply,
-                after_reply=self._finish,
+                claim=self._claim, after_reply=self._finish,
             ),
             prefix + "RunBenchmark": unary(
                 "RunBenchmark", self.run_benchmark, api.RunBenchmarkRequest,
-                api.RunBenchmarkReply, after_reply=self._finish,
+                api.RunBenchmarkReply, claim=self._claim, after_reply=self._finish,
             ),
             prefix + "Shutdown": unary(
                 "Shutdown", self.shutdown, api.ShutdownRequest, api.ShutdownReply,

@@ -24,7 +24,7 @@ from .._contexts import ComputeContext
 from .._exceptions import ConfigError
 from .._handlers import is_async
 from .._provider import Provider
-from .._validate import parse_params, safe_name
+from .._validate import parse_params, safe_id
 from ._health import Health
 from ._listen import check_work_dir, confirm_delivery, start
 from ._progress import ProgressService
@@ -148,8 +148,8 @@ class ProviderService:
 
     async def compute(self, request: api.ComputeRequest) -> api.ComputeReply:
         """Compute: run the app's compute handler for one subtask."""
-        task_id = safe_name(request.task_id, "task_id")
-        subtask_id = safe_name(request.subtask_id, "subtask_id")
+        task_id = safe_id(request.task_id, "task_id")
+        subtask_id = safe_id(request.subtask_id, "subtask_id")
         params = parse_params(request.subtask_params_json, "subtask_params_json")
         handler = self._app.handler("compute")
         if handler is None:

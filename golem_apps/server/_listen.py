@@ -114,10 +114,14 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 def check_work_dir(work_dir: Path) -> Path:
-    """The work dir, which must exist (the node mounts it); ConfigError otherwise."""
+    """The work dir as an absolute path; it must exist (the node mounts it), else ConfigError.
+
+    Absolute, so that every path built from it (and a handler's result path
+    built from ``ctx.subtask_dir``) means the same wherever it is used.
+    """
     if not work_dir.is_dir():
         raise ConfigError(f"work dir {work_dir} does not exist or is not a folder")
-    return work_dir
+    return work_dir.absolute()
 
 
 async def start(

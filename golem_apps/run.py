@@ -15,7 +15,7 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import anyio
 
@@ -58,10 +58,10 @@ _non_negative_int.__name__ = "non-negative integer"
 _positive_float.__name__ = "positive number"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The command line of ``python -m golem_apps.run``."""
+def build_parser(prog: str = f"python -m {PROG}") -> argparse.ArgumentParser:
+    """The command line of ``python -m golem_apps.run`` (``prog`` names it in usage lines)."""
     parser = Parser(
-        prog=f"python -m {PROG}",
+        prog=prog,
         description="Run one task of a golem_apps app on this machine, as a Golem node would.",
         epilog="Exit codes: 0 done, 1 the task could not finish, 2 bad usage, 130 interrupted.",
     )
@@ -125,7 +125,9 @@ def parse_params(text: str) -> dict[str, Any]:
     return value
 
 
-async def _run(args: argparse.Namespace, params: dict[str, Any], reporter: Reporter) -> int:
+async def _run(
+    args: argparse.Namespace, params: dict[str, Any], reporter: Reporter, prog: str
+) -> int:
     from .runner import TaskFailed, format_summary, run_task
 
     interrupted = False
@@ -158,27 +160,28 @@ async def _run(args: argparse.Namespace, params: dict[str, Any], reporter: Repor
                     reporter=reporter,
                 )
             except TaskFailed as exc:
-                print(f"{PROG}: error: {exc}", file=sys.stderr)
+                print(f"{prog}: error: {exc}", file=sys.stderr)
                 return EXIT_FAILED
             except ValueError as exc:
-                print(f"{PROG}: error: {exc}", file=sys.stderr)
+                print(f"{prog}: error: {exc}", file=sys.stderr)
                 return EXIT_USAGE
             finally:
                 tg.cancel_scope.cancel()  # stops the signal watcher
     if interrupted:
-        print(f"{PROG}: interrupted: task aborted, child processes stopped", file=sys.stderr)
+        print(f"{prog}: interrupted: task aborted, child processes stopped", file=sys.stderr)
         return EXIT_INTERRUPTED
     print(format_summary(result), flush=True)
     return EXIT_OK
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command; returns the exit code."""
+def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
+    """Run the command; returns the exit code. ``prog``: its name in usage and error lines."""
+    usage, prog = prog or f"python -m {PROG}", prog or PROG
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser(usage).parse_args(argv)
         params = parse_params(args.params)
     except UsageError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     logging.basicConfig(
         level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -188,16 +191,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         from .runner import auto_reporter
 
-        return anyio.run(_run, args, params, auto_reporter())
+        return anyio.run(_run, args, params, auto_reporter(), prog)
     except KeyboardInterrupt:  # a Ctrl-C before the signal watcher was up
-        print(f"{PROG}: interrupted", file=sys.stderr)
+        print(f"{prog}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
 
 
-if __name__ == "__main__":
-    code = main()
+def finish(code: int) -> NoReturn:
+    """End the process (``golem-apps run`` too) with ``code``, skipping the interpreter's teardown.
+
+    Every child is gone by now; an --in-process compute ignoring ctx.cancelled
+    must not keep the command alive.
+    """
     sys.stdout.flush()
     sys.stderr.flush()
-    # Every child is gone by now; skip the interpreter's teardown so that an
-    # --in-process compute ignoring ctx.cancelled cannot keep the command alive.
     os._exit(code)
+
+
+if __name__ == "__main__":
+    finish(main())

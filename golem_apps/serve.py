@@ -31,9 +31,13 @@ PROVIDER_GRACE_SECONDS = 2.0
 log = logging.getLogger("golem_apps.serve")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The command line of ``python -m golem_apps.serve``."""
-    parser = Parser(prog=f"python -m {PROG}", description=__doc__.splitlines()[0])
+def build_parser(prog: str = f"python -m {PROG}") -> argparse.ArgumentParser:
+    """The command line of ``python -m golem_apps.serve`` (``prog`` names it in usage lines)."""
+    parser = Parser(
+        prog=prog,
+        description="Serve an app's requestor or provider, as a Golem node starts it: "
+        "the role and the port come last (appended to a Docker ENTRYPOINT).",
+    )
     parser.add_argument(
         "app", metavar="MODULE[:ATTR]", help="module of the app; ATTR defaults to the role"
     )
@@ -160,9 +164,9 @@ def _exit(code: int) -> NoReturn:
     os._exit(code)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command; returns the exit code."""
-    parser = build_parser()
+def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
+    """Run the command; returns the exit code. ``prog``: its name in usage and error lines."""
+    parser = build_parser(prog or f"python -m {PROG}")
     try:
         args, extra = parser.parse_known_args(argv)
         logging.basicConfig(
@@ -174,13 +178,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         serve = _serve_requestor if args.role == "requestor" else _serve_provider
         return asyncio.run(serve(app, args))
     except (UsageError, ConfigError) as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        print(f"{prog or PROG}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
 
 
+#: How the command ends the process (``golem-apps serve`` too): skip the
+#: interpreter's teardown, since a provider is paid per subtask and an abandoned
+#: worker thread must not keep the process alive.
+finish = _exit
+
 if __name__ == "__main__":
-    # Skip interpreter teardown: a provider is paid per subtask, and an
-    # abandoned worker thread must not keep the process alive.
-    _exit(main())
+    finish(main())

@@ -29,6 +29,7 @@ FORBIDDEN = (
     "golem_apps.proto",
     "betterproto",
     "anyio",
+    "importlib.metadata",  # golem_apps.__version__ is a literal
 )
 
 
@@ -61,11 +62,17 @@ def imported_modules(importtime_stderr: str) -> set[str]:
 
 
 @pytest.mark.anyio
-async def test_provider_process_imports_nothing_forbidden(python: str, tmp_path: Path) -> None:
-    """A whole provider cycle (Health, Compute, exit) under -X importtime."""
+@pytest.mark.parametrize("command", [["golem_apps.serve"], ["golem_apps", "serve"]])
+async def test_provider_process_imports_nothing_forbidden(
+    python: str, tmp_path: Path, command: list[str]
+) -> None:
+    """A whole provider cycle (Health, Compute, exit) under -X importtime.
+
+    Both forms: ``python -m golem_apps.serve`` and the ``golem-apps serve`` front door.
+    """
     port = free_port()
     proc = await asyncio.create_subprocess_exec(
-        python, "-X", "importtime", "-m", "golem_apps.serve", "tests.apps.sample", "provider",
+        python, "-X", "importtime", "-m", *command, "tests.apps.sample", "provider",
         str(port), "--work-dir", str(tmp_path),
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip

@@ -19,6 +19,7 @@ from .._exceptions import TaskFailed
 from .._taskstatus import TaskStatus, read_task_status
 from ..constants import TASK_OUTPUTS_DIR
 from ._loop import Scheduler
+from ._machines import LocalMachines
 from ._nodes import InProcessNodes, Nodes, SubprocessNodes
 from ._progress import Reporter, Stats
 from ._summary import RunResult
@@ -156,11 +157,10 @@ async def run_task(
             reporter.start(stats, task_id, str(root))
             scheduler = Scheduler(
                 client,
-                nodes,
+                LocalMachines(nodes, providers, root),
                 task_id=task_id,
                 task_dir=task_dir,
                 work_dir=root,
-                providers=providers,
                 subtask_timeout=subtask_timeout,
                 max_attempts=max_attempts,
                 reporter=reporter,

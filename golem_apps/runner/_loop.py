@@ -18,10 +18,10 @@ from .._client import ProgressReport, RequestorClient, SubtaskAssignment
 from .._contexts import VerifyResult
 from .._exceptions import ComputeFailed, TaskFailed
 from .._taskstatus import read_task_status
-from ._nodes import ComputeJob, Nodes
+from ._machines import Machine, Machines, SubtaskJob
 from ._progress import Reporter, Stats
 from ._summary import Failure
-from ._workdir import LOGS_DIR, prepare_provider, ship_resources, ship_result
+from ._workdir import LOGS_DIR
 
 log = logging.getLogger("golem_apps.runner")
 T = TypeVar("T")
@@ -38,18 +38,6 @@ def _message(exc: BaseException) -> str:
     if isinstance(exc, GRPCError):
         return f"{exc.status.name}: {exc.message}"
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-
-
-def new_node_id(slot: int) -> str:
-    """A fresh opaque node id for a provider slot."""
-    return f"provider{slot}-{uuid.uuid4().hex[:8]}"
-
-
-@dataclass
-class _Slot:
-    index: int
-    node_id: str
-    busy: bool = False
 
 
 @dataclass
@@ -72,12 +60,11 @@ class Scheduler:
     def __init__(
         self,
         client: RequestorClient,
-        nodes: Nodes,
+        machines: Machines,
         *,
         task_id: str,
         task_dir: Path,
         work_dir: Path,
-        providers: int,
         subtask_timeout: float | None,
         max_attempts: int,
         reporter: Reporter,
@@ -85,11 +72,10 @@ class Scheduler:
         heartbeat_timeout: float | None = None,
     ) -> None:
         self._client = client
-        self._nodes = nodes
+        self._machines = machines
         self._task_id = task_id
         self._task_dir = task_dir
         self._work_dir = work_dir
-        self._slots = [_Slot(i + 1, new_node_id(i + 1)) for i in range(providers)]
         self._timeout = subtask_timeout
         self._max_attempts = max_attempts
         self._reporter = reporter
@@ -132,7 +118,8 @@ class Scheduler:
             if self._fatal is not None:
                 raise TaskFailed(self._fatal)
             handed_out = await self._fill_slots(tg)
-            if not any(slot.busy for slot in self._slots):
+            machines = self._machines.current()
+            if not any(slot.busy for slot in machines):
                 pending = await self._requestor_call(
                     "HasPendingSubtasks", self._client.has_pending_subtasks(self._task_id)
                 )
@@ -146,24 +133,25 @@ class Scheduler:
                             )
                         continue
                     return
-                idle_polls = 0 if handed_out else idle_polls + 1
+                # With no machine at all, nobody was asked: the backend waits for one.
+                idle_polls = 0 if handed_out or not machines else idle_polls + 1
                 if idle_polls > MAX_IDLE_POLLS:
                     raise TaskFailed(
                         "the requestor reports pending subtasks but hands none out "
-                        "(every NextSubtask reply is empty)"
+                        f"(every NextSubtask reply is empty; {len(machines)} machines)"
                     )
             # A finishing subtask wakes the loop; with none running, only time changes things.
-            busy = any(slot.busy for slot in self._slots)
+            busy = any(slot.busy for slot in self._machines.current())
             with anyio.move_on_after(BUSY_POLL_INTERVAL if busy else POLL_INTERVAL):
                 await self._wake.wait()
 
     async def _fill_slots(self, tg: anyio.abc.TaskGroup) -> bool:
         handed_out = False
-        for slot in self._slots:
+        for slot in list(self._machines.current()):
             if self._fatal is not None:
                 break
-            if slot.busy:
-                continue
+            if slot.busy or slot.node_id in self._bans_seen:
+                continue  # a banned machine that stays (a cluster's worker) gets no more work
             pending = await self._requestor_call(
                 "HasPendingSubtasks", self._client.has_pending_subtasks(self._task_id)
             )
@@ -178,9 +166,12 @@ class Scheduler:
                 # Work is pending but not for this node: it may hold a subtask that
                 # awaits data, have computed a copy of every ready part (redundancy)
                 # or be banned. Another machine takes the slot and asks once more.
-                if await self._banned(slot.node_id):
-                    self._reporter.node_event("replaced", slot.node_id, "banned by the requestor")
-                slot.node_id = new_node_id(slot.index)
+                banned = await self._banned(slot.node_id)
+                old_id = slot.node_id
+                if not self._machines.replace(slot):
+                    continue  # the same machine stays: it waits for work
+                if banned:
+                    self._reporter.node_event("replaced", old_id, "banned by the requestor")
                 assignment = await self._requestor_call(
                     "NextSubtask",
                     self._client.next_subtask(self._task_id, subtask_id, slot.node_id),
@@ -200,7 +191,7 @@ class Scheduler:
         return handed_out
 
     async def _run_subtask(
-        self, slot: _Slot, subtask_id: str, assignment: SubtaskAssignment
+        self, slot: Machine, subtask_id: str, assignment: SubtaskAssignment
     ) -> None:
         key = json.dumps([assignment.params, assignment.resources], sort_keys=True)
         subtask = _Subtask(subtask_id, slot.node_id, key, assignment.params)
@@ -221,10 +212,10 @@ class Scheduler:
             if computing:
                 self.stats.running -= 1
             if not subtask.computed:
-                # Another machine takes the slot: the provider crashed or timed out.
-                # A node keeps its id through verdicts, so that the requestor can
-                # count its failures (and ban it).
-                slot.node_id = new_node_id(slot.index)
+                # Another machine takes the slot (if the backend has one): the
+                # provider crashed or timed out. A node keeps its id through
+                # verdicts, so that the requestor can count its failures (and ban it).
+                self._machines.replace(slot)
             slot.busy = False
             self._notify()
 
@@ -233,34 +224,27 @@ class Scheduler:
         subtask_id = subtask.subtask_id
         try:
             with anyio.fail_after(self._timeout) if self._timeout else nullcontext():
-                task_dir = await anyio.to_thread.run_sync(
-                    prepare_provider, self._work_dir, subtask.node_id, self._task_id
-                )
-                await anyio.to_thread.run_sync(
-                    ship_resources, self._task_dir, task_dir, assignment.resources
-                )
                 node_id = subtask.node_id
 
                 def on_progress(report: ProgressReport) -> None:
                     self.progress[node_id] = report
                     self._reporter.progress(node_id, subtask_id, report.fraction, report.message)
 
-                job = ComputeJob(
+                job = SubtaskJob(
                     self._task_id,
                     subtask_id,
+                    node_id,
                     assignment.params,
-                    task_dir,
+                    tuple(assignment.resources),
+                    self._task_dir,
                     self._work_dir / LOGS_DIR / f"{subtask_id}.log",
                     on_progress=on_progress,
                     heartbeat_timeout=self._heartbeat_timeout,
                 )
                 try:
-                    output = await self._nodes.compute(job)
+                    await self._machines.run(job)
                 finally:
                     self.progress.pop(node_id, None)
-            await anyio.to_thread.run_sync(
-                ship_result, task_dir, output, self._task_dir, subtask_id
-            )
         except TimeoutError:
             return f"timed out after {self._timeout:g} s; provider killed"
         except (ComputeFailed, OSError) as exc:

@@ -273,7 +273,7 @@ async def test_provider_ends_after_an_unreadable_compute(
         assert status == str(Status.INVALID_ARGUMENT.value)
         with anyio.fail_after(10):
             assert await server.wait() == 1
-    assert list(work.iterdir()) == []  # noqa: ASYNC240
+    assert list(work.iterdir()) == []
     no_traceback(caplog.records)
 
 

@@ -29,9 +29,7 @@ def create(task_id: str, **params: object) -> api.CreateTaskRequest:
     return api.CreateTaskRequest(task_id=task_id, task_params_json=json.dumps(params))
 
 
-async def test_result_linked_out_of_the_work_dir_fails_verify(
-    work_dir: Path, secret: Path
-) -> None:
+async def test_result_linked_out_of_the_work_dir_fails_verify(work_dir: Path, secret: Path) -> None:
     async with live_requestor(apps.requestor, work_dir) as live:
         await live.stub.create_task(create("t", n=1))
         await live.stub.next_subtask(api.NextSubtaskRequest(task_id="t", subtask_id="s1"))

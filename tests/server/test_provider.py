@@ -45,12 +45,17 @@ async def test_benchmark_answers_once(tmp_path: Path) -> None:
 
 async def test_shutdown_cancels_a_running_async_compute(tmp_path: Path) -> None:
     provider = Provider()
-    started = anyio.Event()
+    started = threading.Event()  # the compute runs on a loop of its own, in another thread
+    cancelled = threading.Event()
 
     @provider.compute
     async def compute(ctx: ComputeContext) -> str:
         started.set()
-        await anyio.sleep(60)
+        try:
+            await anyio.sleep(60)
+        except anyio.get_cancelled_exc_class():
+            cancelled.set()
+            raise
         return "never"
 
     async with serve_provider(provider, work_dir=tmp_path) as server:
@@ -68,10 +73,11 @@ async def test_shutdown_cancels_a_running_async_compute(tmp_path: Path) -> None:
                     outcome.append(exc)
 
             group.start_soon(run)
-            await started.wait()
+            assert await anyio.to_thread.run_sync(started.wait, 10)
             await stopping.shutdown()
         assert await server.wait() == 1
     assert outcome and outcome[0].status is Status.CANCELLED
+    assert await anyio.to_thread.run_sync(cancelled.wait, 10)
 
 
 async def test_sync_compute_sees_its_cancellation_flag(tmp_path: Path) -> None:

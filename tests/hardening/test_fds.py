@@ -3,6 +3,7 @@ once a second with a count, no traceback, and serves again once connections clos
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import resource
@@ -36,10 +37,9 @@ def flood(port: int) -> list[socket.socket]:
     """Open as many connections as the kernel lets us (the server accepts only some)."""
     opened = []
     for _ in range(CONNECTIONS):
-        try:
+        # OSError: the listen backlog is full, the server is not accepting.
+        with contextlib.suppress(OSError):
             opened.append(socket.create_connection(("127.0.0.1", port), timeout=0.2))
-        except OSError:  # the listen backlog is full: the server is not accepting
-            pass
     return opened
 
 
@@ -49,7 +49,7 @@ async def test_fd_exhaustion_is_logged_once_a_second_with_a_count(
 ) -> None:
     work = tmp_path / "work"
     work.mkdir()
-    proc = subprocess.Popen(
+    proc = subprocess.Popen(  # noqa: ASYNC220 - starting it does not block
         [sys.executable, "-m", "golem_apps.serve", "tests.apps.sample", role, "0",
          "--work-dir", str(work)],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

@@ -21,8 +21,10 @@ import shlex
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import time
+from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +35,7 @@ from grpclib.client import Channel
 
 from .._client import _Client, wait_serving
 from .._exceptions import ComputeFailed
-from ._reaper import die_with_parent, reaper
+from ._reaper import reaper
 from ._workdir import tail
 
 #: How long a child may take to answer Health SERVING (as a node waits).
@@ -127,13 +129,36 @@ def free_port() -> int:
     raise OSError("no free port")
 
 
-def startup_delays() -> Iterator[float]:
-    """The pauses between Health polls: quick at first, then the node's 0.1 s.
+class StartupTimes:
+    """How long one command's servers took to answer SERVING: when to poll the next one.
 
-    A server takes some 0.1 s to start; a refused connection costs a fraction
-    of a millisecond, so short first pauses cut the wait without a busy loop.
+    A node polls Health every 0.1 s; a provider that serves after 0.11 s would
+    then wait 0.2 s, on every subtask. The runner polls at once, and then
+    often around the moment the last servers of the same command were ready:
+    a refused connection costs a fraction of a millisecond, a late poll costs
+    the whole gap. After a second it falls back to the node's pace.
     """
-    return itertools.chain((0.01,) * 5, (0.02,) * 5, itertools.repeat(NODE_POLL_INTERVAL))
+
+    #: Pause between polls around the expected moment.
+    FINE = 0.005
+    #: Pause between polls when there is no history, or past the expected moment.
+    COARSE = 0.02
+
+    def __init__(self) -> None:
+        self._recent: deque[float] = deque(maxlen=16)
+
+    def record(self, seconds: float) -> None:
+        """A server of the command answered SERVING ``seconds`` after it was started."""
+        self._recent.append(seconds)
+
+    def delays(self) -> Iterator[float]:
+        """The pauses between polls (the first poll goes out at once)."""
+        if self._recent:
+            expected = statistics.median(self._recent)
+            yield 0.7 * expected  # nothing serves much sooner than its peers did
+            yield from itertools.repeat(self.FINE, int(0.6 * expected / self.FINE) + 1)
+        yield from itertools.repeat(self.COARSE, int(1.0 / self.COARSE))
+        yield from itertools.repeat(NODE_POLL_INTERVAL)
 
 
 def describe_exit(code: int | None) -> str:
@@ -158,6 +183,7 @@ class ServerProcess:
         self.role = role
         self.port = port
         self.log_path = log_path
+        self.started = time.monotonic()
 
     @classmethod
     async def start(
@@ -181,8 +207,13 @@ class ServerProcess:
         _ports_in_use.add(port)
         return cls(process, role, port, log_path)
 
-    async def connect(self, client_type: type[C], timeout: float = START_TIMEOUT) -> C:
-        """A client once the server's Health says SERVING.
+    async def connect(
+        self,
+        client_type: type[C],
+        timeout: float = START_TIMEOUT,
+        startup: StartupTimes | None = None,
+    ) -> C:
+        """A client once the server's Health says SERVING (polled as ``startup`` suggests).
 
         ComputeFailed (with the last line of its log) when the child exits or
         does not serve within ``timeout`` seconds.
@@ -195,8 +226,9 @@ class ServerProcess:
                 raise _Exited()
 
         try:
+            startup = startup or StartupTimes()
             await wait_serving(
-                channel, f"{HOST}:{self.port}", timeout, delays=startup_delays(), check=check_alive
+                channel, f"{HOST}:{self.port}", timeout, delays=startup.delays(), check=check_alive
             )
         except _Exited:
             channel.close()
@@ -209,6 +241,7 @@ class ServerProcess:
             channel.close()
             waited = time.monotonic() - started
             raise ComputeFailed(f"{self.role} did not serve within {waited:.0f} s: {exc}") from None
+        startup.record(time.monotonic() - self.started)
         return client_type(channel)
 
     async def wait_exit(self, timeout: float) -> int | None:
@@ -248,16 +281,15 @@ async def _spawn(
     await anyio.to_thread.run_sync(reaper.start)  # the first time: a process start
     log = await anyio.to_thread.run_sync(open_log)
     try:
-        # asyncio's, not anyio.open_process: that one takes no preexec_fn.
+        # asyncio's (grpclib is asyncio-only), with a session (a group) of its own.
         process = await asyncio.create_subprocess_exec(
             *argv,
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=log,
             cwd=cwd,
-            env=dict(env),
+            env=reaper.mark(dict(env)),  # the watchdog finds the child (and its own) by it
             start_new_session=True,
-            preexec_fn=die_with_parent(),
         )
     finally:
         os.close(log)

@@ -8,7 +8,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Mapping, Sequence
-from contextlib import suppress
+from contextlib import AbstractAsyncContextManager, nullcontext, suppress
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ from .._exceptions import TaskFailed
 from .._taskstatus import TaskStatus, read_task_status
 from ..constants import TASK_OUTPUTS_DIR
 from ._loop import Scheduler
-from ._machines import LocalMachines
+from ._machines import LocalMachines, Machines
 from ._nodes import InProcessNodes, Nodes, SubprocessNodes
 from ._progress import Reporter, Stats
 from ._summary import RunResult
@@ -74,8 +74,8 @@ def _read_status(task_dir: Path) -> TaskStatus | None:
         return None  # an app whose RPCs bypass the engine writes none
 
 
-def _check_options(providers: int, subtask_timeout: float | None, max_attempts: int) -> None:
-    if providers < 1:
+def _check_options(providers: int | None, subtask_timeout: float | None, max_attempts: int) -> None:
+    if providers is not None and providers < 1:
         raise ValueError(f"providers must be at least 1, got {providers}")
     if subtask_timeout is not None and subtask_timeout <= 0:
         raise ValueError(f"subtask_timeout must be positive, got {subtask_timeout:g}")
@@ -88,7 +88,7 @@ async def run_task(
     *,
     params: Mapping[str, Any] | None = None,
     inputs: Sequence[str | Path] = (),
-    providers: int = 2,
+    providers: int | None = None,
     work_dir: str | Path | None = None,
     out: str | Path | None = None,
     subtask_timeout: float | None = None,
@@ -99,13 +99,14 @@ async def run_task(
     python: str | None = None,
     reporter: Reporter | None = None,
     heartbeat_timeout: float | None = None,
+    cluster: str | None = None,
 ) -> RunResult:
     """Run one task of the app in ``module`` to completion and return what happened.
 
     The module defines ``requestor`` and ``provider`` (as for ``golem_apps.serve``).
     The runner plays the node: it lays out ``work_dir`` (default: a new temporary
     folder) with ``inputs`` in task_inputs, serves the requestor, CreateTask with
-    ``params``, keeps up to ``providers`` one-shot providers computing, ships
+    ``params``, keeps up to ``providers`` (default 2) one-shot providers computing, ships
     resources and results, and verifies each result. A provider that fails,
     crashes or exceeds ``subtask_timeout`` seconds is killed and its subtask
     aborted; its part is computed again, up to ``max_attempts`` times.
@@ -118,6 +119,12 @@ async def run_task(
     them in this event loop instead (fast; easy to debug). Either way they are
     driven over loopback gRPC only.
 
+    With ``cluster`` the providers run on a Dask cluster instead, one at a time
+    on each worker, each worker a node of its own: ``"tcp://HOST:PORT"`` names
+    a running scheduler, ``"local:N"`` starts a LocalCluster of N worker
+    processes (see docs/cluster.md). It needs the ``dask`` extra and excludes
+    ``providers``. The requestor stays here.
+
     When the task is done its outputs are copied into ``out`` if given. A
     temporary work dir is removed after a successful run with ``out``; otherwise
     it is kept (its ``logs`` hold each child's output) and named in the result.
@@ -126,6 +133,16 @@ async def run_task(
     If cancelled, the task is aborted (AbortTask) and every child killed first.
     """
     _check_options(providers, subtask_timeout, max_attempts)
+    if cluster is not None:
+        if providers is not None:
+            raise ValueError("providers and cluster exclude each other: each Dask worker is one")
+        try:
+            from . import _dask
+        except ImportError as exc:
+            raise TaskFailed(
+                f"a cluster needs the distributed package (pip install 'golem_apps[dask]'): {exc}"
+            ) from None
+        _dask.parse_cluster(cluster)
     if heartbeat_timeout is not None and heartbeat_timeout <= 0:
         raise ValueError(f"heartbeat_timeout must be positive, got {heartbeat_timeout:g}")
     if not module or ":" in module:
@@ -144,10 +161,18 @@ async def run_task(
         nodes = SubprocessNodes(module, python=python or sys.executable, log_level=log_level)
     reporter = reporter or Reporter()
     stats = Stats()
+    machines_cm: AbstractAsyncContextManager[Machines]
+    if cluster is not None:
+        machines_cm = _dask.dask_machines(
+            cluster, module=module, log_level=log_level, run_id=task_id, reporter=reporter
+        )
+    else:
+        machines_cm = nullcontext(LocalMachines(nodes, providers or 2, root))
     try:
-        async with nodes.requestor(
-            root / REQUESTOR_DIR, root / LOGS_DIR / "requestor.log"
-        ) as client:
+        async with (
+            machines_cm as machines,
+            nodes.requestor(root / REQUESTOR_DIR, root / LOGS_DIR / "requestor.log") as client,
+        ):
             try:
                 await client.create_task(task_id, dict(params or {}), max_subtasks)
             except GRPCError as exc:
@@ -157,7 +182,7 @@ async def run_task(
             reporter.start(stats, task_id, str(root))
             scheduler = Scheduler(
                 client,
-                LocalMachines(nodes, providers, root),
+                machines,
                 task_id=task_id,
                 task_dir=task_dir,
                 work_dir=root,

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 from golem_apps import TaskFailed
@@ -25,6 +26,8 @@ from .dask_cluster import DaskCluster, DaskWorker
 MANDELBROT = {"size": 96, "tiles": 4, "max_iter": 64}
 #: Safety bound on waiting for something the test caused (not a timing assertion).
 WAIT_LIMIT = 60.0
+#: Safety bound on one run: a run that hangs fails the test instead of the suite.
+RUN_LIMIT = 180.0
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +46,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaskCluster]:
 @pytest.fixture(scope="module")
 def local_png(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     """The picture of the local runner (providers in-process), to compare with."""
-    import anyio
-
     out = tmp_path_factory.mktemp("local")
     result = anyio.run(
         lambda: run_task("examples.mandelbrot", params=MANDELBROT, in_process=True, out=out)
@@ -76,22 +77,21 @@ class Recorder(Reporter):
 
 
 async def run_on(cluster: DaskCluster, module: str, tmp_path: Path, **options: Any) -> RunResult:
-    return await run_task(
-        module, cluster=cluster.address, work_dir=tmp_path / "work", out=tmp_path / "out",
-        **options,
-    )  # fmt: skip
+    options = {"work_dir": tmp_path / "work", "out": tmp_path / "out", **options}
+    with anyio.fail_after(RUN_LIMIT):
+        return await run_task(module, cluster=cluster.address, **options)
 
 
-def wait_until(condition: Any, what: str) -> None:
-    deadline = time.monotonic() + WAIT_LIMIT
+def wait_until(condition: Any, what: str, limit: float = WAIT_LIMIT) -> None:
+    deadline = time.monotonic() + limit
     while not condition():
         if time.monotonic() > deadline:
             raise TimeoutError(what)
         time.sleep(0.02)
 
 
-def no_providers_left(workers: list[DaskWorker]) -> None:
-    wait_until(lambda: not any(w.providers() for w in workers), "providers still running")
+def no_providers_left(workers: list[DaskWorker], limit: float = WAIT_LIMIT) -> None:
+    wait_until(lambda: not any(w.providers() for w in workers), "providers still running", limit)
 
 
 @pytest.mark.anyio
@@ -175,8 +175,8 @@ async def test_voting_copies_run_on_distinct_workers_one_joining_later(
     joining = threading.Thread(target=cluster.start_worker)
     joining.start()
     try:
-        result = await run_task(
-            "examples.voting", cluster=cluster.address, work_dir=tmp_path / "work",
+        result = await run_on(
+            cluster, "examples.voting", tmp_path, out=None,
             params={"parts": 4, "n": 4000}, reporter=recorder,
         )  # fmt: skip
     finally:
@@ -196,8 +196,8 @@ async def test_a_banned_worker_gets_no_more_subtasks(cluster: DaskCluster, tmp_p
     cluster.ensure(4)
     recorder = Recorder()
     # The first worker (node "provider1-...") returns wrong sums: outvoted, then banned.
-    result = await run_task(
-        "examples.voting", cluster=cluster.address, work_dir=tmp_path / "work",
+    result = await run_on(
+        cluster, "examples.voting", tmp_path, out=None,
         params={"parts": 6, "n": 6000, "cheat_slot": 1}, reporter=recorder,
     )  # fmt: skip
     assert result.output_files[0].read_text() == f"{sum(k * k for k in range(6000))}\n"
@@ -254,10 +254,11 @@ async def test_a_timed_out_subtask_stops_its_provider_on_the_worker(
     with pytest.raises(TaskFailed, match="timed out"):
         await run_on(
             cluster, "tests.apps.runner_app", tmp_path,
-            params={"parts": [{"name": "slow", "sleep": 50}]},
+            params={"parts": [{"name": "slow", "sleep": 600}]},
             subtask_timeout=1.0, max_attempts=1,
         )  # fmt: skip
-    no_providers_left(workers)
+    # Killed by the runner's stop, not at the end of its 600 s (a bound far from both).
+    no_providers_left(workers, limit=30.0)
 
 
 @pytest.mark.anyio

@@ -11,6 +11,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from . import __version__
 from ._cli import Parser
@@ -49,6 +50,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
+    if "" not in sys.path and str(Path.cwd()) not in sys.path:
+        # As `python -m` does: the app's module imports from the current folder.
+        sys.path.insert(0, str(Path.cwd()))
     command = importlib.import_module(f"golem_apps.{args.command}")
     code: int = command.main(args.args, prog=f"{PROG} {args.command}")
     finish = getattr(command, "finish", None)

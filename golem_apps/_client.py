@@ -17,7 +17,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
-from grpclib.client import Channel, UnaryUnaryMethod
+from grpclib.client import Channel, UnaryStreamMethod, UnaryUnaryMethod
 
 from . import _wire as wire
 from ._contexts import Verdict, VerifyResult
@@ -97,8 +97,12 @@ async def _unary(
     return await _rpc(method(request, timeout=timeout))
 
 
-#: grpc.health.v1.HealthCheckResponse.ServingStatus names, by number.
-_SERVING_STATUS = {0: "UNKNOWN", 1: "SERVING", 2: "NOT_SERVING", 3: "SERVICE_UNKNOWN"}
+#: grpc.health.v1.HealthCheckResponse.ServingStatus names, by number (from the generated class).
+_SERVING_STATUS = {
+    number: name
+    for name, number in vars(wire.HealthCheckResponseServingStatus).items()
+    if isinstance(number, int)
+}
 
 
 async def wait_serving(channel: Channel, address: str, timeout: float) -> None:
@@ -114,7 +118,7 @@ async def wait_serving(channel: Channel, address: str, timeout: float) -> None:
             if time.monotonic() >= deadline:
                 raise TimeoutError(f"no server at {address} after {timeout:g} s: {exc}") from None
         else:
-            if reply.status == wire.SERVING:
+            if reply.status == wire.HealthCheckResponseServingStatus.SERVING:
                 return
             if time.monotonic() >= deadline:
                 status = _SERVING_STATUS.get(reply.status, str(reply.status))
@@ -286,10 +290,12 @@ class ProviderClient(_Client):
         Yields the current state at once, then each new report; ends when the
         provider has answered its request (or its connection closes).
         """
-        from .proto.golem_apps import ProviderProgressStub, WatchRequest
-
+        path = "/golem_apps.ProviderProgress/Watch"
+        method = UnaryStreamMethod(self.channel, path, wire.WatchRequest, wire.ProgressUpdate)
         with _keeping_cancel_count():
-            async for update in ProviderProgressStub(self.channel).watch(WatchRequest()):
-                yield ProgressReport(
-                    update.subtask_id, update.fraction, update.message, update.beats
-                )
+            async with method.open() as stream:
+                await stream.send_message(wire.WatchRequest(), end=True)
+                async for update in stream:
+                    yield ProgressReport(
+                        update.subtask_id, update.fraction, update.message, update.beats
+                    )

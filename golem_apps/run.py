@@ -1,4 +1,4 @@
-"""``python -m golem_apps.run MODULE``: run one task of an app on this machine, as a node would.
+"""``python -m golem_apps.run APP``: run one task of an app on this machine, as a node would.
 
 Exit codes: 0 the task finished, 1 it could not finish, 2 bad usage,
 130 interrupted (Ctrl-C, SIGTERM, or the terminal closing: the task is
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import signal
 import sys
@@ -19,7 +18,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import anyio
 
-from ._cli import Parser
+from ._cli import Parser, configure_logging
 from ._exceptions import UsageError
 
 if TYPE_CHECKING:
@@ -65,7 +64,12 @@ def build_parser(prog: str = f"python -m {PROG}") -> argparse.ArgumentParser:
         description="Run one task of a golem_apps app on this machine, as a Golem node would.",
         epilog="Exit codes: 0 done, 1 the task could not finish, 2 bad usage, 130 interrupted.",
     )
-    parser.add_argument("module", metavar="MODULE", help="module defining requestor and provider")
+    parser.add_argument(
+        "module",
+        metavar="APP",
+        help="the app: a module or file (path/to/app.py) defining requestor and provider, "
+        "or MODULE:ATTR / FILE:ATTR naming an object that holds them",
+    )
     parser.add_argument(
         "--params", default="{}", metavar="JSON|@FILE", help="task params: a JSON object or @file"
     )
@@ -106,7 +110,8 @@ def build_parser(prog: str = f"python -m {PROG}") -> argparse.ArgumentParser:
         default="WARNING",
         type=str.upper,
         choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
-        help="of the runner and the apps (WARNING)",
+        help="of golem_apps' loggers and the app's, here and in the children (WARNING); "
+        "other libraries log at WARNING",
     )
     return parser
 
@@ -166,6 +171,8 @@ async def _run(
                     reporter=reporter,
                 )
             except TaskFailed as exc:
+                if exc.app_traceback:
+                    print(f"{prog}: the app failed:\n{exc.app_traceback}", file=sys.stderr)
                 print(f"{prog}: error: {exc}", file=sys.stderr)
                 return EXIT_FAILED
             except ValueError as exc:
@@ -176,8 +183,19 @@ async def _run(
     if interrupted:
         print(f"{prog}: interrupted: task aborted, child processes stopped", file=sys.stderr)
         return EXIT_INTERRUPTED
-    print(format_summary(result), flush=True)
+    try:
+        print(format_summary(result), flush=True)
+    except BrokenPipeError:  # `| head` stopped reading: not an error of the run
+        _discard_stdout()
     return EXIT_OK
+
+
+def _discard_stdout() -> None:
+    # What is still buffered for the closed pipe goes to /dev/null instead of
+    # failing again (and printing a traceback) at the final flush.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
@@ -189,11 +207,7 @@ def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
     except UsageError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    logging.basicConfig(
-        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    # HTTP/2 header compression logs every frame at DEBUG: noise, not debugging help.
-    logging.getLogger("hpack").setLevel(max(logging.INFO, logging.getLevelName(args.log_level)))
+    configure_logging(args.log_level, args.module)
     try:
         from .runner import auto_reporter
 
@@ -209,7 +223,10 @@ def finish(code: int) -> NoReturn:
     Every child is gone by now; an --in-process compute ignoring ctx.cancelled
     must not keep the command alive.
     """
-    sys.stdout.flush()
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _discard_stdout()
     sys.stderr.flush()
     os._exit(code)
 

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from types import FrameType
 from typing import NoReturn
 
-from ._cli import Parser, load_app
+from ._cli import Parser, configure_logging, load_app
 from ._exceptions import ConfigError, UsageError
 
 PROG = "golem_apps.serve"
@@ -50,7 +50,13 @@ def build_parser(prog: str = f"python -m {PROG}") -> argparse.ArgumentParser:
         default="WARNING",
         type=str.upper,
         choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
-        help="default: WARNING",
+        help="of golem_apps' loggers and the app's (default: WARNING; other libraries: WARNING)",
+    )
+    parser.add_argument(
+        "--tracebacks",
+        action="store_true",
+        help="log the traceback of each handler failure, whatever the level "
+        "(the local runner's children do)",
     )
     return parser
 
@@ -169,9 +175,9 @@ def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
     parser = build_parser(prog or f"python -m {PROG}")
     try:
         args, extra = parser.parse_known_args(argv)
-        logging.basicConfig(
-            level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-        )
+        configure_logging(args.log_level, args.app)
+        if args.tracebacks:
+            logging.getLogger("golem_apps.server.tracebacks").setLevel(logging.DEBUG)
         if extra:
             log.warning("ignoring unknown arguments: %s", " ".join(extra))
         app = load_app(args.app, args.role)

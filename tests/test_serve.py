@@ -59,18 +59,23 @@ async def test_provider_serves_one_compute_and_exits_zero(
 
 
 @pytest.mark.anyio
+@pytest.mark.parametrize("tracebacks", [False, True])
 async def test_failing_compute_exits_non_zero(
-    tmp_path: Path, processes: list[subprocess.Popen[str]]
+    tmp_path: Path, processes: list[subprocess.Popen[str]], tracebacks: bool
 ) -> None:
     port = free_port()
-    process = serve("tests.apps.sample", "provider", str(port), "--work-dir", str(tmp_path))
+    extra = ["--tracebacks"] if tracebacks else []
+    process = serve("tests.apps.sample", "provider", str(port), "--work-dir", str(tmp_path), *extra)
     processes.append(process)
     async with await ProviderClient.connect(port=port, timeout=15) as client:
-        with pytest.raises(GRPCError, match="asked to fail"):
+        with pytest.raises(GRPCError, match="asked to fail") as error:
             await client.compute("t", "s1", {"fail": True})
+    assert "Traceback" not in str(error.value.message)  # never on the wire
     assert process.wait(timeout=10) != 0
     _, stderr = process.communicate()
-    assert "Traceback" not in stderr
+    assert "ERROR golem_apps.server: Compute failed: RuntimeError: asked to fail" in stderr
+    # The log has the traceback only when asked (the local runner's children are).
+    assert ("Traceback (most recent call last)" in stderr) is tracebacks
 
 
 @pytest.mark.anyio

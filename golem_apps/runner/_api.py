@@ -8,14 +8,17 @@ import tempfile
 import time
 import uuid
 from collections.abc import Mapping, Sequence
-from contextlib import AbstractAsyncContextManager, nullcontext, suppress
+from contextlib import AbstractAsyncContextManager, ExitStack, nullcontext, suppress
 from pathlib import Path
 from typing import Any
 
 import anyio
 from grpclib.exceptions import GRPCError
 
-from .._exceptions import TaskFailed
+from .._cli import check_run_apps, load_run_apps
+from .._exceptions import TaskFailed, UsageError
+from .._provider import Provider
+from .._requestor import Requestor
 from .._taskstatus import TaskStatus, read_task_status
 from ..constants import TASK_OUTPUTS_DIR
 from ._loop import Scheduler
@@ -23,6 +26,7 @@ from ._machines import LocalMachines, Machines
 from ._nodes import InProcessNodes, Nodes, SubprocessNodes
 from ._progress import Reporter, Stats
 from ._summary import RunResult
+from ._tracebacks import captured, find_in_logs
 from ._workdir import (
     LOGS_DIR,
     REQUESTOR_DIR,
@@ -74,6 +78,18 @@ def _read_status(task_dir: Path) -> TaskStatus | None:
         return None  # an app whose RPCs bypass the engine writes none
 
 
+def _load_apps(module: str | tuple[Requestor, Provider]) -> tuple[Requestor, Provider]:
+    """The app's two sides, checked: ValueError (one line) when a run cannot work."""
+    if not isinstance(module, str) and not (isinstance(module, tuple) and len(module) == 2):
+        raise ValueError(f"expected an app spec or (requestor, provider), got {module!r}")
+    try:
+        if isinstance(module, str):
+            return load_run_apps(module)
+        return check_run_apps(*module, "the app")
+    except UsageError as exc:
+        raise ValueError(str(exc)) from None
+
+
 def _check_options(providers: int | None, subtask_timeout: float | None, max_attempts: int) -> None:
     if providers is not None and providers < 1:
         raise ValueError(f"providers must be at least 1, got {providers}")
@@ -84,7 +100,7 @@ def _check_options(providers: int | None, subtask_timeout: float | None, max_att
 
 
 async def run_task(
-    module: str,
+    module: str | tuple[Requestor, Provider],
     *,
     params: Mapping[str, Any] | None = None,
     inputs: Sequence[str | Path] = (),
@@ -103,7 +119,12 @@ async def run_task(
 ) -> RunResult:
     """Run one task of the app in ``module`` to completion and return what happened.
 
-    The module defines ``requestor`` and ``provider`` (as for ``golem_apps.serve``).
+    ``module`` is a module name or a file path (``path/to/app.py``) defining
+    ``requestor`` and ``provider``, or ``MODULE:ATTR`` / ``FILE:ATTR`` naming an
+    object that holds them; with ``in_process=True`` it may also be the
+    ``(requestor, provider)`` objects themselves. The app is imported and
+    checked first (a Requestor with a task handler, a Provider with a compute
+    handler): ValueError before any process starts.
     The runner plays the node: it lays out ``work_dir`` (default: a new temporary
     folder) with ``inputs`` in task_inputs, serves the requestor, CreateTask with
     ``params``, keeps up to ``providers`` (default 2) one-shot providers computing, ships
@@ -136,6 +157,8 @@ async def run_task(
     if cluster is not None:
         if providers is not None:
             raise ValueError("providers and cluster exclude each other: each Dask worker is one")
+        if not isinstance(module, str):
+            raise ValueError("a cluster runs the app by its name or file, not app objects")
         try:
             from . import _dask
         except ImportError as exc:
@@ -145,29 +168,33 @@ async def run_task(
         _dask.parse_cluster(cluster)
     if heartbeat_timeout is not None and heartbeat_timeout <= 0:
         raise ValueError(f"heartbeat_timeout must be positive, got {heartbeat_timeout:g}")
-    if not module or ":" in module:
-        raise ValueError(f"expected a module defining 'requestor' and 'provider', got {module!r}")
     if max_subtasks < 0:
         raise ValueError(f"max_subtasks must not be negative, got {max_subtasks}")
+    apps = await anyio.to_thread.run_sync(_load_apps, module)  # before any process starts
+    if not isinstance(module, str) and not in_process:
+        raise ValueError("app objects run in this process only: pass in_process=True")
     files = await anyio.to_thread.run_sync(check_inputs, list(inputs))
     temporary = work_dir is None
     root = await anyio.to_thread.run_sync(_work_root, work_dir, out)
     task_id = str(uuid.uuid4())
     task_dir = await anyio.to_thread.run_sync(_prepare, root, task_id, files)
     nodes: Nodes
-    if in_process:
-        nodes = await anyio.to_thread.run_sync(InProcessNodes, module)  # imports the app
+    if in_process or not isinstance(module, str):
+        nodes = InProcessNodes(*apps)
     else:
         nodes = SubprocessNodes(module, python=python or sys.executable, log_level=log_level)
     reporter = reporter or Reporter()
     stats = Stats()
     machines_cm: AbstractAsyncContextManager[Machines]
     if cluster is not None:
+        assert isinstance(module, str)  # checked above
         machines_cm = _dask.dask_machines(
             cluster, module=module, log_level=log_level, run_id=task_id, reporter=reporter
         )
     else:
         machines_cm = nullcontext(LocalMachines(nodes, providers or 2, root))
+    cleanup = ExitStack()
+    capture = cleanup.enter_context(captured()) if isinstance(nodes, InProcessNodes) else None
     try:
         async with (
             machines_cm as machines,
@@ -211,12 +238,22 @@ async def run_task(
                     await client.abort_task(task_id)
                 raise
     except TaskFailed as exc:
-        if in_process:
-            raise
-        # The children's stderr tells the rest of the story.
-        raise TaskFailed(f"{exc} (logs in {root / LOGS_DIR})") from None
+        message = str(exc)
+        if capture is not None:
+            found, where = capture.find(message), ""
+        else:  # the children's output tells the rest of the story
+            found = await anyio.to_thread.run_sync(find_in_logs, root / LOGS_DIR, message)
+            where = f"logs in {root / LOGS_DIR}"
+        if temporary:
+            where = f"work dir {root} kept" + (f", {where}" if where else "")
+        raise TaskFailed(
+            f"{message} ({where})" if where else message,
+            app_traceback=found.traceback if found else None,
+            app_exception=found.exception if found else None,
+        ) from None
     finally:
         reporter.stop()
+        cleanup.close()
     status = await anyio.to_thread.run_sync(_read_status, task_dir)
     if out is not None:
         out_dir, outputs = await anyio.to_thread.run_sync(_copy_out, task_dir, out)
@@ -237,4 +274,5 @@ async def run_task(
         output_files=tuple(outputs),
         work_dir=kept,
         status=status,
+        temporary=temporary and kept is not None,
     )

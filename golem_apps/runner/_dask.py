@@ -32,6 +32,7 @@ import anyio
 from distributed import Client, Future, LocalCluster
 from distributed.diagnostics.plugin import UploadFile
 
+from .._cli import is_file_spec
 from .._client import ProgressReport
 from .._exceptions import ComputeFailed, TaskFailed
 from . import _dask_worker as remote
@@ -74,27 +75,35 @@ def parse_cluster(text: str) -> tuple[str, int]:
     return text, 0
 
 
-def single_file_app(module: str) -> Path | None:
-    """The app's file when ``module`` is one top-level ``.py`` file that is not installed.
+def app_for_workers(app: str) -> tuple[Path | None, str]:
+    """The file to upload to the workers (None: none), and the app spec they run.
 
-    Such an app reaches the workers by ``Client.upload_file``; a package, or a
-    module installed in site-packages, must be in the workers' environment.
+    A file spec (``path/to/app.py[:ATTR]``) and a top-level module that is one
+    ``.py`` file, not installed (``app[:ATTR]``, found from here), reach the
+    workers by ``Client.upload_file``: the workers import it by its name. A
+    package, or an installed module, must be in the workers' environment.
     """
-    if "." in module:
-        return None
+    target, colon, attr = app.partition(":")
+    suffix = f":{attr}" if colon else ""
+    if is_file_spec(target):
+        path = Path(target)
+        path = path if path.suffix == ".py" else path.with_name(path.name + ".py")
+        return path.resolve(), path.stem + suffix
+    if "." in target:
+        return None, app
     try:
-        spec = find_spec(module)
+        spec = find_spec(target)
     except (ImportError, ValueError):
-        return None
+        return None, app
     if spec is None or spec.origin is None or spec.submodule_search_locations is not None:
-        return None
+        return None, app
     origin = Path(spec.origin).resolve()
     if origin.suffix != ".py":
-        return None
+        return None, app
     installed = {sysconfig.get_paths()[key] for key in ("purelib", "platlib", "stdlib")}
     if any(origin.is_relative_to(Path(path).resolve()) for path in installed):
-        return None
-    return origin
+        return None, app
+    return origin, app
 
 
 @dataclass
@@ -441,13 +450,15 @@ async def dask_machines(
             )
         except (OSError, TimeoutError) as exc:
             raise TaskFailed(f"cannot reach the Dask scheduler at {address}: {exc}") from None
+        app_file, worker_app = await anyio.to_thread.run_sync(app_for_workers, module)
         machines = DaskMachines(
-            client, module=module, log_level=log_level, run_id=run_id, reporter=reporter
+            client, module=worker_app, log_level=log_level, run_id=run_id, reporter=reporter
         )
-        app_file = single_file_app(module)
         if app_file is not None:
             plugin = f"golem_apps-upload-{run_id}"
-            await client.register_plugin(UploadFile(str(app_file), load=False), name=plugin)
+            upload = await anyio.to_thread.run_sync(UploadFile, str(app_file), False)
+            # Workers that join later get it too (a worker plugin).
+            await client.register_plugin(upload, name=plugin)
             stack.push_async_callback(client.unregister_worker_plugin, plugin)
         for topic, handler in (
             ("all", machines.on_cluster_event),

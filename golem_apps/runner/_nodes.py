@@ -13,11 +13,12 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 from grpclib.exceptions import GRPCError, StreamTerminatedError
 
+from .._cli import role_spec
 from .._client import ProgressReport, ProviderClient, RequestorClient
 from .._exceptions import ComputeFailed, ConfigError, TaskFailed
 from ._process import (
@@ -29,6 +30,10 @@ from ._process import (
     wait_exit,
 )
 from ._workdir import tail
+
+if TYPE_CHECKING:
+    from .._provider import Provider
+    from .._requestor import Requestor
 
 log = logging.getLogger("golem_apps.runner")
 
@@ -158,7 +163,8 @@ class SubprocessNodes:
     @asynccontextmanager
     async def requestor(self, work_dir: Path, log_path: Path) -> AsyncIterator[RequestorClient]:
         """Start the requestor process; on a normal exit Shutdown it, then kill what is left."""
-        command = serve_command(self.python, self.module, "requestor", work_dir, self.log_level)
+        spec = role_spec(self.module, "requestor")
+        command = serve_command(self.python, spec, "requestor", work_dir, self.log_level)
         async with AsyncExitStack() as stack:
             try:
                 child = await stack.enter_async_context(
@@ -180,7 +186,8 @@ class SubprocessNodes:
 
     async def compute(self, job: ComputeJob) -> str:
         """Start a one-shot provider on the job's task dir, Compute, wait for it to exit."""
-        command = serve_command(self.python, self.module, "provider", job.task_dir, self.log_level)
+        spec = role_spec(self.module, "provider")
+        command = serve_command(self.python, spec, "provider", job.task_dir, self.log_level)
         async with serve_process(command, "provider", job.log_path, self.env) as child:
             client = await _connect_provider(child.host, child.port)
             try:
@@ -213,25 +220,15 @@ class InProcessNodes:
     ``ctx.cancelled``.
     """
 
-    def __init__(self, module: str) -> None:
-        from .._cli import load_app
-        from .._exceptions import UsageError
-
-        try:
-            self.requestor_app = load_app(module, "requestor")
-            self.provider_app = load_app(module, "provider")
-        except UsageError as exc:
-            raise TaskFailed(str(exc)) from None
+    def __init__(self, requestor: Requestor, provider: Provider) -> None:
+        self.requestor_app = requestor
+        self.provider_app = provider
 
     @asynccontextmanager
     async def requestor(self, work_dir: Path, log_path: Path) -> AsyncIterator[RequestorClient]:
         """Serve the requestor app in this loop while the block runs."""
-        from .._requestor import Requestor
         from ..server._requestor import serve_requestor
 
-        if not isinstance(self.requestor_app, Requestor):
-            name = type(self.requestor_app).__name__
-            raise TaskFailed(f"the module's 'requestor' is a {name}, not a golem_apps.Requestor")
         async with AsyncExitStack() as stack:
             try:
                 server = await stack.enter_async_context(
@@ -245,12 +242,8 @@ class InProcessNodes:
 
     async def compute(self, job: ComputeJob) -> str:
         """Serve one provider request in this loop and Compute through it."""
-        from .._provider import Provider
         from ..server._provider import serve_provider
 
-        if not isinstance(self.provider_app, Provider):
-            name = type(self.provider_app).__name__
-            raise ComputeFailed(f"the module's 'provider' is a {name}, not a golem_apps.Provider")
         try:
             async with serve_provider(self.provider_app, work_dir=job.task_dir) as server:
                 client = await _connect_provider("127.0.0.1", server.port)

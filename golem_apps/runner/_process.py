@@ -55,6 +55,7 @@ def serve_command(python: str, module: str, role: str, work_dir: Path, log_level
     return [
         python, "-m", "golem_apps.serve", module, role, "0",
         "--work-dir", str(work_dir), "--log-level", log_level,
+        "--tracebacks",  # the runner shows the failing handler's traceback (_tracebacks.py)
     ]  # fmt: skip
 
 

@@ -6,9 +6,11 @@ terminal wants it: neither the servers nor a provider's start-up pay for it.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TextIO
 
 #: Seconds between two progress lines of one subtask in plain output.
@@ -63,7 +65,10 @@ class PlainReporter(Reporter):
         self._printed: dict[str, float] = {}  # subtask id -> when its progress was printed
 
     def _line(self, text: str) -> None:
-        print(f"[{self._stats.elapsed:7.2f}s] {text}", file=self._stream, flush=True)
+        try:
+            print(f"[{self._stats.elapsed:7.2f}s] {text}", file=self._stream, flush=True)
+        except BrokenPipeError:  # the reader went away (`| head`): the run goes on, quietly
+            self._stream = Path(os.devnull).open("w")  # noqa: SIM115 - lives with the reporter
 
     def start(self, stats: Stats, task_id: str, work_dir: str) -> None:
         """Print the task id and where its files are."""

@@ -8,9 +8,7 @@ from pathlib import Path
 import pytest
 
 from golem_apps import ComputeContext
-from golem_apps.proto.golem_apps import ProgressUpdate as Generated
 from golem_apps.runner import Reporter, run_task
-from golem_apps.server._progress import ProgressUpdate as Light
 
 APP = "tests.apps.progress_app"
 
@@ -32,25 +30,6 @@ class Seen(Reporter):
 
     def node_event(self, kind: str, node_id: str, detail: str = "") -> None:
         self.nodes.append((kind, node_id, detail))
-
-
-@pytest.mark.parametrize(
-    "update",
-    [
-        ("", 0.0, "", 0),
-        ("3f2c-subtask", 0.25, "step 1/4", 1),
-        ("ü-ñ", 1.0, "done ✓" * 40, 2**40),
-        ("s", 1e-300, "x", 127),
-        ("s", 0.5, "", 128),
-    ],
-)
-def test_the_light_encoding_is_the_generated_one(update: tuple[str, float, str, int]) -> None:
-    subtask_id, fraction, message, beats = update
-    light = Light(subtask_id, fraction, message, beats).SerializeToString()
-    generated = Generated(subtask_id=subtask_id, fraction=fraction, message=message, beats=beats)
-    assert light == bytes(generated)
-    decoded = Generated().parse(light)
-    assert (decoded.subtask_id, decoded.fraction, decoded.message, decoded.beats) == update
 
 
 @pytest.mark.parametrize("bad", [-0.1, 1.5, math.nan, "half", True, None])

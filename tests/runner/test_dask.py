@@ -6,9 +6,13 @@ asks for the workers it needs first.
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +25,7 @@ from golem_apps.run import main
 from golem_apps.runner import Reporter, RunResult, run_task
 from golem_apps.runner import _dask as dask_backend
 
-from .dask_cluster import DaskCluster, DaskWorker
+from .dask_cluster import ROOT, DaskCluster, DaskWorker
 
 MANDELBROT = {"size": 96, "tiles": 4, "max_iter": 64}
 #: Safety bound on waiting for something the test caused (not a timing assertion).
@@ -279,13 +283,16 @@ async def test_progress_reports_come_back_from_the_workers(
 
 
 @pytest.mark.anyio
+@pytest.mark.parametrize("as_file", [False, True])
 async def test_a_single_file_app_is_uploaded_to_the_workers(
-    cluster: DaskCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    cluster: DaskCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, as_file: bool
 ) -> None:
     cluster.ensure(2)
     app = tmp_path / "app_folder"
     app.mkdir()
-    (app / "solo_app.py").write_text(
+    # A new name each time: an uploaded file stays in the worker's directory.
+    name = f"solo_{uuid.uuid4().hex[:8]}"
+    (app / f"{name}.py").write_text(
         "from golem_apps import Provider, Requestor\n"
         "requestor = Requestor('solo', image='x', tag='1')\n"
         "provider = Provider()\n"
@@ -298,21 +305,32 @@ async def test_a_single_file_app_is_uploaded_to_the_workers(
         "    out.write_text('solo')\n"
         "    return out\n"
     )
-    # The runner (and its requestor) find it in the current directory; the
-    # workers, whose current directory is elsewhere, only by the upload.
-    monkeypatch.chdir(app)
-    monkeypatch.syspath_prepend(str(app))
-    result = await run_on(cluster, "solo_app", tmp_path)
+    # The runner (and its requestor) find it by its path, or in the current
+    # directory; the workers, whose current directory is elsewhere, only by the upload.
+    if as_file:
+        spec = str(app / f"{name}.py")
+    else:
+        spec = name
+        monkeypatch.chdir(app)
+        monkeypatch.syspath_prepend(str(app))
+    result = await run_on(cluster, spec, tmp_path)
     assert sorted(p.name for p in result.output_files) == ["0.txt", "1.txt", "2.txt", "3.txt"]
 
 
-@pytest.mark.anyio
-async def test_local_cluster_runs_the_task(local_png: bytes, tmp_path: Path) -> None:
-    result = await run_task(
-        "examples.mandelbrot", cluster="local:2", params=MANDELBROT, out=tmp_path / "out"
-    )
-    assert result.output_files[0].read_bytes() == local_png
-    assert result.status is not None and len(result.status.nodes) == 2
+def test_the_command_starts_a_local_cluster(local_png: bytes, tmp_path: Path) -> None:
+    # A child process: LocalCluster leaves multiprocessing's resource tracker
+    # running in the process that started it, until that process ends.
+    done = subprocess.run(
+        [
+            sys.executable, "-m", "golem_apps.run", "examples.mandelbrot", "--cluster", "local:2",
+            "--params", json.dumps(MANDELBROT), "--out", str(tmp_path / "out"),
+        ],
+        cwd=ROOT, capture_output=True, text=True, timeout=RUN_LIMIT,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "out" / "mandelbrot.png").read_bytes() == local_png
+    assert "nodes:          2" in done.stdout
+    assert "Traceback" not in done.stderr
 
 
 @pytest.mark.anyio

@@ -235,15 +235,20 @@ async def test_inputs_with_one_name_are_refused(tmp_path: Path) -> None:
 
 
 @pytest.mark.anyio
-async def test_unknown_module_in_process(tmp_path: Path) -> None:
-    with pytest.raises(TaskFailed, match="cannot import module 'no_such_app'"):
-        await run_task("no_such_app", in_process=True, work_dir=tmp_path)
+@pytest.mark.parametrize("in_process", [True, False])
+async def test_unknown_module_is_refused_before_anything_starts(
+    tmp_path: Path, in_process: bool
+) -> None:
+    with pytest.raises(ValueError, match="cannot import module 'no_such_app'"):
+        await run_task("no_such_app", in_process=in_process, work_dir=tmp_path / "work")
+    assert not (tmp_path / "work").exists()
 
 
 @pytest.mark.anyio
 async def test_requestor_process_that_cannot_start(tmp_path: Path) -> None:
-    with pytest.raises(TaskFailed, match=r"requestor did not start.*cannot import module"):
-        await run_task("no_such_app", work_dir=tmp_path)
+    # The app imports here, but its process dies at once (here: no interpreter).
+    with pytest.raises(TaskFailed, match=r"requestor did not start: .*exited with code 1"):
+        await run_task(APP, work_dir=tmp_path, python="/bin/false")
 
 
 @pytest.mark.anyio
@@ -385,7 +390,7 @@ async def test_rich_reporter_through_a_run(tmp_path: Path) -> None:
         )
     text = stream.getvalue()
     assert "created (work dir" in text
-    assert "failed: compute failed: part bad asked to fail" in text
+    assert "failed: compute failed: RuntimeError: part bad asked to fail" in text
 
 
 @pytest.mark.anyio

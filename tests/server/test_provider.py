@@ -32,7 +32,7 @@ async def test_failed_compute_is_internal_and_exit_code_non_zero(tmp_path: Path)
                 await client.compute("t", "s1", {"fail": True})
         assert await server.wait() == 1
     assert error.value.status is Status.INTERNAL
-    assert error.value.message == "asked to fail"
+    assert error.value.message == "RuntimeError: asked to fail"  # the type named
 
 
 async def test_benchmark_answers_once(tmp_path: Path) -> None:

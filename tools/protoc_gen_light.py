@@ -23,9 +23,11 @@ grpcio-tools brings), never imported at run time.
 
 from __future__ import annotations
 
+import dataclasses
 import keyword
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 from google.protobuf.compiler import plugin_pb2
 from google.protobuf.descriptor_pb2 import (
@@ -67,26 +69,26 @@ class GeneratorError(Exception):
     """Raised when a proto uses something the light codec does not support."""
 
 
+@dataclass
 class Message:
     """One message to generate: its class name, full proto name, descriptor and file."""
 
-    def __init__(self, name: str, full_name: str, proto: DescriptorProto, file: str) -> None:
-        self.name = name
-        self.full_name = full_name
-        self.proto = proto
-        self.file = file
-        self.comment = ""
-        self.field_comments: dict[int, str] = {}  # field number -> its leading comment
+    name: str
+    full_name: str
+    proto: DescriptorProto
+    file: str
+    comment: str = ""
+    field_comments: dict[int, str] = dataclasses.field(default_factory=dict)  # by number
 
 
+@dataclass
 class Enum:
     """One enum to generate."""
 
-    def __init__(self, name: str, full_name: str, proto: EnumDescriptorProto, file: str) -> None:
-        self.name = name
-        self.full_name = full_name
-        self.proto = proto
-        self.file = file
+    name: str
+    full_name: str
+    proto: EnumDescriptorProto
+    file: str
 
 
 def walk(

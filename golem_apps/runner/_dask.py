@@ -150,13 +150,15 @@ class DaskMachines:
         self,
         client: Client,
         *,
-        module: str,
+        app: str | None,
+        provider_command: tuple[str, ...] | None,
         log_level: str,
         run_id: str,
         reporter: Reporter,
     ) -> None:
         self._client = client
-        self._module = module
+        self._app = app
+        self._provider_command = provider_command
         self._log_level = log_level
         self.run_id = run_id
         """This run's folder name on the workers."""
@@ -271,7 +273,8 @@ class DaskMachines:
             node_id=job.node_id,
             params=job.params,
             resources=resources,
-            module=self._module,
+            app=self._app,
+            provider_command=self._provider_command,
             log_level=self._log_level,
             inline_limit=INLINE_LIMIT,
             heartbeat_timeout=job.heartbeat_timeout,
@@ -417,12 +420,16 @@ class DaskMachines:
 async def dask_machines(
     cluster: str,
     *,
-    module: str,
+    app: str | None,
+    provider_command: tuple[str, ...] | None,
     log_level: str,
     run_id: str,
     reporter: Reporter,
 ) -> AsyncIterator[DaskMachines]:
     """Connect to the cluster (or start ``local:N``) and yield its workers as machines.
+
+    The workers serve ``app`` (a spec, as for ``golem_apps.serve``) or run
+    ``provider_command`` (a ``--provider-cmd`` prefix, given: it must work there).
 
     On the way out the run's folder is removed from every worker that took part.
     Raises TaskFailed when the scheduler cannot be reached.
@@ -450,10 +457,14 @@ async def dask_machines(
             )
         except (OSError, TimeoutError) as exc:
             raise TaskFailed(f"cannot reach the Dask scheduler at {address}: {exc}") from None
-        app_file, worker_app = await anyio.to_thread.run_sync(app_for_workers, module)
+        app_file, worker_app = None, None
+        if provider_command is None:
+            assert app is not None
+            app_file, worker_app = await anyio.to_thread.run_sync(app_for_workers, app)
         machines = DaskMachines(
-            client, module=worker_app, log_level=log_level, run_id=run_id, reporter=reporter
-        )
+            client, app=worker_app, provider_command=provider_command, log_level=log_level,
+            run_id=run_id, reporter=reporter,
+        )  # fmt: skip
         if app_file is not None:
             plugin = f"golem_apps-upload-{run_id}"
             upload = await anyio.to_thread.run_sync(UploadFile, str(app_file), False)

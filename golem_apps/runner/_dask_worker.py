@@ -29,11 +29,13 @@ from typing import Any
 
 import anyio
 
+from .._cli import role_spec
 from .._client import ProgressReport
 from .._exceptions import ComputeFailed
 from .._validate import safe_name
 from ..constants import SUBTASK_INPUTS_DIR
 from ._nodes import ComputeJob, SubprocessNodes
+from ._process import ServerCommand
 from ._workdir import LOGS_DIR, prepare_provider, result_file, tail
 
 #: The folder of golem_apps' runs in a worker's local directory.
@@ -45,6 +47,7 @@ LOG_LIMIT = 256 * 1024
 _lock = threading.Lock()
 _running: dict[str, tuple[asyncio.AbstractEventLoop, anyio.CancelScope]] = {}
 _stopped: set[str] = set()
+_providers: dict[tuple[ServerCommand, tuple[tuple[str, str], ...]], SubprocessNodes] = {}
 
 
 @dataclass(frozen=True)
@@ -58,7 +61,10 @@ class WorkerJob:
     params: dict[str, Any]
     resources: tuple[tuple[str, str], ...]
     """(file name, sha256 of its content) of each resource."""
-    module: str
+    app: str | None
+    """The app spec to serve (``python -m golem_apps.serve``), or None with ``provider_command``."""
+    provider_command: tuple[str, ...] | None
+    """A user's ``--provider-cmd`` prefix, run on the worker as it is."""
     log_level: str
     inline_limit: int
     """Results up to this size come back in the reply; larger ones in chunks."""
@@ -124,8 +130,25 @@ def _forwarder(topic: str) -> Any:
     return forward
 
 
+def _nodes(job: WorkerJob, env: dict[str, str]) -> SubprocessNodes:
+    # The serve form with this worker's interpreter: the runner's may live elsewhere.
+    if job.provider_command is not None:
+        command = ServerCommand(job.provider_command)
+    else:
+        assert job.app is not None
+        command = ServerCommand.serve(sys.executable, role_spec(job.app, "provider"), job.log_level)
+    key = (command, tuple(sorted(env.items())))
+    with _lock:
+        # One per command: it learns once whether the provider serves ProviderProgress.
+        nodes = _providers.get(key)
+        if nodes is None:
+            # Only providers run here: the requestor's command is never used.
+            nodes = _providers[key] = SubprocessNodes(command, command, env=env)
+    return nodes
+
+
 async def _compute(job: WorkerJob, task_dir: Path, log_path: Path, env: dict[str, str]) -> str:
-    nodes = SubprocessNodes(job.module, python=sys.executable, log_level=job.log_level, env=env)
+    nodes = _nodes(job, env)
     compute_job = ComputeJob(
         job.task_id,
         job.subtask_id,

@@ -203,3 +203,33 @@ def test_the_rich_reporter_shows_a_bar_per_running_provider() -> None:
     assert reporter._providers == {}  # its bar went with the subtask
     reporter.stop()
     assert "node provider2-cd stalled: no heartbeat for 1 s" in stream.getvalue()
+
+
+class _Truncated:
+    """A request whose bytes are a truncated field."""
+
+    def SerializeToString(self) -> bytes:
+        return b"\x0a\x05ab"
+
+
+@pytest.mark.anyio
+async def test_an_undecodable_watch_request_is_invalid_argument(tmp_path: Path) -> None:
+    from grpclib.client import UnaryStreamMethod
+    from grpclib.const import Status
+    from grpclib.exceptions import GRPCError
+
+    from golem_apps import ProviderClient, serve_provider
+    from golem_apps._wire import ProgressUpdate
+    from tests.apps import sample
+
+    async with serve_provider(sample.provider, work_dir=tmp_path) as server:
+        async with await ProviderClient.connect(port=server.port) as client:
+            path = "/golem_apps.ProviderProgress/Watch"
+            watch = UnaryStreamMethod(client.channel, path, _Truncated, ProgressUpdate)
+            with pytest.raises(GRPCError) as error:
+                await watch(_Truncated())
+            assert error.value.status is Status.INVALID_ARGUMENT
+            assert "WatchRequest" in (error.value.message or "")
+            # The provider still serves its one request.
+            assert await client.compute("t", "s1", {"text": "hi"}) == "s1/result.txt"
+        assert await server.wait() == 0

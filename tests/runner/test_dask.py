@@ -26,6 +26,8 @@ from golem_apps.runner import Reporter, RunResult, run_task
 from golem_apps.runner import _dask as dask_backend
 
 from .dask_cluster import ROOT, DaskCluster, DaskWorker
+from .test_foreign_app import command as foreign_command
+from .test_foreign_app import stubs  # noqa: F401  # the fixture
 
 MANDELBROT = {"size": 96, "tiles": 4, "max_iter": 64}
 #: Safety bound on waiting for something the test caused (not a timing assertion).
@@ -80,7 +82,9 @@ class Recorder(Reporter):
         self.progress_reports.append((subtask_id, fraction))
 
 
-async def run_on(cluster: DaskCluster, module: str, tmp_path: Path, **options: Any) -> RunResult:
+async def run_on(
+    cluster: DaskCluster, module: str | None, tmp_path: Path, **options: Any
+) -> RunResult:
     options = {"work_dir": tmp_path / "work", "out": tmp_path / "out", **options}
     with anyio.fail_after(RUN_LIMIT):
         return await run_task(module, cluster=cluster.address, **options)
@@ -359,3 +363,23 @@ def test_bad_cluster_options_are_usage_errors(
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.anyio
+async def test_a_foreign_apps_provider_command_runs_on_the_workers(
+    cluster: DaskCluster,
+    stubs: Path,  # noqa: F811  # the imported fixture
+    tmp_path: Path,
+) -> None:
+    workers = cluster.ensure(2)
+    recorder = Recorder()
+    numbers = list(range(1, 7))
+    result = await run_on(
+        cluster, None, tmp_path, requestor_cmd=foreign_command(stubs),
+        provider_cmd=foreign_command(stubs), params={"numbers": numbers}, reporter=recorder,
+    )  # fmt: skip
+    assert (tmp_path / "out" / "total.txt").read_text() == f"{sum(n * n for n in numbers)}\n"
+    assert (result.parts, result.subtasks, result.failures) == (6, 6, ())
+    assert {recorder.workers[node] for node in recorder.started.values()} == {
+        w.address for w in workers
+    }

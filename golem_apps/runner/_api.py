@@ -23,7 +23,6 @@ from .._client import RequestorClient
 from .._exceptions import TaskFailed, UsageError
 from .._provider import Provider
 from .._requestor import Requestor
-from .._taskstatus import TaskStatus, read_task_status
 from ..constants import TASK_OUTPUTS_DIR
 from ._journal import Journal, TaskRecord, load_task, save_task
 from ._loop import Scheduler
@@ -31,6 +30,7 @@ from ._machines import LocalMachines, Machines
 from ._nodes import InProcessNodes, Nodes, SubprocessNodes
 from ._process import ServerCommand
 from ._progress import Reporter, Stats
+from ._status import StatusFeed
 from ._summary import RunResult
 from ._tracebacks import captured, find_in_logs
 from ._workdir import (
@@ -111,14 +111,6 @@ def _copy_out(task_dir: Path, out: str | Path) -> tuple[Path, list[Path]]:
             f"cannot copy the outputs to {out}: {exc.strerror or exc} "
             f"(they are in {task_dir / TASK_OUTPUTS_DIR})"
         ) from None
-
-
-def _read_status(task_dir: Path) -> TaskStatus | None:
-    # The requestor has stopped: its status file is final.
-    try:
-        return read_task_status(task_dir)
-    except (OSError, ValueError):
-        return None  # an app whose RPCs bypass the engine writes none
 
 
 def _load_apps(module: str | tuple[Requestor, Provider]) -> tuple[Requestor, Provider]:
@@ -299,6 +291,7 @@ async def run_task(
             except TaskFailed:
                 await _end(root, record)  # refused: nothing to continue
                 raise
+            feed = StatusFeed(client, task_id, stats, reporter)
             reporter.start(stats, task_id, str(root))
             scheduler = Scheduler(
                 client,
@@ -312,6 +305,7 @@ async def run_task(
                 stats=stats,
                 heartbeat_timeout=heartbeat_timeout,
                 journal=Journal(root, task_id),
+                status=feed,
             )
             try:
                 await scheduler.run(resume=resumed)
@@ -322,6 +316,7 @@ async def run_task(
                         f"task_outputs is empty ({len(scheduler.failures)} failed subtasks; "
                         "the app's max_retries may be used up)"
                     )
+                status = await feed.fetch()  # the final one, for the summary
             except BaseException:
                 # As a node does when a task fails or the user stops it.
                 with (
@@ -351,7 +346,6 @@ async def run_task(
     finally:
         reporter.stop()
         cleanup.close()
-    status = await anyio.to_thread.run_sync(_read_status, task_dir)
     if out is not None:
         out_dir, outputs = await anyio.to_thread.run_sync(_copy_out, task_dir, out)
     else:

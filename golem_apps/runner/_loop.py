@@ -17,10 +17,10 @@ from grpclib.exceptions import GRPCError
 from .._client import ProgressReport, RequestorClient, SubtaskAssignment
 from .._contexts import VerifyResult
 from .._exceptions import ComputeFailed, TaskFailed
-from .._taskstatus import read_task_status
 from ._journal import Journal
 from ._machines import Machine, Machines, SubtaskJob
 from ._progress import Reporter, Stats
+from ._status import StatusFeed
 from ._summary import Failure
 from ._workdir import LOGS_DIR
 
@@ -72,9 +72,11 @@ class Scheduler:
         stats: Stats,
         heartbeat_timeout: float | None = None,
         journal: Journal,
+        status: StatusFeed,
     ) -> None:
         self._client = client
         self._journal = journal
+        self._status = status
         self._machines = machines
         self._task_id = task_id
         self._task_dir = task_dir
@@ -112,6 +114,7 @@ class Scheduler:
         """
         async with anyio.create_task_group() as tg:
             try:
+                tg.start_soon(self._status.follow)  # the bar's total and ETA
                 if resume:
                     await self._recover()
                 await self._schedule(tg)
@@ -293,13 +296,9 @@ class Scheduler:
         return None
 
     async def _banned(self, node_id: str) -> bool:
-        # The requestor's status file names banned nodes (a ban is written before
-        # the Verify that caused it answers).
-        try:
-            status = await anyio.to_thread.run_sync(read_task_status, self._task_dir)
-        except (OSError, ValueError):
-            return False
-        reason = status.bans.get(node_id)
+        # The requestor's status service names banned nodes (a ban is recorded
+        # before the Verify that caused it answers); without it no ban is known.
+        reason = await self._status.ban(node_id)
         if reason is None:
             return False
         if node_id not in self._bans_seen:

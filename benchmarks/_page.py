@@ -69,23 +69,24 @@ Compute.
 What changed, and why it is safe:
 
 - **No betterproto on the provider path** (`golem_apps/_wire.py`).
-  The provider exchanges eight tiny messages (ComputeRequest/Reply,
+  The provider exchanges a few tiny messages (ComputeRequest/Reply,
   RunBenchmarkRequest/Reply, ShutdownRequest/Reply, HealthCheckRequest/
-  Response). A small codec with the standard library (`struct`) encodes
-  and decodes them; it offers `SerializeToString`/`FromString`, which is
-  what grpclib's codec calls. This is a hand-written protobuf codec,
-  justified because it removes the largest single cost of a provider's
-  start (betterproto's import is more than half of the provider's import
-  time) and every other way to keep betterproto while not paying for its
-  import would mean patching `sys.modules` under it. It now covers every
-  task-api message and is used by the requestor and the clients too, for
-  speed (see the engine section). `tests/test_wire.py` checks with
-  hypothesis that its bytes equal betterproto's for every message and any
-  field values, that both decode those bytes alike, that it has exactly the
-  generated classes' fields, and that for arbitrary wire data (unknown
-  fields, repeats, any order, junk) whatever it accepts betterproto decodes
-  to the same values (it is stricter: truncated fields and known fields of
-  the wrong wire type are errors, not mistyped values).
+  Response, the progress stream's two). Light classes, generated from
+  protos/ by `make proto` with golem_apps' own protoc plugin
+  (`tools/protoc_gen_light.py`) over one small runtime that needs only the
+  standard library (`golem_apps/_codec.py`), encode and decode them; they
+  offer `SerializeToString`/`FromString`, which is what grpclib's codec
+  calls. They remove the largest single cost of a provider's start
+  (betterproto's import is more than half of the provider's import time),
+  and every other way to keep betterproto while not paying for its import
+  would mean patching `sys.modules` under it. They cover every message of
+  protos/ and are used by the requestor and the clients too, for speed (see
+  the engine section). `tests/test_wire.py` checks with hypothesis that
+  their bytes equal betterproto's and Google's protobuf runtime's for any
+  field values, that each decodes the others' bytes alike, that their fields
+  are the protos' descriptors', and that for arbitrary wire data whatever
+  they accept Google's runtime decodes to the same values.
+  [Messages](messages.md) says where they meet betterproto's classes.
 - **No anyio on the provider path.** The provider runs a sync compute
   handler in a daemon thread of its own (`server._provider.call`), with the
   caller's contextvars, abandoned on cancellation, exactly what
@@ -153,7 +154,7 @@ led to three changes:
   event-loop thread, and as much in the driver's client. The light codec of
   the provider path (`golem_apps/_wire.py`) now covers every task-api
   message; the requestor server and both clients use it (`@requestor.rpc`
-  overrides keep the generated classes). Requestor CPU per cycle went from
+  overrides keep betterproto's classes). Requestor CPU per cycle went from
   2.83 to 2.47 ms, the client's from 1.94 to 1.52 ms (medians of 4
   alternating runs, 10,000 parts, 4 in flight).
 - **Worker-thread hops.** Each anyio `to_thread` hop cost ~65 µs of CPU

@@ -20,6 +20,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+#: The installed version: a literal, so that knowing it costs nothing at start-up
+#: (pyproject.toml holds the same; a test keeps them equal).
+__version__ = "0.1.0"
+
 from ._contexts import (
     ComputeContext,
     MergeContext,

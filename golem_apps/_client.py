@@ -8,16 +8,18 @@ for error statuses.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import time
-from collections.abc import AsyncGenerator, Awaitable, Iterator
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
-from grpclib.client import Channel, UnaryUnaryMethod
+from grpclib.client import Channel, UnaryStreamMethod, UnaryUnaryMethod
+from grpclib.exceptions import GRPCError
 
 from . import _wire as wire
 from ._contexts import Verdict, VerifyResult
@@ -97,15 +99,34 @@ async def _unary(
     return await _rpc(method(request, timeout=timeout))
 
 
-#: grpc.health.v1.HealthCheckResponse.ServingStatus names, by number.
-_SERVING_STATUS = {0: "UNKNOWN", 1: "SERVING", 2: "NOT_SERVING", 3: "SERVICE_UNKNOWN"}
+#: grpc.health.v1.HealthCheckResponse.ServingStatus names, by number (from the generated class).
+_SERVING_STATUS = {
+    number: name
+    for name, number in vars(wire.HealthCheckResponseServingStatus).items()
+    if isinstance(number, int)
+}
 
 
-async def wait_serving(channel: Channel, address: str, timeout: float) -> None:
-    """Poll Health/Check("") until SERVING; retry refused connections only, like a node."""
+async def wait_serving(
+    channel: Channel,
+    address: str,
+    timeout: float,
+    *,
+    delays: Iterable[float] | None = None,
+    check: Callable[[], None] | None = None,
+) -> None:
+    """Poll Health/Check("") until SERVING; retry refused connections only, like a node.
+
+    The first poll goes out at once; ``delays`` are the pauses between the
+    next ones (default: every ``POLL_INTERVAL`` s). ``check`` is called before
+    each poll; what it raises ends the wait (say, the server's process exited).
+    """
     path = "/grpc.health.v1.Health/Check"
     deadline = time.monotonic() + timeout
+    pauses = iter(delays) if delays is not None else itertools.repeat(POLL_INTERVAL)
     while True:
+        if check is not None:
+            check()
         try:
             request = wire.HealthCheckRequest(service="")
             reply = await _unary(channel, path, request, wire.HealthCheckResponse, timeout)
@@ -114,12 +135,12 @@ async def wait_serving(channel: Channel, address: str, timeout: float) -> None:
             if time.monotonic() >= deadline:
                 raise TimeoutError(f"no server at {address} after {timeout:g} s: {exc}") from None
         else:
-            if reply.status == wire.SERVING:
+            if reply.status == wire.HealthCheckResponseServingStatus.SERVING:
                 return
             if time.monotonic() >= deadline:
                 status = _SERVING_STATUS.get(reply.status, str(reply.status))
                 raise TimeoutError(f"server not SERVING after {timeout:g} s ({status})")
-        await asyncio.sleep(POLL_INTERVAL)
+        await asyncio.sleep(next(pauses, POLL_INTERVAL))
 
 
 class _Client:
@@ -165,6 +186,21 @@ class _Client:
             channel.close()
             raise
         return cls(channel)
+
+    async def offers(self, service: str, timeout: float | None = None) -> bool:
+        """Whether the server serves ``service``, a full name (``golem_apps.ProviderProgress``).
+
+        Asks Health/Check for that service: SERVING means yes; NOT_FOUND (or any
+        other answer) no. Only Health is called, so asking never disturbs the
+        server's other calls, whoever wrote it.
+        """
+        request = wire.HealthCheckRequest(service=service)
+        try:
+            path = "/grpc.health.v1.Health/Check"
+            reply = await _unary(self.channel, path, request, wire.HealthCheckResponse, timeout)
+        except GRPCError:
+            return False
+        return bool(reply.status == wire.HealthCheckResponseServingStatus.SERVING)
 
     def close(self) -> None:
         """Close the connection."""
@@ -286,10 +322,12 @@ class ProviderClient(_Client):
         Yields the current state at once, then each new report; ends when the
         provider has answered its request (or its connection closes).
         """
-        from .proto.golem_apps import ProviderProgressStub, WatchRequest
-
+        path = "/golem_apps.ProviderProgress/Watch"
+        method = UnaryStreamMethod(self.channel, path, wire.WatchRequest, wire.ProgressUpdate)
         with _keeping_cancel_count():
-            async for update in ProviderProgressStub(self.channel).watch(WatchRequest()):
-                yield ProgressReport(
-                    update.subtask_id, update.fraction, update.message, update.beats
-                )
+            async with method.open() as stream:
+                await stream.send_message(wire.WatchRequest(), end=True)
+                async for update in stream:
+                    yield ProgressReport(
+                        update.subtask_id, update.fraction, update.message, update.beats
+                    )

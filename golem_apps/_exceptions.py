@@ -44,6 +44,19 @@ class TaskFailed(GolemAppsError):
     subtask left to hand out while the task has no outputs. The message says why.
     """
 
+    def __init__(
+        self,
+        message: str,
+        *,
+        app_traceback: str | None = None,
+        app_exception: BaseException | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.app_traceback = app_traceback
+        """The traceback of the app's handler failure behind it, when the runner found one."""
+        self.app_exception = app_exception
+        """That exception itself, for apps served in this process (else None)."""
+
 
 class EngineError(GolemAppsError):
     """Raised as the base of the task engine's expected errors."""

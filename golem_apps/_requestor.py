@@ -286,8 +286,9 @@ class Requestor(Registry):
     def add_rpc(self, name: str, func: F) -> F:
         """Take over one RequestorApp RPC whole: ``async (request, work_dir) -> reply``.
 
-        ``request`` and the reply are the generated messages of
-        ``golem_apps.proto.golem_task_api``; the engine is bypassed for that RPC.
+        ``request`` and the reply are betterproto's generated messages of
+        ``golem_apps.proto.golem_task_api`` (docs/messages.md: the other RPCs use
+        light classes with the same bytes); the engine is bypassed for that RPC.
         """
         if name not in REQUESTOR_RPCS:
             raise HandlerError(

@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from . import __version__
 from ._cli import Parser, load_app
 from ._exceptions import ConfigError, InvalidArgument, UsageError
 from ._requestor import AppInfo, Requestor
@@ -240,21 +241,16 @@ def dockerfile(module: str, app: Requestor | AppInfo | None = None) -> str:
     if app is not None:
         prereq = (app.info if isinstance(app, Requestor) else app).provider_prerequisites
         image, tag = prereq.get("image", image), prereq.get("tag", tag)
-    return _DOCKERFILE.format(module=module, image=image, tag=tag, version=_own_version())
+    return _DOCKERFILE.format(module=module, image=image, tag=tag, version=__version__)
 
 
-def _own_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("golem_apps")
-    except PackageNotFoundError:  # pragma: no cover - running from a source tree
-        return "0.1.0"
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The command line of ``python -m golem_apps.appdef``."""
-    parser = Parser(prog=f"python -m {PROG}", description=__doc__.splitlines()[0])
+def build_parser(prog: str = f"python -m {PROG}") -> argparse.ArgumentParser:
+    """The command line of ``python -m golem_apps.appdef`` (``prog`` names it in usage lines)."""
+    parser = Parser(
+        prog=prog,
+        description="Write the app definition a Golem node loads (and, with --dockerfile, "
+        "a Dockerfile serving the app) from the metadata given to Requestor(...).",
+    )
     parser.add_argument(
         "app", metavar="MODULE[:ATTR]", help="module of the app; ATTR defaults to 'requestor'"
     )
@@ -274,10 +270,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command; returns the exit code."""
+def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
+    """Run the command; returns the exit code. ``prog``: its name in usage and error lines."""
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser(prog or f"python -m {PROG}").parse_args(argv)
         app = load_app(args.app, "requestor")
         if not isinstance(app, Requestor):
             raise UsageError(f"{args.app} is a {type(app).__name__}, not a golem_apps.Requestor")
@@ -294,7 +290,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             target.write_text(docker_text, encoding="utf-8")
             written.append(target)
     except (UsageError, ConfigError, OSError) as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        print(f"{prog or PROG}: error: {exc}", file=sys.stderr)
         return 2
     for path in written:
         print(path)

@@ -1,4 +1,8 @@
-"""``python -m golem_apps.run MODULE``: run one task of an app on this machine, as a node would.
+"""``python -m golem_apps.run APP``: run one task of an app on this machine, as a node would.
+
+Any task-api app runs with ``--requestor-cmd CMD --provider-cmd CMD``: the
+runner appends ``requestor PORT`` / ``provider PORT`` to CMD, as a node
+appends them to an image's ENTRYPOINT.
 
 Exit codes: 0 the task finished, 1 it could not finish, 2 bad usage,
 130 interrupted (Ctrl-C, SIGTERM, or the terminal closing: the task is
@@ -9,17 +13,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import anyio
 
-from ._cli import Parser
+from ._cli import Parser, configure_logging
 from ._exceptions import UsageError
 
 if TYPE_CHECKING:
@@ -58,14 +61,29 @@ _non_negative_int.__name__ = "non-negative integer"
 _positive_float.__name__ = "positive number"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The command line of ``python -m golem_apps.run``."""
+def build_parser(prog: str = f"python -m {PROG}") -> argparse.ArgumentParser:
+    """The command line of ``python -m golem_apps.run`` (``prog`` names it in usage lines)."""
     parser = Parser(
-        prog=f"python -m {PROG}",
+        prog=prog,
         description="Run one task of a golem_apps app on this machine, as a Golem node would.",
         epilog="Exit codes: 0 done, 1 the task could not finish, 2 bad usage, 130 interrupted.",
     )
-    parser.add_argument("module", metavar="MODULE", help="module defining requestor and provider")
+    parser.add_argument(
+        "module",
+        metavar="APP",
+        nargs="?",
+        help="the app: a module or file (path/to/app.py) defining requestor and provider, "
+        "or MODULE:ATTR / FILE:ATTR naming an object that holds them (optional with both "
+        "--requestor-cmd and --provider-cmd)",
+    )
+    parser.add_argument(
+        "--requestor-cmd", metavar="CMD",
+        help="start the requestor with CMD + 'requestor PORT' ({work_dir}: its work dir)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--provider-cmd", metavar="CMD",
+        help="start each provider with CMD + 'provider PORT' ({work_dir}: its work dir)",
+    )  # fmt: skip
     parser.add_argument(
         "--params", default="{}", metavar="JSON|@FILE", help="task params: a JSON object or @file"
     )
@@ -101,7 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
         default="WARNING",
         type=str.upper,
         choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
-        help="of the runner and the apps (WARNING)",
+        help="of golem_apps' loggers and the app's, here and in the children (WARNING); "
+        "other libraries log at WARNING",
     )
     return parser
 
@@ -125,7 +144,30 @@ def parse_params(text: str) -> dict[str, Any]:
     return value
 
 
-async def _run(args: argparse.Namespace, params: dict[str, Any], reporter: Reporter) -> int:
+def check_commands(args: argparse.Namespace) -> None:
+    """APP, or both commands; each command usable (UsageError naming the option)."""
+    if args.module is None and (args.requestor_cmd is None or args.provider_cmd is None):
+        raise UsageError(
+            "the following arguments are required: APP (or both --requestor-cmd and --provider-cmd)"
+        )
+    if args.in_process and (args.requestor_cmd is not None or args.provider_cmd is not None):
+        raise UsageError("--in-process serves APP: it takes no --requestor-cmd or --provider-cmd")
+    from .runner._process import ServerCommand
+
+    for option, text in (
+        ("--requestor-cmd", args.requestor_cmd),
+        ("--provider-cmd", args.provider_cmd),
+    ):
+        if text is not None:
+            try:
+                ServerCommand.parse(text, option)
+            except ValueError as exc:
+                raise UsageError(str(exc)) from None
+
+
+async def _run(
+    args: argparse.Namespace, params: dict[str, Any], reporter: Reporter, prog: str
+) -> int:
     from .runner import TaskFailed, format_summary, run_task
 
     interrupted = False
@@ -156,48 +198,70 @@ async def _run(args: argparse.Namespace, params: dict[str, Any], reporter: Repor
                     in_process=args.in_process,
                     log_level=args.log_level,
                     reporter=reporter,
+                    requestor_cmd=args.requestor_cmd,
+                    provider_cmd=args.provider_cmd,
                 )
             except TaskFailed as exc:
-                print(f"{PROG}: error: {exc}", file=sys.stderr)
+                if exc.app_traceback:
+                    print(f"{prog}: the app failed:\n{exc.app_traceback}", file=sys.stderr)
+                print(f"{prog}: error: {exc}", file=sys.stderr)
                 return EXIT_FAILED
             except ValueError as exc:
-                print(f"{PROG}: error: {exc}", file=sys.stderr)
+                print(f"{prog}: error: {exc}", file=sys.stderr)
                 return EXIT_USAGE
             finally:
                 tg.cancel_scope.cancel()  # stops the signal watcher
     if interrupted:
-        print(f"{PROG}: interrupted: task aborted, child processes stopped", file=sys.stderr)
+        print(f"{prog}: interrupted: task aborted, child processes stopped", file=sys.stderr)
         return EXIT_INTERRUPTED
-    print(format_summary(result), flush=True)
+    try:
+        print(format_summary(result), flush=True)
+    except BrokenPipeError:  # `| head` stopped reading: not an error of the run
+        _discard_stdout()
     return EXIT_OK
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command; returns the exit code."""
+def _discard_stdout() -> None:
+    # What is still buffered for the closed pipe goes to /dev/null instead of
+    # failing again (and printing a traceback) at the final flush.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
+def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
+    """Run the command; returns the exit code. ``prog``: its name in usage and error lines."""
+    usage, prog = prog or f"python -m {PROG}", prog or PROG
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser(usage).parse_args(argv)
+        check_commands(args)
         params = parse_params(args.params)
     except UsageError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    logging.basicConfig(
-        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    # HTTP/2 header compression logs every frame at DEBUG: noise, not debugging help.
-    logging.getLogger("hpack").setLevel(max(logging.INFO, logging.getLevelName(args.log_level)))
+    configure_logging(args.log_level, args.module)
     try:
         from .runner import auto_reporter
 
-        return anyio.run(_run, args, params, auto_reporter())
+        return anyio.run(_run, args, params, auto_reporter(), prog)
     except KeyboardInterrupt:  # a Ctrl-C before the signal watcher was up
-        print(f"{PROG}: interrupted", file=sys.stderr)
+        print(f"{prog}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
 
 
-if __name__ == "__main__":
-    code = main()
-    sys.stdout.flush()
+def finish(code: int) -> NoReturn:
+    """End the process (``golem-apps run`` too) with ``code``, skipping the interpreter's teardown.
+
+    Every child is gone by now; an --in-process compute ignoring ctx.cancelled
+    must not keep the command alive.
+    """
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _discard_stdout()
     sys.stderr.flush()
-    # Every child is gone by now; skip the interpreter's teardown so that an
-    # --in-process compute ignoring ctx.cancelled cannot keep the command alive.
     os._exit(code)
+
+
+if __name__ == "__main__":
+    finish(main())

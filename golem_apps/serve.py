@@ -20,20 +20,25 @@ from collections.abc import Sequence
 from types import FrameType
 from typing import NoReturn
 
-from ._cli import Parser, load_app
+from ._cli import Parser, configure_logging, load_app
 from ._exceptions import ConfigError, UsageError
 
 PROG = "golem_apps.serve"
 ROLES = ("requestor", "provider")
-#: After SIGTERM/SIGINT or Shutdown, how long a provider may take to stop before it is cut off.
-PROVIDER_GRACE_SECONDS = 2.0
+#: After SIGTERM/SIGINT or Shutdown, how long a provider may take to stop before it is cut
+#: off: the process is gone within 2 s, its descendants killed included.
+PROVIDER_GRACE_SECONDS = 1.5
 
 log = logging.getLogger("golem_apps.serve")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The command line of ``python -m golem_apps.serve``."""
-    parser = Parser(prog=f"python -m {PROG}", description=__doc__.splitlines()[0])
+def build_parser(prog: str = f"python -m {PROG}") -> argparse.ArgumentParser:
+    """The command line of ``python -m golem_apps.serve`` (``prog`` names it in usage lines)."""
+    parser = Parser(
+        prog=prog,
+        description="Serve an app's requestor or provider, as a Golem node starts it: "
+        "the role and the port come last (appended to a Docker ENTRYPOINT).",
+    )
     parser.add_argument(
         "app", metavar="MODULE[:ATTR]", help="module of the app; ATTR defaults to the role"
     )
@@ -46,7 +51,13 @@ def build_parser() -> argparse.ArgumentParser:
         default="WARNING",
         type=str.upper,
         choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
-        help="default: WARNING",
+        help="of golem_apps' loggers and the app's (default: WARNING; other libraries: WARNING)",
+    )
+    parser.add_argument(
+        "--tracebacks",
+        action="store_true",
+        help="log the traceback of each handler failure, whatever the level "
+        "(the local runner's children do)",
     )
     return parser
 
@@ -160,27 +171,30 @@ def _exit(code: int) -> NoReturn:
     os._exit(code)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command; returns the exit code."""
-    parser = build_parser()
+def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
+    """Run the command; returns the exit code. ``prog``: its name in usage and error lines."""
+    parser = build_parser(prog or f"python -m {PROG}")
     try:
         args, extra = parser.parse_known_args(argv)
-        logging.basicConfig(
-            level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-        )
+        configure_logging(args.log_level, args.app)
+        if args.tracebacks:
+            logging.getLogger("golem_apps.server.tracebacks").setLevel(logging.DEBUG)
         if extra:
             log.warning("ignoring unknown arguments: %s", " ".join(extra))
         app = load_app(args.app, args.role)
         serve = _serve_requestor if args.role == "requestor" else _serve_provider
         return asyncio.run(serve(app, args))
     except (UsageError, ConfigError) as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        print(f"{prog or PROG}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
 
 
+#: How the command ends the process (``golem-apps serve`` too): skip the
+#: interpreter's teardown, since a provider is paid per subtask and an abandoned
+#: worker thread must not keep the process alive.
+finish = _exit
+
 if __name__ == "__main__":
-    # Skip interpreter teardown: a provider is paid per subtask, and an
-    # abandoned worker thread must not keep the process alive.
-    _exit(main())
+    finish(main())

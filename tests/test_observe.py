@@ -95,7 +95,7 @@ async def test_handler_traceback_only_at_debug(
             await client.create_task("t2")
     (line,) = [r for r in rpc_records(caplog) if r.task_id == "t1"]  # type: ignore[attr-defined]
     assert line.status == "INTERNAL"  # type: ignore[attr-defined]
-    assert "error='split exploded'" in line.getMessage()
+    assert "error='RuntimeError: split exploded'" in line.getMessage()
     tracebacks = [r for r in caplog.records if r.exc_info]
     assert len(tracebacks) == 1 and tracebacks[0].levelno == logging.DEBUG
 

@@ -1,13 +1,11 @@
-"""The provider's fast start-up path: what it imports, its thread runner, its light messages."""
+"""The provider's fast start-up path: what it imports, its light messages."""
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import re
 import socket
 import subprocess
-import threading
 from pathlib import Path
 
 import pytest
@@ -15,7 +13,6 @@ from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
 from golem_apps import ComputeContext, Provider, ProviderClient, run_provider
-from golem_apps.server import _provider
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -29,6 +26,7 @@ FORBIDDEN = (
     "golem_apps.proto",
     "betterproto",
     "anyio",
+    "importlib.metadata",  # golem_apps.__version__ is a literal
 )
 
 
@@ -61,11 +59,17 @@ def imported_modules(importtime_stderr: str) -> set[str]:
 
 
 @pytest.mark.anyio
-async def test_provider_process_imports_nothing_forbidden(python: str, tmp_path: Path) -> None:
-    """A whole provider cycle (Health, Compute, exit) under -X importtime."""
+@pytest.mark.parametrize("command", [["golem_apps.serve"], ["golem_apps", "serve"]])
+async def test_provider_process_imports_nothing_forbidden(
+    python: str, tmp_path: Path, command: list[str]
+) -> None:
+    """A whole provider cycle (Health, Compute, exit) under -X importtime.
+
+    Both forms: ``python -m golem_apps.serve`` and the ``golem-apps serve`` front door.
+    """
     port = free_port()
     proc = await asyncio.create_subprocess_exec(
-        python, "-X", "importtime", "-m", "golem_apps.serve", "tests.apps.sample", "provider",
+        python, "-X", "importtime", "-m", *command, "tests.apps.sample", "provider",
         str(port), "--work-dir", str(tmp_path),
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip
@@ -87,58 +91,6 @@ async def test_provider_process_imports_nothing_forbidden(python: str, tmp_path:
     for name in FORBIDDEN:
         found = sorted(m for m in modules if m == name or m.startswith(name + "."))
         assert not found, f"the provider path imported {found}"
-
-
-@pytest.mark.anyio
-async def test_sync_handler_runs_in_a_thread_with_our_context() -> None:
-    var: contextvars.ContextVar[str] = contextvars.ContextVar("var")
-    var.set("outer")
-    seen: list[object] = []
-
-    def handler(x: int) -> int:
-        seen.append((threading.current_thread() is threading.main_thread(), var.get()))
-        return x * 2
-
-    assert await _provider.call(handler, 21, abandon_on_cancel=True) == 42
-    assert seen == [(False, "outer")]
-
-
-@pytest.mark.anyio
-async def test_async_handler_is_awaited() -> None:
-    async def handler(x: int) -> int:
-        return x + 1
-
-    assert await _provider.call(handler, 1, abandon_on_cancel=True) == 2
-
-
-@pytest.mark.anyio
-async def test_sync_handler_error_reaches_the_caller() -> None:
-    def handler() -> None:
-        raise KeyError("boom")
-
-    with pytest.raises(KeyError, match="boom"):
-        await _provider.call(handler, abandon_on_cancel=True)
-
-
-@pytest.mark.anyio
-async def test_cancellation_abandons_a_sync_handler() -> None:
-    release = threading.Event()
-    finished = threading.Event()
-
-    def handler() -> str:
-        release.wait(10)
-        finished.set()
-        return "late"
-
-    task = asyncio.ensure_future(_provider.call(handler, abandon_on_cancel=True))
-    await asyncio.sleep(0.05)
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    assert not finished.is_set()  # returned while the thread still runs
-    release.set()
-    assert await asyncio.to_thread(finished.wait, 10)
-    await asyncio.sleep(0.05)  # its late result is dropped without error
 
 
 @pytest.mark.anyio

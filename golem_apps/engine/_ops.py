@@ -223,7 +223,10 @@ def _part_row(
     resources = [safe_name(r, f"{label}: resource") for r in part.resources]
     for resource in resources:
         if resource not in inputs:
-            raise InvalidTask(f"{label}: resource {resource!r} is not in task_inputs")
+            raise InvalidTask(
+                f"{label}: resource {resource!r} is not a file in task_inputs "
+                "(links leading out of the work dir are refused)"
+            )
     depends_on = list(dict.fromkeys(part.depends_on))
     row = (task_id, index, name, params, json.dumps(resources), len(depends_on))
     return row, depends_on

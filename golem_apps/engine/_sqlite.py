@@ -98,14 +98,16 @@ class SqliteEngine:
             task_id, _ops.begin_task, json.dumps(task.params), hooks.redundancy, hooks.ban_after
         )
         try:
-            inputs = await self._db.in_thread(_files.list_inputs, task.task_dir)
+            inputs = await self._db.in_thread(_files.list_inputs, task.task_dir, self._work_dir)
             count = 0
             batch: list[Part] = []
             async for part in parts:
                 if 0 < task.max_subtasks <= count:
                     raise InvalidTask(
                         f"task {task_id!r}: the task handler returned more than "
-                        f"max_subtasks_count={task.max_subtasks} parts"
+                        f"max_subtasks_count={task.max_subtasks} parts (the subtasks the "
+                        f"node user asked for): split into at most task.max_subtasks parts, "
+                        f"or create the task with a larger max_subtasks_count"
                     )
                 batch.append(part)
                 count += 1
@@ -269,6 +271,12 @@ class SqliteEngine:
         if path is None:
             folder = f"{SUBTASK_OUTPUTS_DIR}/{subtask_id}"
             verdict = Verdict(R.FAILURE, f"subtask {subtask_id!r}: no result file in {folder}")
+        elif not _files.inside(path, self._work_dir):
+            verdict = Verdict(
+                R.FAILURE,
+                f"subtask {subtask_id!r}: result {path.name!r} is a symbolic link leading out of "
+                "the work dir (not followed)",
+            )
         elif self._hooks.verify is not None:
             return _Checked(pending=pending, path=path)
         elif _files.default_verdict(path):

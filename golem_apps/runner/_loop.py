@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,10 +18,11 @@ from .._client import ProgressReport, RequestorClient, SubtaskAssignment
 from .._contexts import VerifyResult
 from .._exceptions import ComputeFailed, TaskFailed
 from .._taskstatus import read_task_status
-from ._nodes import ComputeJob, Nodes
+from ._journal import Journal
+from ._machines import Machine, Machines, SubtaskJob
 from ._progress import Reporter, Stats
 from ._summary import Failure
-from ._workdir import LOGS_DIR, prepare_provider, ship_resources, ship_result
+from ._workdir import LOGS_DIR
 
 log = logging.getLogger("golem_apps.runner")
 T = TypeVar("T")
@@ -38,18 +39,6 @@ def _message(exc: BaseException) -> str:
     if isinstance(exc, GRPCError):
         return f"{exc.status.name}: {exc.message}"
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-
-
-def new_node_id(slot: int) -> str:
-    """A fresh opaque node id for a provider slot."""
-    return f"provider{slot}-{uuid.uuid4().hex[:8]}"
-
-
-@dataclass
-class _Slot:
-    index: int
-    node_id: str
-    busy: bool = False
 
 
 @dataclass
@@ -72,24 +61,24 @@ class Scheduler:
     def __init__(
         self,
         client: RequestorClient,
-        nodes: Nodes,
+        machines: Machines,
         *,
         task_id: str,
         task_dir: Path,
         work_dir: Path,
-        providers: int,
         subtask_timeout: float | None,
         max_attempts: int,
         reporter: Reporter,
         stats: Stats,
         heartbeat_timeout: float | None = None,
+        journal: Journal,
     ) -> None:
         self._client = client
-        self._nodes = nodes
+        self._journal = journal
+        self._machines = machines
         self._task_id = task_id
         self._task_dir = task_dir
         self._work_dir = work_dir
-        self._slots = [_Slot(i + 1, new_node_id(i + 1)) for i in range(providers)]
         self._timeout = subtask_timeout
         self._max_attempts = max_attempts
         self._reporter = reporter
@@ -108,16 +97,43 @@ class Scheduler:
     def _notify(self) -> None:
         self._wake.set()
 
-    async def run(self) -> None:
-        """Hand out, compute, ship and verify until the task is done."""
+    async def _note(self, step: Callable[..., None], *args: Any) -> None:
+        # A journal step (a line appended to a file): off the event loop.
+        await anyio.to_thread.run_sync(step, *args)
+
+    async def run(self, *, resume: bool = False) -> None:
+        """Hand out, compute, ship and verify until the task is done.
+
+        With ``resume``, first settle what an earlier run left unsettled (see
+        :mod:`._journal`): abort the subtasks it had out, verify the results it shipped.
+        """
         async with anyio.create_task_group() as tg:
             try:
+                if resume:
+                    await self._recover()
                 await self._schedule(tg)
             except TaskFailed as exc:
                 self._fatal = str(exc)
             tg.cancel_scope.cancel()  # stops (and kills) whatever still runs after a failure
         if self._fatal is not None:
             raise TaskFailed(self._fatal)
+
+    async def _recover(self) -> None:
+        left, verified = await anyio.to_thread.run_sync(self._journal.replay)
+        self.stats.parts += verified
+        for entry in left:
+            subtask = _Subtask(entry.subtask_id, entry.node_id, entry.subtask_id)
+            if entry.shipped:
+                subtask.computed = True
+                await self._verify(subtask)
+                continue
+            try:
+                await self._client.abort_subtask(self._task_id, entry.subtask_id)
+            except GRPCError as exc:  # never handed out (NOT_FOUND), or settled meanwhile
+                log.debug("AbortSubtask of %s: %s", entry.subtask_id, _message(exc))
+            except Exception as exc:
+                raise TaskFailed(f"AbortSubtask failed: {_message(exc)}") from None
+            await self._note(self._journal.settled, entry.subtask_id, False)
 
     async def _requestor_call(self, what: str, call: Awaitable[T]) -> T:
         try:
@@ -132,7 +148,8 @@ class Scheduler:
             if self._fatal is not None:
                 raise TaskFailed(self._fatal)
             handed_out = await self._fill_slots(tg)
-            if not any(slot.busy for slot in self._slots):
+            machines = self._machines.current()
+            if not any(slot.busy for slot in machines):
                 pending = await self._requestor_call(
                     "HasPendingSubtasks", self._client.has_pending_subtasks(self._task_id)
                 )
@@ -146,30 +163,32 @@ class Scheduler:
                             )
                         continue
                     return
-                idle_polls = 0 if handed_out else idle_polls + 1
+                # With no machine at all, nobody was asked: the backend waits for one.
+                idle_polls = 0 if handed_out or not machines else idle_polls + 1
                 if idle_polls > MAX_IDLE_POLLS:
                     raise TaskFailed(
                         "the requestor reports pending subtasks but hands none out "
-                        "(every NextSubtask reply is empty)"
+                        f"(every NextSubtask reply is empty; {len(machines)} machines)"
                     )
             # A finishing subtask wakes the loop; with none running, only time changes things.
-            busy = any(slot.busy for slot in self._slots)
+            busy = any(slot.busy for slot in self._machines.current())
             with anyio.move_on_after(BUSY_POLL_INTERVAL if busy else POLL_INTERVAL):
                 await self._wake.wait()
 
     async def _fill_slots(self, tg: anyio.abc.TaskGroup) -> bool:
         handed_out = False
-        for slot in self._slots:
+        for slot in list(self._machines.current()):
             if self._fatal is not None:
                 break
-            if slot.busy:
-                continue
+            if slot.busy or slot.node_id in self._bans_seen:
+                continue  # a banned machine that stays (a cluster's worker) gets no more work
             pending = await self._requestor_call(
                 "HasPendingSubtasks", self._client.has_pending_subtasks(self._task_id)
             )
             if not pending:
                 break
             subtask_id = str(uuid.uuid4())
+            await self._note(self._journal.asked, subtask_id, slot.node_id)
             assignment = await self._requestor_call(
                 "NextSubtask",
                 self._client.next_subtask(self._task_id, subtask_id, slot.node_id),
@@ -178,14 +197,20 @@ class Scheduler:
                 # Work is pending but not for this node: it may hold a subtask that
                 # awaits data, have computed a copy of every ready part (redundancy)
                 # or be banned. Another machine takes the slot and asks once more.
-                if await self._banned(slot.node_id):
-                    self._reporter.node_event("replaced", slot.node_id, "banned by the requestor")
-                slot.node_id = new_node_id(slot.index)
+                banned = await self._banned(slot.node_id)
+                old_id = slot.node_id
+                if not self._machines.replace(slot):
+                    await self._note(self._journal.settled, subtask_id, False)
+                    continue  # the same machine stays: it waits for work
+                if banned:
+                    self._reporter.node_event("replaced", old_id, "banned by the requestor")
+                await self._note(self._journal.asked, subtask_id, slot.node_id)
                 assignment = await self._requestor_call(
                     "NextSubtask",
                     self._client.next_subtask(self._task_id, subtask_id, slot.node_id),
                 )
             if assignment is None:
+                await self._note(self._journal.settled, subtask_id, False)
                 continue  # no subtask for this node now
             slot.busy = True
             handed_out = True
@@ -200,7 +225,7 @@ class Scheduler:
         return handed_out
 
     async def _run_subtask(
-        self, slot: _Slot, subtask_id: str, assignment: SubtaskAssignment
+        self, slot: Machine, subtask_id: str, assignment: SubtaskAssignment
     ) -> None:
         key = json.dumps([assignment.params, assignment.resources], sort_keys=True)
         subtask = _Subtask(subtask_id, slot.node_id, key, assignment.params)
@@ -221,10 +246,10 @@ class Scheduler:
             if computing:
                 self.stats.running -= 1
             if not subtask.computed:
-                # Another machine takes the slot: the provider crashed or timed out.
-                # A node keeps its id through verdicts, so that the requestor can
-                # count its failures (and ban it).
-                slot.node_id = new_node_id(slot.index)
+                # Another machine takes the slot (if the backend has one): the
+                # provider crashed or timed out. A node keeps its id through
+                # verdicts, so that the requestor can count its failures (and ban it).
+                self._machines.replace(slot)
             slot.busy = False
             self._notify()
 
@@ -233,34 +258,28 @@ class Scheduler:
         subtask_id = subtask.subtask_id
         try:
             with anyio.fail_after(self._timeout) if self._timeout else nullcontext():
-                task_dir = await anyio.to_thread.run_sync(
-                    prepare_provider, self._work_dir, subtask.node_id, self._task_id
-                )
-                await anyio.to_thread.run_sync(
-                    ship_resources, self._task_dir, task_dir, assignment.resources
-                )
                 node_id = subtask.node_id
 
                 def on_progress(report: ProgressReport) -> None:
                     self.progress[node_id] = report
                     self._reporter.progress(node_id, subtask_id, report.fraction, report.message)
 
-                job = ComputeJob(
+                job = SubtaskJob(
                     self._task_id,
                     subtask_id,
+                    node_id,
                     assignment.params,
-                    task_dir,
+                    tuple(assignment.resources),
+                    self._task_dir,
                     self._work_dir / LOGS_DIR / f"{subtask_id}.log",
                     on_progress=on_progress,
                     heartbeat_timeout=self._heartbeat_timeout,
                 )
                 try:
-                    output = await self._nodes.compute(job)
+                    await self._machines.run(job)
                 finally:
                     self.progress.pop(node_id, None)
-            await anyio.to_thread.run_sync(
-                ship_result, task_dir, output, self._task_dir, subtask_id
-            )
+            await self._note(self._journal.shipped, subtask_id)
         except TimeoutError:
             return f"timed out after {self._timeout:g} s; provider killed"
         except (ComputeFailed, OSError) as exc:
@@ -290,6 +309,7 @@ class Scheduler:
             await self._client.abort_subtask(self._task_id, subtask_id)
         except Exception as exc:
             raise TaskFailed(f"AbortSubtask of {subtask_id} failed: {_message(exc)}") from None
+        await self._note(self._journal.settled, subtask_id, False)
 
     def _failed(self, subtask: _Subtask, reason: str) -> None:
         self.failures.append(Failure(subtask.subtask_id, subtask.node_id, reason))
@@ -321,6 +341,9 @@ class Scheduler:
             return None
         except Exception as exc:
             raise TaskFailed(f"Verify failed: {_message(exc)}") from None
+        if verdict.result is not VerifyResult.AWAITING_DATA:
+            success = verdict.result is VerifyResult.SUCCESS
+            await self._note(self._journal.settled, subtask.subtask_id, success)
         if verdict.result is VerifyResult.SUCCESS:
             subtask.verified = True
             self.stats.parts += 1

@@ -8,27 +8,25 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 from grpclib.exceptions import GRPCError, StreamTerminatedError
 
 from .._client import ProgressReport, ProviderClient, RequestorClient
 from .._exceptions import ComputeFailed, ConfigError, TaskFailed
-from ._process import (
-    PROVIDER_EXIT_TIMEOUT,
-    REQUESTOR_EXIT_TIMEOUT,
-    child_env,
-    serve_command,
-    serve_process,
-    wait_exit,
-)
+from ..server._progress import SERVICE as PROGRESS_SERVICE
+from ._process import PROVIDER_EXIT_TIMEOUT, ServerCommand, ServerProcess, child_env, describe_exit
+from ._requestor import RequestorSupervisor
 from ._workdir import tail
+
+if TYPE_CHECKING:
+    from .._provider import Provider
+    from .._requestor import Requestor
 
 log = logging.getLogger("golem_apps.runner")
 
@@ -79,12 +77,14 @@ async def _watch(client: ProviderClient, job: ComputeJob, stalled: list[str]) ->
         await updates.aclose()
 
 
-async def compute_watched(client: ProviderClient, job: ComputeJob) -> str:
+async def compute_watched(client: ProviderClient, job: ComputeJob, *, watch: bool = True) -> str:
     """Compute through ``client`` while watching its progress and heartbeat.
 
-    Raises ComputeFailed when the heartbeat stops (the caller kills the provider).
+    ``watch`` says whether the provider serves golem_apps.ProviderProgress:
+    without it the Compute call is all there is. Raises ComputeFailed when
+    the heartbeat stops (the caller kills the provider).
     """
-    if job.on_progress is None and job.heartbeat_timeout is None:
+    if not watch or (job.on_progress is None and job.heartbeat_timeout is None):
         return await client.compute(job.task_id, job.subtask_id, job.params)
     stalled: list[str] = []
     # Plain asyncio tasks, not an anyio task group: grpclib's calls do not keep
@@ -125,18 +125,6 @@ class Nodes(Protocol):
         """Run one provider for ``job``; its result path. ComputeFailed when it failed."""
 
 
-def describe_exit(code: int | None) -> str:
-    """A child's exit status in words."""
-    if code is None:
-        return "did not exit"
-    if code < 0:
-        try:
-            return f"was killed by {signal.Signals(-code).name}"
-        except ValueError:
-            return f"was killed by signal {-code}"
-    return f"exited with code {code}"
-
-
 async def _connect_provider(host: str, port: int) -> ProviderClient:
     try:
         return await ProviderClient.connect(host, port, timeout=CONNECT_TIMEOUT)
@@ -145,64 +133,78 @@ async def _connect_provider(host: str, port: int) -> ProviderClient:
 
 
 class SubprocessNodes:
-    """Each app is a ``python -m golem_apps.serve`` child process, as a node runs it."""
+    """Each app is a child process started from a command, as a node runs an image.
+
+    ``requestor`` and ``provider`` are command prefixes (see
+    :class:`ServerCommand`); the requestor is restarted on its work dir when
+    it dies (see :class:`RestartingRequestor`), ``on_restart`` is told why.
+    """
 
     def __init__(
-        self, module: str, *, python: str, log_level: str, env: Mapping[str, str] | None = None
+        self,
+        requestor: ServerCommand,
+        provider: ServerCommand,
+        *,
+        env: Mapping[str, str] | None = None,
+        on_restart: Callable[[str], None] | None = None,
     ) -> None:
-        self.module = module
-        self.python = python
-        self.log_level = log_level
+        self.requestor_command = requestor
+        self.provider_command = provider
         self.env = child_env(env)
+        self.on_restart = on_restart
+        self._watch: bool | None = None  # does the provider serve ProviderProgress?
 
     @asynccontextmanager
     async def requestor(self, work_dir: Path, log_path: Path) -> AsyncIterator[RequestorClient]:
         """Start the requestor process; on a normal exit Shutdown it, then kill what is left."""
-        command = serve_command(self.python, self.module, "requestor", work_dir, self.log_level)
-        async with AsyncExitStack() as stack:
-            try:
-                child = await stack.enter_async_context(
-                    serve_process(command, "requestor", log_path, self.env)
-                )
-                client = await RequestorClient.connect(
-                    child.host, child.port, timeout=CONNECT_TIMEOUT
-                )
-            except (ComputeFailed, TimeoutError, OSError) as exc:
-                raise TaskFailed(f"the requestor did not start: {exc}") from None
-            stack.callback(client.close)
+        await anyio.to_thread.run_sync(lambda: work_dir.mkdir(parents=True, exist_ok=True))
+        supervisor = RequestorSupervisor(
+            self.requestor_command, work_dir, log_path, self.env, self.on_restart
+        )
+        try:
+            client = await supervisor.start()
+        except ComputeFailed as exc:
+            await supervisor.stop()
+            raise TaskFailed(f"the requestor did not start: {exc}") from None
+        try:
             yield client
-            # As a node does: Shutdown, a short wait, then the kill in serve_process.
-            try:
-                await client.shutdown()
-            except Exception as exc:  # the process is killed below anyway
-                log.warning("requestor Shutdown failed: %s", exc)
-            await wait_exit(child.process, REQUESTOR_EXIT_TIMEOUT)
+            await supervisor.shutdown()
+        finally:
+            await supervisor.stop()
 
     async def compute(self, job: ComputeJob) -> str:
         """Start a one-shot provider on the job's task dir, Compute, wait for it to exit."""
-        command = serve_command(self.python, self.module, "provider", job.task_dir, self.log_level)
-        async with serve_process(command, "provider", job.log_path, self.env) as child:
-            client = await _connect_provider(child.host, child.port)
+        child = await ServerProcess.start(
+            self.provider_command, "provider", job.task_dir, job.log_path, self.env
+        )
+        try:
+            client = await child.connect(ProviderClient)
             try:
-                output = await compute_watched(client, job)
+                if self._watch is None:
+                    # Asked once, of the first provider, before any Compute: a
+                    # provider without the service answers NOT_FOUND, and nothing else.
+                    self._watch = await client.offers(PROGRESS_SERVICE)
+                output = await compute_watched(client, job, watch=self._watch)
             except GRPCError as exc:
-                await wait_exit(child.process, PROVIDER_EXIT_TIMEOUT)
+                await child.wait_exit(PROVIDER_EXIT_TIMEOUT)
                 raise ComputeFailed(f"compute failed: {exc.message}") from None
             except ComputeFailed:
-                raise  # its heartbeat stopped: killed as the block ends
+                raise  # its heartbeat stopped: killed below
             except Exception:  # the connection broke: the process died under us
-                code = await wait_exit(child.process, PROVIDER_EXIT_TIMEOUT)
+                code = await child.wait_exit(PROVIDER_EXIT_TIMEOUT)
                 why = await anyio.to_thread.run_sync(tail, job.log_path)
                 raise ComputeFailed(
                     f"provider {describe_exit(code)} during Compute" + (f": {why}" if why else "")
                 ) from None
             finally:
                 client.close()
-            code = await wait_exit(child.process, PROVIDER_EXIT_TIMEOUT)
+            code = await child.wait_exit(PROVIDER_EXIT_TIMEOUT)
             if code != 0:
                 # The node reads a non-zero exit as a failed computation, even after a reply.
                 raise ComputeFailed(f"provider {describe_exit(code)} after Compute")
             return output
+        finally:
+            await child.stop()
 
 
 class InProcessNodes:
@@ -213,25 +215,15 @@ class InProcessNodes:
     ``ctx.cancelled``.
     """
 
-    def __init__(self, module: str) -> None:
-        from .._cli import load_app
-        from .._exceptions import UsageError
-
-        try:
-            self.requestor_app = load_app(module, "requestor")
-            self.provider_app = load_app(module, "provider")
-        except UsageError as exc:
-            raise TaskFailed(str(exc)) from None
+    def __init__(self, requestor: Requestor, provider: Provider) -> None:
+        self.requestor_app = requestor
+        self.provider_app = provider
 
     @asynccontextmanager
     async def requestor(self, work_dir: Path, log_path: Path) -> AsyncIterator[RequestorClient]:
         """Serve the requestor app in this loop while the block runs."""
-        from .._requestor import Requestor
         from ..server._requestor import serve_requestor
 
-        if not isinstance(self.requestor_app, Requestor):
-            name = type(self.requestor_app).__name__
-            raise TaskFailed(f"the module's 'requestor' is a {name}, not a golem_apps.Requestor")
         async with AsyncExitStack() as stack:
             try:
                 server = await stack.enter_async_context(
@@ -245,12 +237,8 @@ class InProcessNodes:
 
     async def compute(self, job: ComputeJob) -> str:
         """Serve one provider request in this loop and Compute through it."""
-        from .._provider import Provider
         from ..server._provider import serve_provider
 
-        if not isinstance(self.provider_app, Provider):
-            name = type(self.provider_app).__name__
-            raise ComputeFailed(f"the module's 'provider' is a {name}, not a golem_apps.Provider")
         try:
             async with serve_provider(self.provider_app, work_dir=job.task_dir) as server:
                 client = await _connect_provider("127.0.0.1", server.port)

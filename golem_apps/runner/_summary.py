@@ -38,6 +38,12 @@ class RunResult:
     """The runner's work dir (logs, requestor and provider dirs); None once removed."""
     status: TaskStatus | None = None
     """The requestor's last status of the task (its ``status.json``): nodes, bans, retries."""
+    requestor_restarts: int = 0
+    """Times the requestor died and was restarted on its work dir."""
+    resumed: bool = False
+    """The run continued an unfinished task that an earlier run left in its work dir."""
+    temporary: bool = False
+    """Whether ``work_dir`` is a temporary folder the run made and left behind."""
 
     @property
     def retries(self) -> int:
@@ -59,23 +65,40 @@ def format_summary(result: RunResult) -> str:
         lines.append(f"    - {failure.subtask_id[:8]} on {failure.node_id}: {failure.reason}")
     if len(result.failures) > 10:
         lines.append(f"    ... and {len(result.failures) - 10} more")
+    if result.resumed:
+        lines.append("  resumed:        an earlier run's unfinished task, continued")
+    if result.requestor_restarts:
+        lines.append(f"  requestor restarts: {result.requestor_restarts} (it died; restarted)")
     status = result.status
     if status is not None:
         if status.redundancy > 1:
             lines.append(f"  redundancy:     {status.redundancy} (results vote)")
+        # Not a second retries figure: the app's budget of failed verifications.
         lines.append(
-            f"  retries used:   {status.failures} of {status.max_retries} (failed verifications)"
+            f"  failed verifications: {status.failures} (the app allows {status.max_retries}: "
+            "max_retries)"
         )
         lines.append(f"  nodes:          {len(status.nodes)}")
         for node, info in list(status.nodes.items())[:10]:
-            states = ", ".join(f"{n} {state}" for state, n in sorted(info.subtasks.items()))
+            states = ", ".join(
+                f"{n} {_STATE_NAMES.get(state, state)}"
+                for state, n in sorted(info.subtasks.items())
+            )
             lines.append(f"    - {node}: {states or 'no subtasks'}")
         if len(status.nodes) > 10:
             lines.append(f"    ... and {len(status.nodes) - 10} more")
         for node, reason in status.bans.items():
             lines.append(f"  banned:         {node}: {reason}")
-    lines.append(f"  outputs:        {result.outputs_dir}")
+    outputs = f"  outputs:        {result.outputs_dir}"
+    if result.work_dir is not None and result.outputs_dir.is_relative_to(result.work_dir):
+        outputs += " (in the work dir; --out DIR copies them out)"
+    lines.append(outputs)
     lines.extend(f"    {path}" for path in result.output_files)
     if result.work_dir is not None:
-        lines.append(f"  work dir:       {result.work_dir}")
+        kept = " (a temporary folder, left behind: delete it when done)" if result.temporary else ""
+        lines.append(f"  work dir:       {result.work_dir}{kept}")
     return "\n".join(lines)
+
+
+#: How the requestor's subtask states read in a finished run's summary.
+_STATE_NAMES = {"aborted": "aborted (the compute failed)"}

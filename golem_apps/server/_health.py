@@ -8,9 +8,9 @@ from grpclib.const import Cardinality, Handler, Status
 from grpclib.exceptions import GRPCError
 from grpclib.server import Stream
 
-# The hand-written messages (same bytes as golem_apps.proto's): the provider
-# must answer Health without paying for betterproto's import.
-from .._wire import SERVING, HealthCheckRequest, HealthCheckResponse
+# The light messages (same bytes as golem_apps.proto's): the provider must
+# answer Health without paying for betterproto's import.
+from .._wire import HealthCheckRequest, HealthCheckResponse, HealthCheckResponseServingStatus
 from ._unary import recv_request
 
 
@@ -23,7 +23,7 @@ class Health:
     def _status(self, request: HealthCheckRequest) -> HealthCheckResponse:
         if request.service not in self._services:
             raise GRPCError(Status.NOT_FOUND, f"unknown service {request.service!r}")
-        return HealthCheckResponse(status=SERVING)
+        return HealthCheckResponse(status=HealthCheckResponseServingStatus.SERVING)
 
     async def check(self, stream: Stream[HealthCheckRequest, HealthCheckResponse]) -> None:
         """Health/Check."""

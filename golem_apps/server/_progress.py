@@ -1,15 +1,13 @@
 """The provider's ``golem_apps.ProviderProgress`` service: progress and heartbeats, streamed.
 
 On the provider's start-up path: standard library and grpclib only. Its two
-messages are encoded by hand here (``protos/golem_apps/progress.proto``;
-tests check the bytes against the generated betterproto classes, which the
-clients use).
+messages (``protos/golem_apps/progress.proto``) are the light generated ones
+of :mod:`golem_apps._wire`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import struct
 import threading
 from collections.abc import Callable
 from contextlib import suppress
@@ -17,65 +15,13 @@ from typing import Any
 
 from grpclib.const import Cardinality, Handler
 
+from .._wire import ProgressUpdate, WatchRequest
+from ._unary import recv_request
+
+#: The service's full name: Health answers SERVING for it, so clients know it is there.
+SERVICE = "golem_apps.ProviderProgress"
 #: The Watch RPC's path.
-WATCH_PATH = "/golem_apps.ProviderProgress/Watch"
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
-class WatchRequest:
-    """The empty WatchRequest (any content is ignored, as proto3 allows)."""
-
-    @classmethod
-    def FromString(cls, data: bytes) -> WatchRequest:
-        """Decode (nothing to read)."""
-        return cls()
-
-    def SerializeToString(self) -> bytes:
-        """Encode: the empty message."""
-        return b""
-
-
-class ProgressUpdate:
-    """One progress update: subtask id, fraction, message, heartbeat count."""
-
-    __slots__ = ("beats", "fraction", "message", "subtask_id")
-
-    def __init__(
-        self, subtask_id: str = "", fraction: float = 0.0, message: str = "", beats: int = 0
-    ) -> None:
-        self.subtask_id = subtask_id
-        self.fraction = fraction
-        self.message = message
-        self.beats = beats
-
-    @classmethod
-    def FromString(cls, data: bytes) -> ProgressUpdate:
-        """Not needed on the provider (it only sends updates)."""
-        raise NotImplementedError("the provider never decodes a ProgressUpdate")
-
-    def SerializeToString(self) -> bytes:
-        """The proto3 encoding (fields at their default are left out)."""
-        out = bytearray()
-        for number, text in ((1, self.subtask_id), (3, self.message)):
-            if text:
-                raw = text.encode("utf-8")
-                out += _varint(number << 3 | 2) + _varint(len(raw)) + raw
-            if number == 1 and self.fraction != 0.0:
-                out += _varint(2 << 3 | 1) + struct.pack("<d", self.fraction)
-        if self.beats:
-            out += _varint(4 << 3) + _varint(self.beats)
-        return bytes(out)
+WATCH_PATH = f"/{SERVICE}/Watch"
 
 
 class ProgressService:
@@ -122,7 +68,9 @@ class ProgressService:
         with self._lock:
             self._scheduled = False
             subtask_id, fraction, message = self._pending
-            self._current = ProgressUpdate(subtask_id, fraction, message, self._beats)
+            self._current = ProgressUpdate(
+                subtask_id=subtask_id, fraction=fraction, message=message, beats=self._beats
+            )
         self._wake()
 
     def _wake(self) -> None:
@@ -136,7 +84,7 @@ class ProgressService:
 
     async def watch(self, stream: Any) -> None:
         """Watch: the current state at once, then each change, until :meth:`close`."""
-        await stream.recv_message()
+        await recv_request(stream)  # undecodable: INVALID_ARGUMENT, as for every request
         event = asyncio.Event()
         self._watchers.add(event)
         try:

@@ -22,7 +22,7 @@ from .._exceptions import ConfigError, InvalidArgument, InvalidTask
 from .._handlers import call, iterate_parts
 from .._requestor import Requestor
 from .._taskstatus import TaskStatus
-from .._validate import parse_params, safe_name
+from .._validate import parse_params, safe_id, safe_name
 from ..constants import SUBTASK_INPUTS_DIR, SUBTASK_OUTPUTS_DIR, TASK_INPUTS_DIR, TASK_OUTPUTS_DIR
 from ..engine import Engine, Hooks, open_engine
 from ..proto import golem_task_api as api
@@ -120,13 +120,7 @@ class RequestorService:
 
     async def create_task(self, request: wire.CreateTaskRequest) -> wire.CreateTaskReply:
         """CreateTask: split the task with the app's handler and record its parts."""
-        task_id = safe_name(request.task_id, "task_id")
-        if task_id.startswith("."):
-            # The engine's database lives in the work dir as a dot file: a task
-            # folder must never take its name.
-            raise InvalidArgument(
-                f"task_id must not start with '.', reserved for golem_apps' files (got {task_id!r})"
-            )
+        task_id = safe_id(request.task_id, "task_id")
         params = parse_params(request.task_params_json, "task_params_json")
         if request.max_subtasks_count < 0:
             raise InvalidArgument(
@@ -150,8 +144,8 @@ class RequestorService:
 
     async def next_subtask(self, request: wire.NextSubtaskRequest) -> wire.NextSubtaskReply:
         """NextSubtask: a ready part for this node, or the empty reply."""
-        task_id = safe_name(request.task_id, "task_id")
-        subtask_id = safe_name(request.subtask_id, "subtask_id")
+        task_id = safe_id(request.task_id, "task_id")
+        subtask_id = safe_id(request.subtask_id, "subtask_id")
         assignment = await self._engine.next_subtask(task_id, subtask_id, request.opaque_node_id)
         if assignment is None:
             return wire.NextSubtaskReply()
@@ -164,8 +158,8 @@ class RequestorService:
 
     async def verify(self, request: wire.VerifyRequest) -> wire.VerifyReply:
         """Verify: the engine checks the result and runs the app's verify hook."""
-        task_id = safe_name(request.task_id, "task_id")
-        subtask_id = safe_name(request.subtask_id, "subtask_id")
+        task_id = safe_id(request.task_id, "task_id")
+        subtask_id = safe_id(request.subtask_id, "subtask_id")
         verdict = await self._engine.verify(task_id, subtask_id)
         return wire.VerifyReply(result=int(verdict.result), reason=verdict.reason)
 
@@ -173,9 +167,9 @@ class RequestorService:
         self, request: wire.DiscardSubtasksRequest
     ) -> wire.DiscardSubtasksReply:
         """DiscardSubtasks: the ids actually discarded, dependents included."""
-        task_id = safe_name(request.task_id, "task_id")
+        task_id = safe_id(request.task_id, "task_id")
         subtask_ids = [
-            safe_name(subtask_id, f"subtask_ids[{index}]")
+            safe_id(subtask_id, f"subtask_ids[{index}]")
             for index, subtask_id in enumerate(request.subtask_ids)
         ]
         discarded = await self._engine.discard_subtasks(task_id, subtask_ids)
@@ -191,19 +185,19 @@ class RequestorService:
         self, request: wire.HasPendingSubtasksRequest
     ) -> wire.HasPendingSubtasksReply:
         """HasPendingSubtasks."""
-        task_id = safe_name(request.task_id, "task_id")
+        task_id = safe_id(request.task_id, "task_id")
         pending = await self._engine.has_pending_subtasks(task_id)
         return wire.HasPendingSubtasksReply(has_pending_subtasks=pending)
 
     async def abort_task(self, request: wire.AbortTaskRequest) -> wire.AbortTaskReply:
         """AbortTask."""
-        await self._engine.abort_task(safe_name(request.task_id, "task_id"))
+        await self._engine.abort_task(safe_id(request.task_id, "task_id"))
         return wire.AbortTaskReply()
 
     async def abort_subtask(self, request: wire.AbortSubtaskRequest) -> wire.AbortSubtaskReply:
         """AbortSubtask."""
-        task_id = safe_name(request.task_id, "task_id")
-        subtask_id = safe_name(request.subtask_id, "subtask_id")
+        task_id = safe_id(request.task_id, "task_id")
+        subtask_id = safe_id(request.subtask_id, "subtask_id")
         await self._engine.abort_subtask(task_id, subtask_id)
         return wire.AbortSubtaskReply()
 

@@ -18,6 +18,8 @@ from .._exceptions import (
 )
 
 log = logging.getLogger("golem_apps.server")
+#: Handler failures' tracebacks, at DEBUG: ``serve --tracebacks`` enables this logger alone.
+tracebacks_log = logging.getLogger("golem_apps.server.tracebacks")
 
 _STATUSES: tuple[tuple[type[Exception], Status], ...] = (
     (InvalidArgument, Status.INVALID_ARGUMENT),
@@ -42,7 +44,7 @@ def _disk_full(exc: Exception) -> bool:
 
 
 def to_grpc_error(exc: Exception, rpc: str) -> GRPCError:
-    """The status answering ``exc``: its text as message, never a traceback."""
+    """The status answering ``exc``: its type and text as message, never a traceback."""
     if isinstance(exc, GRPCError):
         return exc
     for kind, status in _STATUSES:
@@ -53,7 +55,16 @@ def to_grpc_error(exc: Exception, rpc: str) -> GRPCError:
         # Nothing is wrong with the request: the call may succeed once space is back.
         log.error("%s failed, disk full: %s", rpc, exc)
         return GRPCError(Status.RESOURCE_EXHAUSTED, f"disk full: {exc}")
-    # A handler failure: the node shows the message; the traceback stays in our log.
-    log.error("%s failed: %s: %s", rpc, type(exc).__name__, exc)
-    log.debug("%s traceback", rpc, exc_info=exc)
-    return GRPCError(Status.INTERNAL, str(exc) or type(exc).__name__)
+    # A handler failure: the node shows the message, which names the exception's
+    # type (a bare KeyError says only 'texts'); the traceback stays in our log,
+    # at DEBUG (``serve --tracebacks``: always), where the local runner finds it.
+    message = describe(exc)
+    log.error("%s failed: %s", rpc, message)
+    tracebacks_log.debug("%s traceback", rpc, exc_info=exc, extra={"wire_message": message})
+    return GRPCError(Status.INTERNAL, message)
+
+
+def describe(exc: BaseException) -> str:
+    """``KeyError: 'texts'``: the exception's type and text, as the last line of its traceback."""
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

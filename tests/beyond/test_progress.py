@@ -8,9 +8,7 @@ from pathlib import Path
 import pytest
 
 from golem_apps import ComputeContext
-from golem_apps.proto.golem_apps import ProgressUpdate as Generated
 from golem_apps.runner import Reporter, run_task
-from golem_apps.server._progress import ProgressUpdate as Light
 
 APP = "tests.apps.progress_app"
 
@@ -32,25 +30,6 @@ class Seen(Reporter):
 
     def node_event(self, kind: str, node_id: str, detail: str = "") -> None:
         self.nodes.append((kind, node_id, detail))
-
-
-@pytest.mark.parametrize(
-    "update",
-    [
-        ("", 0.0, "", 0),
-        ("3f2c-subtask", 0.25, "step 1/4", 1),
-        ("ü-ñ", 1.0, "done ✓" * 40, 2**40),
-        ("s", 1e-300, "x", 127),
-        ("s", 0.5, "", 128),
-    ],
-)
-def test_the_light_encoding_is_the_generated_one(update: tuple[str, float, str, int]) -> None:
-    subtask_id, fraction, message, beats = update
-    light = Light(subtask_id, fraction, message, beats).SerializeToString()
-    generated = Generated(subtask_id=subtask_id, fraction=fraction, message=message, beats=beats)
-    assert light == bytes(generated)
-    decoded = Generated().parse(light)
-    assert (decoded.subtask_id, decoded.fraction, decoded.message, decoded.beats) == update
 
 
 @pytest.mark.parametrize("bad", [-0.1, 1.5, math.nan, "half", True, None])
@@ -224,3 +203,33 @@ def test_the_rich_reporter_shows_a_bar_per_running_provider() -> None:
     assert reporter._providers == {}  # its bar went with the subtask
     reporter.stop()
     assert "node provider2-cd stalled: no heartbeat for 1 s" in stream.getvalue()
+
+
+class _Truncated:
+    """A request whose bytes are a truncated field."""
+
+    def SerializeToString(self) -> bytes:
+        return b"\x0a\x05ab"
+
+
+@pytest.mark.anyio
+async def test_an_undecodable_watch_request_is_invalid_argument(tmp_path: Path) -> None:
+    from grpclib.client import UnaryStreamMethod
+    from grpclib.const import Status
+    from grpclib.exceptions import GRPCError
+
+    from golem_apps import ProviderClient, serve_provider
+    from golem_apps._wire import ProgressUpdate
+    from tests.apps import sample
+
+    async with serve_provider(sample.provider, work_dir=tmp_path) as server:
+        async with await ProviderClient.connect(port=server.port) as client:
+            path = "/golem_apps.ProviderProgress/Watch"
+            watch = UnaryStreamMethod(client.channel, path, _Truncated, ProgressUpdate)
+            with pytest.raises(GRPCError) as error:
+                await watch(_Truncated())
+            assert error.value.status is Status.INVALID_ARGUMENT
+            assert "WatchRequest" in (error.value.message or "")
+            # The provider still serves its one request.
+            assert await client.compute("t", "s1", {"text": "hi"}) == "s1/result.txt"
+        assert await server.wait() == 0

@@ -33,7 +33,7 @@ def result(status: TaskStatus | None) -> RunResult:
 def test_the_summary_lists_nodes_bans_and_retries() -> None:
     text = format_summary(result(STATUS))
     assert "redundancy:     2 (results vote)" in text
-    assert "retries used:   2 of 5" in text
+    assert "failed verifications: 2 (the app allows 5: max_retries)" in text
     assert "- good: 2 success" in text
     assert "banned:         bad: 2 failed verifications" in text
     # Retries count the subtasks beyond redundancy x parts.

@@ -30,8 +30,30 @@ APP = "tests.apps.runner_app"
         ([APP, "--subtask-timeout", "-1"], "argument --subtask-timeout: invalid positive number"),
         ([APP, "--max-subtasks", "x"], "argument --max-subtasks: invalid non-negative integer"),
         ([APP, "--input", "/nonexistent/in.txt"], "input /nonexistent/in.txt does not exist"),
-        ([], "the following arguments are required: MODULE"),
-        (["tests.apps.sample:requestor"], "expected a module defining 'requestor' and 'provider'"),
+        ([], "the following arguments are required: APP (or both --requestor-cmd and"),
+        (["--provider-cmd", "python app.py"], "the following arguments are required: APP"),
+        ([APP, "--provider-cmd", ""], "--provider-cmd is empty"),
+        ([APP, "--requestor-cmd", "no-such-program-x"], "--requestor-cmd: command 'no-such-pro"),
+        ([APP, "--in-process", "--provider-cmd", "python"], "--in-process serves APP: it takes"),
+        (["tests.apps.sample:requestor"], "tests.apps.sample:requestor is a Requestor without"),
+        (["tests.apps.sample:nope"], "module 'tests.apps.sample' has no attribute 'nope'"),
+        (["tests.apps.sample:Requestor.x"], "module 'tests.apps.sample' has no attribute"),
+        (["no_such_app"], "cannot import module 'no_such_app'"),
+        (["tests/apps/no_such_app.py"], "no such file: "),
+        (["tests.apps.only_requestor"], "module 'tests.apps.only_requestor' has no attribute"),
+        (
+            ["tests.apps.only_requestor:no_compute"],
+            "tests.apps.only_requestor:no_compute: the provider has no @provider.compute handler",
+        ),
+        (
+            ["tests.apps.only_requestor:no_task"],
+            "tests.apps.only_requestor:no_task: the requestor has no @requestor.task handler",
+        ),
+        (
+            ["tests.apps.only_requestor:swapped"],
+            "tests.apps.only_requestor:swapped: "
+            "'requestor' is a Provider, not a golem_apps.Requestor",
+        ),
     ],
 )
 def test_bad_usage_is_one_line_and_exit_2(
@@ -57,23 +79,32 @@ def test_a_task_that_cannot_finish_exits_1(
     code = run.main([*argv, "--work-dir", str(tmp_path)])
     assert code == 1
     err = capsys.readouterr().err
-    assert err.startswith("golem_apps.run: error: a part (params")
-    assert "failed 2 times; last failure: compute failed: part bad asked to fail" in err
-    assert "Traceback" not in err
-
-
-def test_unknown_module_exits_1_with_the_requestors_error(tmp_path: Path) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "golem_apps.run", "no_such_app", "--work-dir", str(tmp_path)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
+    # The app's traceback (its frames only), once, then the one-line error.
+    head, _, last = err.rstrip("\n").rpartition("\n")
+    assert last.startswith("golem_apps.run: error: a part (params")
+    assert (
+        "failed 2 times; last failure: compute failed: RuntimeError: part bad asked to fail" in last
     )
-    assert proc.returncode == 1
-    assert proc.stderr.startswith("golem_apps.run: error: the requestor did not start")
-    assert "cannot import module 'no_such_app'" in proc.stderr
-    assert "Traceback" not in proc.stderr
+    assert head.startswith("golem_apps.run: the app failed:\nTraceback (most recent call last):")
+    assert head.count("Traceback") == 1
+    assert 'runner_app.py", line' in head and "golem_apps/server" not in head
+    assert head.endswith("RuntimeError: part bad asked to fail")
+
+
+def test_an_app_without_a_provider_is_refused_before_any_process_starts(
+    tmp_path: Path,
+) -> None:
+    work = tmp_path / "work"
+    proc = subprocess.run(
+        [sys.executable, "-m", "golem_apps.run", "tests.apps.only_requestor",
+         "--work-dir", str(work)],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert proc.stderr == (
+        "golem_apps.run: error: module 'tests.apps.only_requestor' has no attribute 'provider'\n"
+    )
+    assert not work.exists()  # nothing was laid out, no requestor was started
 
 
 @pytest.mark.slow
@@ -98,8 +129,10 @@ def test_sigint_aborts_and_leaves_no_child_behind(tmp_path: Path, signum: int) -
                 pytest.fail("the providers never started computing")
             time.sleep(0.02)
         children = psutil.Process(runner.pid).children(recursive=True)
-        roles = sorted(c.cmdline()[4] for c in children)
+        # The role comes before the port, at the end; beside them, the runner's watchdog.
+        roles = sorted(c.cmdline()[-2] for c in children if "golem_apps.serve" in c.cmdline())
         assert roles == ["provider", "provider", "requestor"]
+        assert any(c.cmdline()[-1].endswith("_reaper.py") for c in children)
         runner.send_signal(signum)
         runner.send_signal(signum)  # an impatient second Ctrl-C changes nothing
         _, err = runner.communicate(timeout=30)

@@ -41,8 +41,9 @@ provider = Provider()
 OUTPUT = "total.txt"
 
 
-def _params(params: dict[str, Any]) -> tuple[int, int, float]:
-    parts = params.get("parts", 8)
+def _params(params: dict[str, Any], max_subtasks: int) -> tuple[int, int, float]:
+    # 8 parts, or as many subtasks as the node user asked for if fewer.
+    parts = params.get("parts", min(8, max_subtasks or 8))
     n = params.get("n", 100_000)
     fail_rate = params.get("fail_rate", 0.3)
     for name, value in (("parts", parts), ("n", n)):
@@ -63,12 +64,12 @@ def sum_of_squares(start: int, stop: int) -> int:
 @requestor.task
 def split(task: TaskContext) -> Iterator[Part]:
     """One part per slice of ``range(n)``."""
-    yield from slices(task.params)
+    yield from slices(task.params, task.max_subtasks)
 
 
-def slices(task_params: dict[str, Any]) -> Iterator[Part]:
-    """The task's parts: one per slice of ``range(n)``."""
-    parts, n, fail_rate = _params(task_params)
+def slices(task_params: dict[str, Any], max_subtasks: int = 0) -> Iterator[Part]:
+    """The task's parts: one per slice of ``range(n)``, at most ``max_subtasks`` by default."""
+    parts, n, fail_rate = _params(task_params, max_subtasks)
     cheat = task_params.get("cheat_slot")
     if cheat is not None and (isinstance(cheat, bool) or not isinstance(cheat, int)):
         raise ValueError(f"param 'cheat_slot' must be an integer, got {cheat!r}")

@@ -29,7 +29,7 @@ requestor = Requestor("voting", image="golem/examples-voting", tag="0.1")
 def split(task: TaskContext) -> Iterator[Part]:
     """flaky's slices, without random failures unless asked for."""
     params: dict[str, Any] = {"fail_rate": 0, **task.params}
-    yield from slices(params)
+    yield from slices(params, task.max_subtasks)
 
 
 @requestor.compare

@@ -105,7 +105,9 @@ class SqliteEngine:
                 if 0 < task.max_subtasks <= count:
                     raise InvalidTask(
                         f"task {task_id!r}: the task handler returned more than "
-                        f"max_subtasks_count={task.max_subtasks} parts"
+                        f"max_subtasks_count={task.max_subtasks} parts (the subtasks the "
+                        f"node user asked for): split into at most task.max_subtasks parts, "
+                        f"or create the task with a larger max_subtasks_count"
                     )
                 batch.append(part)
                 count += 1

@@ -52,8 +52,6 @@ from ._provider import Provider
 from ._requestor import AppInfo, Requestor, TaskOptions
 
 if TYPE_CHECKING:
-    from ._events import Event
-    from ._taskstatus import NodeStatus, TaskStatus, read_task_status
     from ._client import (
         CreatedTask,
         ProgressReport,
@@ -61,6 +59,8 @@ if TYPE_CHECKING:
         RequestorClient,
         SubtaskAssignment,
     )
+    from ._events import Event
+    from ._taskstatus import NodeStatus, TaskStatus, read_task_status
     from .server._provider import ProviderServer, run_provider, serve_provider
     from .server._requestor import RequestorServer, serve_requestor
 

@@ -31,7 +31,7 @@ lint: $(STAMP)
 # all it takes to get its betterproto and its light classes.
 PROTOS := protos/golem_task_api/constants.proto protos/golem_task_api/envs.proto \
 	protos/golem_task_api/golem_task_api.proto protos/grpc/health/v1/health.proto \
-	protos/golem_apps/progress.proto
+	protos/golem_apps/progress.proto protos/golem_apps/status.proto
 PROTOC := PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m grpc_tools.protoc -I protos
 LIGHT := --plugin=protoc-gen-light=tools/protoc_gen_light.py --light_out
 

@@ -29,6 +29,8 @@ from ..proto import golem_task_api as api
 from ._health import Health
 from ._listen import check_work_dir, confirm_delivery, start
 from ._observe import emit, observed
+from ._task_status import SERVICE as STATUS_SERVICE
+from ._task_status import StatusService
 from ._unary import unary
 
 log = logging.getLogger("golem_apps.requestor")
@@ -284,12 +286,12 @@ async def serve_requestor(
     host: str = "127.0.0.1",
     port: int = 0,
 ) -> AsyncIterator[RequestorServer]:
-    """Serve ``app``'s RequestorApp and Health on ``host:port`` while the block runs.
+    """Serve ``app``'s RequestorApp, its status service and Health while the block runs.
 
-    ``port=0`` picks a free port (read it from the yielded server). TLS is on
-    when the work dir holds the three TLS files. The app's lifespan runs around
-    the server. Leaving the block stops the server; it installs no signal
-    handler and never exits the process.
+    They listen on ``host:port``; ``port=0`` picks a free port (read it from
+    the yielded server). TLS is on when the work dir holds the three TLS files.
+    The app's lifespan runs around the server. Leaving the block stops the
+    server; it installs no signal handler and never exits the process.
     """
     if not isinstance(app, Requestor):
         raise ConfigError(f"serve_requestor needs a Requestor, got {type(app).__name__}")
@@ -299,8 +301,9 @@ async def serve_requestor(
     async with app.run_lifespan(), open_engine(root, hooks_for(app)) as engine:
         handle = RequestorServer(host, 0, root, _engine=engine)
         service = RequestorService(app, engine, root, handle.request_shutdown)
-        health = Health(("golem_task_api.RequestorApp",))
-        server, handle.port = await start([service, health], host, port, root)
+        health = Health(("golem_task_api.RequestorApp", STATUS_SERVICE))
+        status = StatusService(engine)
+        server, handle.port = await start([service, status, health], host, port, root)
         log.info("requestor %r serving on %s:%d", app.info.name, host, handle.port)
         try:
             yield handle

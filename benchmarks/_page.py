@@ -96,10 +96,15 @@ What changed, and why it is safe:
   they accept Google's runtime decodes to the same values.
   [Messages](messages.md) says where they meet betterproto's classes.
 - **No anyio on the provider path.** The provider runs a sync compute
-  handler in a daemon thread of its own (`server._provider.call`), with the
-  caller's contextvars, abandoned on cancellation, exactly what
-  `anyio.to_thread.run_sync(..., abandon_on_cancel=True)` did; tests cover
-  result, error, context and abandonment.
+  handler in a daemon thread of its own (`server._apploop.in_thread`), with
+  the caller's contextvars, abandoned on cancellation, exactly what
+  `anyio.to_thread.run_sync(..., abandon_on_cancel=True)` did (an async one
+  on an event loop of the app's own, `server._apploop.AppLoop`, started
+  only for apps that have async code); tests cover result, error, context
+  and abandonment.
+- **Nothing of the requestor side that an app does not import.** `golem_apps`
+  loads its events and task statuses (`Event`, `TaskStatus`, ...) on first
+  use; the fast-path test checks that a provider never imports them.
 - `tests/test_provider_fast_path.py` runs a whole provider cycle under
   `python -X importtime` and fails if the process imported sqlite3, rich,
   `golem_apps.engine`, `golem_apps.runner`, `golem_apps.proto`, betterproto

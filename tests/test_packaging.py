@@ -158,7 +158,7 @@ def test_the_built_wheel_works_alone_and_the_sdist_is_complete(tmp_path: Path) -
     # A fresh venv, the wheel alone (pip fetches grpclib, betterproto, anyio; its cache is reused).
     venv = tmp_path / "venv"
     run(sys.executable, "-m", "venv", venv)
-    pip = [venv / "bin" / "python", "-m", "pip", "--disable-pip-version-check"]
+    pip: list[str | Path] = [venv / "bin" / "python", "-m", "pip", "--disable-pip-version-check"]
     run(*pip, "install", "--quiet", wheel)
     run(*pip, "check")
     installed = run(*pip, "list", "--format=freeze").lower()

@@ -27,6 +27,8 @@ FORBIDDEN = (
     "betterproto",
     "anyio",
     "importlib.metadata",  # golem_apps.__version__ is a literal
+    "golem_apps._events",  # requestor-side names of golem_apps, loaded on first use
+    "golem_apps._taskstatus",
 )
 
 

@@ -90,6 +90,9 @@ class Scheduler:
         self._awaiting: list[_Subtask] = []
         self._verify_lock = anyio.Lock()  # the node sends Verify calls one at a time
         self._wake = anyio.Event()
+        # Subtasks computing or verifying; counted here, since a machine that
+        # left (a cluster's worker) is no longer among the machines.
+        self._busy = 0
         self._fatal: str | None = None
         self._bans_seen: set[str] = set()
         self._heartbeat_timeout = heartbeat_timeout
@@ -152,7 +155,7 @@ class Scheduler:
                 raise TaskFailed(self._fatal)
             handed_out = await self._fill_slots(tg)
             machines = self._machines.current()
-            if not any(slot.busy for slot in machines):
+            if not self._busy:
                 pending = await self._requestor_call(
                     "HasPendingSubtasks", self._client.has_pending_subtasks(self._task_id)
                 )
@@ -174,8 +177,7 @@ class Scheduler:
                         f"(every NextSubtask reply is empty; {len(machines)} machines)"
                     )
             # A finishing subtask wakes the loop; with none running, only time changes things.
-            busy = any(slot.busy for slot in self._machines.current())
-            with anyio.move_on_after(BUSY_POLL_INTERVAL if busy else POLL_INTERVAL):
+            with anyio.move_on_after(BUSY_POLL_INTERVAL if self._busy else POLL_INTERVAL):
                 await self._wake.wait()
 
     async def _fill_slots(self, tg: anyio.abc.TaskGroup) -> bool:
@@ -216,6 +218,7 @@ class Scheduler:
                 await self._note(self._journal.settled, subtask_id, False)
                 continue  # no subtask for this node now
             slot.busy = True
+            self._busy += 1
             handed_out = True
             self.stats.subtasks += 1
             self.stats.running += 1
@@ -254,6 +257,7 @@ class Scheduler:
                 # verdicts, so that the requestor can count its failures (and ban it).
                 self._machines.replace(slot)
             slot.busy = False
+            self._busy -= 1
             self._notify()
 
     async def _compute(self, subtask: _Subtask, assignment: SubtaskAssignment) -> str | None:

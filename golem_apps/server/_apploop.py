@@ -83,6 +83,13 @@ async def in_thread(func: Callable[..., object], *args: object) -> object:
     return await future
 
 
+def _run_until_stopped(loop: asyncio.AbstractEventLoop) -> None:
+    try:
+        loop.run_forever()
+    finally:
+        loop.close()
+
+
 class AppLoop:
     """The app's own event loop, started on first use in a daemon thread."""
 
@@ -92,7 +99,8 @@ class AppLoop:
     def _started(self) -> asyncio.AbstractEventLoop:
         if self._loop is None:
             loop = asyncio.new_event_loop()
-            thread = threading.Thread(target=loop.run_forever, name="golem_apps app loop")
+            thread = threading.Thread(target=_run_until_stopped, args=(loop,))
+            thread.name = "golem_apps app loop"
             thread.daemon = True
             thread.start()
             self._loop = loop

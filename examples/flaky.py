@@ -8,10 +8,12 @@ Task params (all optional):
 - ``parts``: how many parts (default 8);
 - ``n``: the task sums ``k * k`` for ``k`` in ``range(n)`` (default 100000);
 - ``fail_rate``: the fraction of computations that fail (default 0.3, below 1);
-- ``cheat_slot``: the "wrong answer" mode: the local runner's provider slot with
-  this number (1, 2, ...) is a dishonest machine that returns a wrong sum
-  without failing. It knows its slot from its work dir
-  (``providers/provider<N>-.../``), which only the local runner lays out so.
+- ``cheat_slot``: the "wrong answer" mode: one dishonest machine, the first
+  that computes in the local runner's provider slot with this number (1, 2,
+  ...), returns wrong sums without failing. It is one node: a machine that
+  later takes the slot (after a ban, say) is honest. It knows its slot and
+  node from its work dir (``providers/provider<N>-<id>/``), which only the
+  local runner lays out so, and claims the part with a marker file there.
   ``examples/voting.py`` outvotes and bans it.
 
 Each part sums the squares of its slice of ``range(n)``; verify recomputes the
@@ -20,7 +22,9 @@ slice; merge adds the parts into ``total.txt``.
 
 from __future__ import annotations
 
+import os
 import random
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -81,9 +85,23 @@ def slices(task_params: dict[str, Any], max_subtasks: int = 0) -> Iterator[Part]
 
 
 def is_cheater(ctx: ComputeContext) -> bool:
-    """True on the runner's provider slot named by ``cheat_slot``."""
+    """True on the one dishonest node: the first to compute in slot ``cheat_slot``."""
     slot = ctx.params.get("cheat_slot")
-    return slot is not None and ctx.task_dir.parent.name.startswith(f"provider{slot}-")
+    node_dir = ctx.task_dir.parent  # providers/<node id>/
+    if slot is None or not node_dir.name.startswith(f"provider{slot}-"):
+        return False
+    # The first machine of the slot claims the part; link() makes exactly one win.
+    marker = node_dir.parent / f".cheater-{ctx.task_id}"
+    if not marker.exists():
+        claim = node_dir.parent / f".claim-{uuid.uuid4().hex}"
+        claim.write_text(node_dir.name)
+        try:
+            os.link(claim, marker)
+        except FileExistsError:
+            pass
+        finally:
+            claim.unlink()
+    return marker.read_text() == node_dir.name
 
 
 @provider.compute

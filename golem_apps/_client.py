@@ -8,9 +8,10 @@ for error statuses.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import time
-from collections.abc import AsyncGenerator, Awaitable, Iterator
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ from types import TracebackType
 from typing import Any, Self, TypeVar
 
 from grpclib.client import Channel, UnaryStreamMethod, UnaryUnaryMethod
+from grpclib.exceptions import GRPCError
 
 from . import _wire as wire
 from ._contexts import Verdict, VerifyResult
@@ -105,11 +107,26 @@ _SERVING_STATUS = {
 }
 
 
-async def wait_serving(channel: Channel, address: str, timeout: float) -> None:
-    """Poll Health/Check("") until SERVING; retry refused connections only, like a node."""
+async def wait_serving(
+    channel: Channel,
+    address: str,
+    timeout: float,
+    *,
+    delays: Iterable[float] | None = None,
+    check: Callable[[], None] | None = None,
+) -> None:
+    """Poll Health/Check("") until SERVING; retry refused connections only, like a node.
+
+    The first poll goes out at once; ``delays`` are the pauses between the
+    next ones (default: every ``POLL_INTERVAL`` s). ``check`` is called before
+    each poll; what it raises ends the wait (say, the server's process exited).
+    """
     path = "/grpc.health.v1.Health/Check"
     deadline = time.monotonic() + timeout
+    pauses = iter(delays) if delays is not None else itertools.repeat(POLL_INTERVAL)
     while True:
+        if check is not None:
+            check()
         try:
             request = wire.HealthCheckRequest(service="")
             reply = await _unary(channel, path, request, wire.HealthCheckResponse, timeout)
@@ -123,7 +140,7 @@ async def wait_serving(channel: Channel, address: str, timeout: float) -> None:
             if time.monotonic() >= deadline:
                 status = _SERVING_STATUS.get(reply.status, str(reply.status))
                 raise TimeoutError(f"server not SERVING after {timeout:g} s ({status})")
-        await asyncio.sleep(POLL_INTERVAL)
+        await asyncio.sleep(next(pauses, POLL_INTERVAL))
 
 
 class _Client:
@@ -169,6 +186,21 @@ class _Client:
             channel.close()
             raise
         return cls(channel)
+
+    async def offers(self, service: str, timeout: float | None = None) -> bool:
+        """Whether the server serves ``service``, a full name (``golem_apps.ProviderProgress``).
+
+        Asks Health/Check for that service: SERVING means yes; NOT_FOUND (or any
+        other answer) no. Only Health is called, so asking never disturbs the
+        server's other calls, whoever wrote it.
+        """
+        request = wire.HealthCheckRequest(service=service)
+        try:
+            path = "/grpc.health.v1.Health/Check"
+            reply = await _unary(self.channel, path, request, wire.HealthCheckResponse, timeout)
+        except GRPCError:
+            return False
+        return bool(reply.status == wire.HealthCheckResponseServingStatus.SERVING)
 
     def close(self) -> None:
         """Close the connection."""

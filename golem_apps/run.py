@@ -1,5 +1,9 @@
 """``python -m golem_apps.run APP``: run one task of an app on this machine, as a node would.
 
+Any task-api app runs with ``--requestor-cmd CMD --provider-cmd CMD``: the
+runner appends ``requestor PORT`` / ``provider PORT`` to CMD, as a node
+appends them to an image's ENTRYPOINT.
+
 Exit codes: 0 the task finished, 1 it could not finish, 2 bad usage,
 130 interrupted (Ctrl-C, SIGTERM, or the terminal closing: the task is
 aborted and every child process stopped).
@@ -67,9 +71,19 @@ def build_parser(prog: str = f"python -m {PROG}") -> argparse.ArgumentParser:
     parser.add_argument(
         "module",
         metavar="APP",
+        nargs="?",
         help="the app: a module or file (path/to/app.py) defining requestor and provider, "
-        "or MODULE:ATTR / FILE:ATTR naming an object that holds them",
+        "or MODULE:ATTR / FILE:ATTR naming an object that holds them (optional with both "
+        "--requestor-cmd and --provider-cmd)",
     )
+    parser.add_argument(
+        "--requestor-cmd", metavar="CMD",
+        help="start the requestor with CMD + 'requestor PORT' ({work_dir}: its work dir)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--provider-cmd", metavar="CMD",
+        help="start each provider with CMD + 'provider PORT' ({work_dir}: its work dir)",
+    )  # fmt: skip
     parser.add_argument(
         "--params", default="{}", metavar="JSON|@FILE", help="task params: a JSON object or @file"
     )
@@ -130,6 +144,27 @@ def parse_params(text: str) -> dict[str, Any]:
     return value
 
 
+def check_commands(args: argparse.Namespace) -> None:
+    """APP, or both commands; each command usable (UsageError naming the option)."""
+    if args.module is None and (args.requestor_cmd is None or args.provider_cmd is None):
+        raise UsageError(
+            "the following arguments are required: APP (or both --requestor-cmd and --provider-cmd)"
+        )
+    if args.in_process and (args.requestor_cmd is not None or args.provider_cmd is not None):
+        raise UsageError("--in-process serves APP: it takes no --requestor-cmd or --provider-cmd")
+    from .runner._process import ServerCommand
+
+    for option, text in (
+        ("--requestor-cmd", args.requestor_cmd),
+        ("--provider-cmd", args.provider_cmd),
+    ):
+        if text is not None:
+            try:
+                ServerCommand.parse(text, option)
+            except ValueError as exc:
+                raise UsageError(str(exc)) from None
+
+
 async def _run(
     args: argparse.Namespace, params: dict[str, Any], reporter: Reporter, prog: str
 ) -> int:
@@ -163,6 +198,8 @@ async def _run(
                     in_process=args.in_process,
                     log_level=args.log_level,
                     reporter=reporter,
+                    requestor_cmd=args.requestor_cmd,
+                    provider_cmd=args.provider_cmd,
                 )
             except TaskFailed as exc:
                 if exc.app_traceback:
@@ -197,6 +234,7 @@ def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
     usage, prog = prog or f"python -m {PROG}", prog or PROG
     try:
         args = build_parser(usage).parse_args(argv)
+        check_commands(args)
         params = parse_params(args.params)
     except UsageError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)

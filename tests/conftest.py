@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 
+#: pytester: the testing plugin is tried in scratch projects (tests/testing).
+pytest_plugins = ["pytester"]
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

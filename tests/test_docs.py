@@ -69,3 +69,13 @@ def test_site_builds_strictly_and_offline(tmp_path: Path) -> None:
     for name in golem_apps.__all__:
         assert f'id="golem_apps.{name}"' in reference, name
     assert not re.search(r":(class|meth|func|data):<code>", reference), "Sphinx roles left raw"
+    # The registries: every public method shown, the decorators before the plumbing.
+    for registry in (golem_apps.Requestor, golem_apps.Provider):
+        prefix = f"golem_apps.{registry.__name__}."
+        shown = re.findall(rf'id="{re.escape(prefix)}(\w+)"', reference)
+        public = {
+            n for n in dir(registry) if not n.startswith("_") and callable(getattr(registry, n))
+        }
+        assert set(shown) == public, registry
+        first = "task" if registry is golem_apps.Requestor else "compute"
+        assert shown[0] == first and shown.index("handler") > shown.index("lifespan")

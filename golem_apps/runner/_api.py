@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shlex
 import shutil
 import sys
 import tempfile
@@ -13,17 +15,21 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
-from .._cli import check_run_apps, load_run_apps
+from .._cli import check_run_apps, load_run_apps, role_spec
+from .._client import RequestorClient
 from .._exceptions import TaskFailed, UsageError
 from .._provider import Provider
 from .._requestor import Requestor
 from .._taskstatus import TaskStatus, read_task_status
 from ..constants import TASK_OUTPUTS_DIR
+from ._journal import Journal, TaskRecord, load_task, save_task
 from ._loop import Scheduler
 from ._machines import LocalMachines
 from ._nodes import InProcessNodes, Nodes, SubprocessNodes
+from ._process import ServerCommand
 from ._progress import Reporter, Stats
 from ._summary import RunResult
 from ._tracebacks import captured, find_in_logs
@@ -51,11 +57,48 @@ def _work_root(work_dir: str | Path | None, out: str | Path | None) -> Path:
     return root
 
 
-def _prepare(root: Path, task_id: str, files: list[Path]) -> Path:
+def _prepare(root: Path, params: dict[str, Any], files: list[Path]) -> tuple[TaskRecord, bool]:
+    """The work dir's unfinished task (resumed: True) or a new one, its folders laid out."""
+    record = load_task(root)
+    if record is not None and not record.ended:
+        if record.params != params:
+            raise ValueError(
+                f"the work dir {root} holds the unfinished task {record.task_id} with other "
+                "params: rerun with the same params to continue it, or use another work dir"
+            )
+        resumed = True
+    else:
+        record, resumed = TaskRecord(str(uuid.uuid4()), params), False
     try:
-        return prepare_requestor(root, task_id, files)
+        prepare_requestor(root, record.task_id, [] if resumed else files)
+        save_task(root, record)
     except OSError as exc:
         raise ValueError(f"cannot prepare the work dir {root}: {exc.strerror or exc}") from None
+    return record, resumed
+
+
+async def _end(root: Path, record: TaskRecord) -> None:
+    # Finished, failed or aborted: a rerun on this work dir starts a new task.
+    record.ended = True
+    with suppress(OSError):  # the outcome stands either way
+        await anyio.to_thread.run_sync(save_task, root, record)
+
+
+async def _create(
+    client: RequestorClient, root: Path, record: TaskRecord, resumed: bool, max_subtasks: int
+) -> None:
+    """CreateTask, unless the requestor has the task already (a resumed one)."""
+    if not record.created:
+        try:
+            await client.create_task(record.task_id, record.params, max_subtasks)
+        except GRPCError as exc:
+            # An earlier run died after the requestor created the task, before it heard so.
+            if not (resumed and exc.status is Status.ALREADY_EXISTS):
+                raise TaskFailed(f"CreateTask refused: {exc.message}") from None
+        except Exception as exc:
+            raise TaskFailed(f"CreateTask failed: {type(exc).__name__}: {exc}") from None
+        record.created = True
+        await anyio.to_thread.run_sync(save_task, root, record)
 
 
 def _copy_out(task_dir: Path, out: str | Path) -> tuple[Path, list[Path]]:
@@ -99,8 +142,27 @@ def _check_options(providers: int, subtask_timeout: float | None, max_attempts: 
         raise ValueError(f"max_attempts must be at least 1, got {max_attempts}")
 
 
+def _commands(
+    module: str | None,
+    requestor_cmd: str | Sequence[str] | None,
+    provider_cmd: str | Sequence[str] | None,
+    python: str | None,
+    log_level: str,
+) -> tuple[ServerCommand, ServerCommand]:
+    def command(given: str | Sequence[str] | None, option: str) -> ServerCommand:
+        if given is None:
+            assert module is not None
+            spec = role_spec(module, option.removesuffix("_cmd"))
+            return ServerCommand.serve(python or sys.executable, spec, log_level)
+        if isinstance(given, str):
+            return ServerCommand.parse(given, option)
+        return ServerCommand.parse(shlex.join(given), option)
+
+    return command(requestor_cmd, "requestor_cmd"), command(provider_cmd, "provider_cmd")
+
+
 async def run_task(
-    module: str | tuple[Requestor, Provider],
+    module: str | tuple[Requestor, Provider] | None = None,
     *,
     params: Mapping[str, Any] | None = None,
     inputs: Sequence[str | Path] = (),
@@ -115,6 +177,8 @@ async def run_task(
     python: str | None = None,
     reporter: Reporter | None = None,
     heartbeat_timeout: float | None = None,
+    requestor_cmd: str | Sequence[str] | None = None,
+    provider_cmd: str | Sequence[str] | None = None,
 ) -> RunResult:
     """Run one task of the app in ``module`` to completion and return what happened.
 
@@ -134,10 +198,16 @@ async def run_task(
     ``heartbeat_timeout`` a provider that reported progress once and then stays
     silent that many seconds is flagged (``stalled``), killed and replaced.
 
-    By default every app runs as a ``python -m golem_apps.serve`` child process
-    (``python`` is the interpreter, default this one); ``in_process=True`` serves
-    them in this event loop instead (fast; easy to debug). Either way they are
-    driven over loopback gRPC only.
+    By default every app runs as a ``python -m golem_apps.serve MODULE --work-dir
+    {work_dir}`` child process (``python`` is the interpreter, default this
+    one). ``requestor_cmd`` and ``provider_cmd`` run any task-api app instead
+    (``module`` may then be None): a command prefix, as an image's ENTRYPOINT,
+    to which the runner appends ``requestor PORT`` / ``provider PORT``;
+    ``{work_dir}`` in it becomes the server's work dir, which is also its
+    current directory. A requestor that dies is restarted on its work dir.
+    ``in_process=True`` serves both sides of ``module`` in this event loop
+    instead (fast; easy to debug). Either way they are driven over loopback
+    gRPC only.
 
     When the task is done its outputs are copied into ``out`` if given. A
     temporary work dir is removed after a successful run with ``out``; otherwise
@@ -149,23 +219,45 @@ async def run_task(
     _check_options(providers, subtask_timeout, max_attempts)
     if heartbeat_timeout is not None and heartbeat_timeout <= 0:
         raise ValueError(f"heartbeat_timeout must be positive, got {heartbeat_timeout:g}")
+    if module is None:
+        if requestor_cmd is None or provider_cmd is None:
+            raise ValueError("expected an app, or both requestor_cmd and provider_cmd")
+        if in_process:
+            raise ValueError("in_process needs an app (commands run as child processes)")
+    if in_process and (requestor_cmd is not None or provider_cmd is not None):
+        raise ValueError("in_process serves the app: it takes no requestor_cmd or provider_cmd")
     if max_subtasks < 0:
         raise ValueError(f"max_subtasks must not be negative, got {max_subtasks}")
-    apps = await anyio.to_thread.run_sync(_load_apps, module)  # before any process starts
-    if not isinstance(module, str) and not in_process:
+    # The app is imported and checked before any process starts (a command's app cannot be).
+    apps = None if module is None else await anyio.to_thread.run_sync(_load_apps, module)
+    if not isinstance(module, str | None) and not in_process:
         raise ValueError("app objects run in this process only: pass in_process=True")
+    in_here = apps is not None and (in_process or not isinstance(module, str))
+    if not in_here:
+        assert not isinstance(module, tuple)
+        commands = _commands(module, requestor_cmd, provider_cmd, python, log_level)
     files = await anyio.to_thread.run_sync(check_inputs, list(inputs))
     temporary = work_dir is None
     root = await anyio.to_thread.run_sync(_work_root, work_dir, out)
-    task_id = str(uuid.uuid4())
-    task_dir = await anyio.to_thread.run_sync(_prepare, root, task_id, files)
+    # The params as the requestor gets them (JSON), to compare with a recorded task's.
+    task_params = json.loads(json.dumps(dict(params or {})))
+    record, resumed = await anyio.to_thread.run_sync(_prepare, root, task_params, files)
+    task_id = record.task_id
+    task_dir = root / REQUESTOR_DIR / task_id
+    reporter = reporter or Reporter()
+    restarts: list[str] = []
     nodes: Nodes
-    if in_process or not isinstance(module, str):
+    if in_here:
+        assert apps is not None
         nodes = InProcessNodes(*apps)
     else:
-        nodes = SubprocessNodes(module, python=python or sys.executable, log_level=log_level)
-    reporter = reporter or Reporter()
-    stats = Stats()
+
+        def on_restart(why: str) -> None:
+            restarts.append(why)
+            reporter.node_event("restarted", "requestor", why)
+
+        nodes = SubprocessNodes(*commands, on_restart=on_restart)
+    stats = Stats(resumed=resumed)
     cleanup = ExitStack()
     capture = cleanup.enter_context(captured()) if isinstance(nodes, InProcessNodes) else None
     try:
@@ -173,11 +265,10 @@ async def run_task(
             root / REQUESTOR_DIR, root / LOGS_DIR / "requestor.log"
         ) as client:
             try:
-                await client.create_task(task_id, dict(params or {}), max_subtasks)
-            except GRPCError as exc:
-                raise TaskFailed(f"CreateTask refused: {exc.message}") from None
-            except Exception as exc:
-                raise TaskFailed(f"CreateTask failed: {type(exc).__name__}: {exc}") from None
+                await _create(client, root, record, resumed, max_subtasks)
+            except TaskFailed:
+                await _end(root, record)  # refused: nothing to continue
+                raise
             reporter.start(stats, task_id, str(root))
             scheduler = Scheduler(
                 client,
@@ -190,9 +281,10 @@ async def run_task(
                 reporter=reporter,
                 stats=stats,
                 heartbeat_timeout=heartbeat_timeout,
+                journal=Journal(root, task_id),
             )
             try:
-                await scheduler.run()
+                await scheduler.run(resume=resumed)
                 outputs = await anyio.to_thread.run_sync(list_outputs, task_dir)
                 if not outputs:
                     raise TaskFailed(
@@ -208,7 +300,10 @@ async def run_task(
                     suppress(Exception),  # the task is given up either way
                 ):
                     await client.abort_task(task_id)
+                with anyio.CancelScope(shield=True):
+                    await _end(root, record)
                 raise
+            await _end(root, record)
     except TaskFailed as exc:
         message = str(exc)
         if capture is not None:
@@ -246,5 +341,7 @@ async def run_task(
         output_files=tuple(outputs),
         work_dir=kept,
         status=status,
+        requestor_restarts=len(restarts),
+        resumed=resumed,
         temporary=temporary and kept is not None,
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +18,7 @@ from .._client import ProgressReport, RequestorClient, SubtaskAssignment
 from .._contexts import VerifyResult
 from .._exceptions import ComputeFailed, TaskFailed
 from .._taskstatus import read_task_status
+from ._journal import Journal
 from ._machines import Machine, Machines, SubtaskJob
 from ._progress import Reporter, Stats
 from ._summary import Failure
@@ -70,8 +71,10 @@ class Scheduler:
         reporter: Reporter,
         stats: Stats,
         heartbeat_timeout: float | None = None,
+        journal: Journal,
     ) -> None:
         self._client = client
+        self._journal = journal
         self._machines = machines
         self._task_id = task_id
         self._task_dir = task_dir
@@ -94,16 +97,43 @@ class Scheduler:
     def _notify(self) -> None:
         self._wake.set()
 
-    async def run(self) -> None:
-        """Hand out, compute, ship and verify until the task is done."""
+    async def _note(self, step: Callable[..., None], *args: Any) -> None:
+        # A journal step (a line appended to a file): off the event loop.
+        await anyio.to_thread.run_sync(step, *args)
+
+    async def run(self, *, resume: bool = False) -> None:
+        """Hand out, compute, ship and verify until the task is done.
+
+        With ``resume``, first settle what an earlier run left unsettled (see
+        :mod:`._journal`): abort the subtasks it had out, verify the results it shipped.
+        """
         async with anyio.create_task_group() as tg:
             try:
+                if resume:
+                    await self._recover()
                 await self._schedule(tg)
             except TaskFailed as exc:
                 self._fatal = str(exc)
             tg.cancel_scope.cancel()  # stops (and kills) whatever still runs after a failure
         if self._fatal is not None:
             raise TaskFailed(self._fatal)
+
+    async def _recover(self) -> None:
+        left, verified = await anyio.to_thread.run_sync(self._journal.replay)
+        self.stats.parts += verified
+        for entry in left:
+            subtask = _Subtask(entry.subtask_id, entry.node_id, entry.subtask_id)
+            if entry.shipped:
+                subtask.computed = True
+                await self._verify(subtask)
+                continue
+            try:
+                await self._client.abort_subtask(self._task_id, entry.subtask_id)
+            except GRPCError as exc:  # never handed out (NOT_FOUND), or settled meanwhile
+                log.debug("AbortSubtask of %s: %s", entry.subtask_id, _message(exc))
+            except Exception as exc:
+                raise TaskFailed(f"AbortSubtask failed: {_message(exc)}") from None
+            await self._note(self._journal.settled, entry.subtask_id, False)
 
     async def _requestor_call(self, what: str, call: Awaitable[T]) -> T:
         try:
@@ -158,6 +188,7 @@ class Scheduler:
             if not pending:
                 break
             subtask_id = str(uuid.uuid4())
+            await self._note(self._journal.asked, subtask_id, slot.node_id)
             assignment = await self._requestor_call(
                 "NextSubtask",
                 self._client.next_subtask(self._task_id, subtask_id, slot.node_id),
@@ -169,14 +200,17 @@ class Scheduler:
                 banned = await self._banned(slot.node_id)
                 old_id = slot.node_id
                 if not self._machines.replace(slot):
+                    await self._note(self._journal.settled, subtask_id, False)
                     continue  # the same machine stays: it waits for work
                 if banned:
                     self._reporter.node_event("replaced", old_id, "banned by the requestor")
+                await self._note(self._journal.asked, subtask_id, slot.node_id)
                 assignment = await self._requestor_call(
                     "NextSubtask",
                     self._client.next_subtask(self._task_id, subtask_id, slot.node_id),
                 )
             if assignment is None:
+                await self._note(self._journal.settled, subtask_id, False)
                 continue  # no subtask for this node now
             slot.busy = True
             handed_out = True
@@ -245,6 +279,7 @@ class Scheduler:
                     await self._machines.run(job)
                 finally:
                     self.progress.pop(node_id, None)
+            await self._note(self._journal.shipped, subtask_id)
         except TimeoutError:
             return f"timed out after {self._timeout:g} s; provider killed"
         except (ComputeFailed, OSError) as exc:
@@ -274,6 +309,7 @@ class Scheduler:
             await self._client.abort_subtask(self._task_id, subtask_id)
         except Exception as exc:
             raise TaskFailed(f"AbortSubtask of {subtask_id} failed: {_message(exc)}") from None
+        await self._note(self._journal.settled, subtask_id, False)
 
     def _failed(self, subtask: _Subtask, reason: str) -> None:
         self.failures.append(Failure(subtask.subtask_id, subtask.node_id, reason))
@@ -305,6 +341,9 @@ class Scheduler:
             return None
         except Exception as exc:
             raise TaskFailed(f"Verify failed: {_message(exc)}") from None
+        if verdict.result is not VerifyResult.AWAITING_DATA:
+            success = verdict.result is VerifyResult.SUCCESS
+            await self._note(self._journal.settled, subtask.subtask_id, success)
         if verdict.result is VerifyResult.SUCCESS:
             subtask.verified = True
             self.stats.parts += 1

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -18,17 +17,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 import anyio
 from grpclib.exceptions import GRPCError, StreamTerminatedError
 
-from .._cli import role_spec
 from .._client import ProgressReport, ProviderClient, RequestorClient
 from .._exceptions import ComputeFailed, ConfigError, TaskFailed
-from ._process import (
-    PROVIDER_EXIT_TIMEOUT,
-    REQUESTOR_EXIT_TIMEOUT,
-    child_env,
-    serve_command,
-    serve_process,
-    wait_exit,
-)
+from ..server._progress import SERVICE as PROGRESS_SERVICE
+from ._process import PROVIDER_EXIT_TIMEOUT, ServerCommand, ServerProcess, child_env, describe_exit
+from ._requestor import RequestorSupervisor
 from ._workdir import tail
 
 if TYPE_CHECKING:
@@ -84,12 +77,14 @@ async def _watch(client: ProviderClient, job: ComputeJob, stalled: list[str]) ->
         await updates.aclose()
 
 
-async def compute_watched(client: ProviderClient, job: ComputeJob) -> str:
+async def compute_watched(client: ProviderClient, job: ComputeJob, *, watch: bool = True) -> str:
     """Compute through ``client`` while watching its progress and heartbeat.
 
-    Raises ComputeFailed when the heartbeat stops (the caller kills the provider).
+    ``watch`` says whether the provider serves golem_apps.ProviderProgress:
+    without it the Compute call is all there is. Raises ComputeFailed when
+    the heartbeat stops (the caller kills the provider).
     """
-    if job.on_progress is None and job.heartbeat_timeout is None:
+    if not watch or (job.on_progress is None and job.heartbeat_timeout is None):
         return await client.compute(job.task_id, job.subtask_id, job.params)
     stalled: list[str] = []
     # Plain asyncio tasks, not an anyio task group: grpclib's calls do not keep
@@ -130,18 +125,6 @@ class Nodes(Protocol):
         """Run one provider for ``job``; its result path. ComputeFailed when it failed."""
 
 
-def describe_exit(code: int | None) -> str:
-    """A child's exit status in words."""
-    if code is None:
-        return "did not exit"
-    if code < 0:
-        try:
-            return f"was killed by {signal.Signals(-code).name}"
-        except ValueError:
-            return f"was killed by signal {-code}"
-    return f"exited with code {code}"
-
-
 async def _connect_provider(host: str, port: int) -> ProviderClient:
     try:
         return await ProviderClient.connect(host, port, timeout=CONNECT_TIMEOUT)
@@ -150,66 +133,78 @@ async def _connect_provider(host: str, port: int) -> ProviderClient:
 
 
 class SubprocessNodes:
-    """Each app is a ``python -m golem_apps.serve`` child process, as a node runs it."""
+    """Each app is a child process started from a command, as a node runs an image.
+
+    ``requestor`` and ``provider`` are command prefixes (see
+    :class:`ServerCommand`); the requestor is restarted on its work dir when
+    it dies (see :class:`RestartingRequestor`), ``on_restart`` is told why.
+    """
 
     def __init__(
-        self, module: str, *, python: str, log_level: str, env: Mapping[str, str] | None = None
+        self,
+        requestor: ServerCommand,
+        provider: ServerCommand,
+        *,
+        env: Mapping[str, str] | None = None,
+        on_restart: Callable[[str], None] | None = None,
     ) -> None:
-        self.module = module
-        self.python = python
-        self.log_level = log_level
+        self.requestor_command = requestor
+        self.provider_command = provider
         self.env = child_env(env)
+        self.on_restart = on_restart
+        self._watch: bool | None = None  # does the provider serve ProviderProgress?
 
     @asynccontextmanager
     async def requestor(self, work_dir: Path, log_path: Path) -> AsyncIterator[RequestorClient]:
         """Start the requestor process; on a normal exit Shutdown it, then kill what is left."""
-        spec = role_spec(self.module, "requestor")
-        command = serve_command(self.python, spec, "requestor", work_dir, self.log_level)
-        async with AsyncExitStack() as stack:
-            try:
-                child = await stack.enter_async_context(
-                    serve_process(command, "requestor", log_path, self.env)
-                )
-                client = await RequestorClient.connect(
-                    child.host, child.port, timeout=CONNECT_TIMEOUT
-                )
-            except (ComputeFailed, TimeoutError, OSError) as exc:
-                raise TaskFailed(f"the requestor did not start: {exc}") from None
-            stack.callback(client.close)
+        await anyio.to_thread.run_sync(lambda: work_dir.mkdir(parents=True, exist_ok=True))
+        supervisor = RequestorSupervisor(
+            self.requestor_command, work_dir, log_path, self.env, self.on_restart
+        )
+        try:
+            client = await supervisor.start()
+        except ComputeFailed as exc:
+            await supervisor.stop()
+            raise TaskFailed(f"the requestor did not start: {exc}") from None
+        try:
             yield client
-            # As a node does: Shutdown, a short wait, then the kill in serve_process.
-            try:
-                await client.shutdown()
-            except Exception as exc:  # the process is killed below anyway
-                log.warning("requestor Shutdown failed: %s", exc)
-            await wait_exit(child.process, REQUESTOR_EXIT_TIMEOUT)
+            await supervisor.shutdown()
+        finally:
+            await supervisor.stop()
 
     async def compute(self, job: ComputeJob) -> str:
         """Start a one-shot provider on the job's task dir, Compute, wait for it to exit."""
-        spec = role_spec(self.module, "provider")
-        command = serve_command(self.python, spec, "provider", job.task_dir, self.log_level)
-        async with serve_process(command, "provider", job.log_path, self.env) as child:
-            client = await _connect_provider(child.host, child.port)
+        child = await ServerProcess.start(
+            self.provider_command, "provider", job.task_dir, job.log_path, self.env
+        )
+        try:
+            client = await child.connect(ProviderClient)
             try:
-                output = await compute_watched(client, job)
+                if self._watch is None:
+                    # Asked once, of the first provider, before any Compute: a
+                    # provider without the service answers NOT_FOUND, and nothing else.
+                    self._watch = await client.offers(PROGRESS_SERVICE)
+                output = await compute_watched(client, job, watch=self._watch)
             except GRPCError as exc:
-                await wait_exit(child.process, PROVIDER_EXIT_TIMEOUT)
+                await child.wait_exit(PROVIDER_EXIT_TIMEOUT)
                 raise ComputeFailed(f"compute failed: {exc.message}") from None
             except ComputeFailed:
-                raise  # its heartbeat stopped: killed as the block ends
+                raise  # its heartbeat stopped: killed below
             except Exception:  # the connection broke: the process died under us
-                code = await wait_exit(child.process, PROVIDER_EXIT_TIMEOUT)
+                code = await child.wait_exit(PROVIDER_EXIT_TIMEOUT)
                 why = await anyio.to_thread.run_sync(tail, job.log_path)
                 raise ComputeFailed(
                     f"provider {describe_exit(code)} during Compute" + (f": {why}" if why else "")
                 ) from None
             finally:
                 client.close()
-            code = await wait_exit(child.process, PROVIDER_EXIT_TIMEOUT)
+            code = await child.wait_exit(PROVIDER_EXIT_TIMEOUT)
             if code != 0:
                 # The node reads a non-zero exit as a failed computation, even after a reply.
                 raise ComputeFailed(f"provider {describe_exit(code)} after Compute")
             return output
+        finally:
+            await child.stop()
 
 
 class InProcessNodes:

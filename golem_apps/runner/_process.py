@@ -1,66 +1,109 @@
-"""Child processes: ``python -m golem_apps.serve`` for the requestor and each provider.
+"""Child processes: the requestor and each provider, started from a command as a node starts them.
+
+A node runs an app's image with ``requestor PORT`` or ``provider PORT``
+appended to its ENTRYPOINT. The runner does the same with a command prefix
+(:class:`ServerCommand`): it picks a free port, appends the role and port,
+starts the command in the server's work dir and polls Health until SERVING.
+Nothing is read from the child's stdout: stdout and stderr go to its log.
 
 Each child runs in its own session, so a Ctrl-C on the terminal reaches the
 runner only: the runner then aborts the task over the wire and kills every
-child itself (its whole process group, in case the app started helpers).
+child itself (its whole process group, in case the app started helpers). If
+the runner is killed instead, :mod:`._reaper` kills them.
 """
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import os
+import shlex
+import shutil
 import signal
+import socket
 import subprocess
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+import time
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TypeVar
 
 import anyio
-from anyio.abc import ByteReceiveStream, Process
-from anyio.streams.buffered import BufferedByteReceiveStream
+from grpclib.client import Channel
 
+from .._client import _Client, wait_serving
 from .._exceptions import ComputeFailed
+from ._reaper import die_with_parent, reaper
 from ._workdir import tail
 
-#: How long a child may take to print its "serving on" line.
-START_TIMEOUT = 30.0
-#: Longest first line read from a child's stdout.
-MAX_LINE = 4096
+#: How long a child may take to answer Health SERVING (as a node waits).
+START_TIMEOUT = 15.0
 #: How long a provider may take to exit after answering Compute.
 PROVIDER_EXIT_TIMEOUT = 10.0
-#: How long the rest of a stopped child's output may take to reach its log.
-DRAIN_TIMEOUT = 2.0
 #: How long the requestor may take to exit after Shutdown before it is killed (as a node waits).
 REQUESTOR_EXIT_TIMEOUT = 5.0
+#: The placeholder in a command for the server's work dir.
+WORK_DIR = "{work_dir}"
+#: The address the children serve on and the runner connects to.
+HOST = "127.0.0.1"
+#: How often a node polls a starting server's Health.
+NODE_POLL_INTERVAL = 0.1
+
+C = TypeVar("C", bound=_Client)
 
 
-@dataclass
-class ServeProcess:
-    """A running ``golem_apps.serve`` child and the address it serves on."""
+@dataclass(frozen=True)
+class ServerCommand:
+    """How to start one side of an app: a command prefix, as an image's ENTRYPOINT.
 
-    process: Process
-    host: str
-    port: int
-    log_path: Path
+    The runner appends ``requestor PORT`` or ``provider PORT`` and replaces
+    ``{work_dir}`` in each word by the server's work dir, which is also its
+    current directory.
+    """
 
-    @property
-    def pid(self) -> int:
-        """The child's process id."""
-        return self.process.pid
+    prefix: tuple[str, ...]
+    golem_apps: bool = False
+    """True for the ``golem_apps.serve`` sugar of a MODULE: its extra services are known."""
 
+    @classmethod
+    def parse(cls, text: str, option: str = "command") -> ServerCommand:
+        """Split a shell-like command line. ValueError names ``option`` when it is unusable."""
+        try:
+            words = tuple(shlex.split(text))
+        except ValueError as exc:
+            raise ValueError(f"{option}: cannot parse {text!r}: {exc}") from None
+        if not words:
+            raise ValueError(f"{option} is empty")
+        program = words[0]
+        if os.sep not in program and shutil.which(program) is None:
+            raise ValueError(f"{option}: command {program!r} not found on PATH")
+        return cls(words)
 
-def serve_command(python: str, module: str, role: str, work_dir: Path, log_level: str) -> list[str]:
-    """The command line of one ``golem_apps.serve`` child (port 0: it picks a free one)."""
-    return [
-        python, "-m", "golem_apps.serve", module, role, "0",
-        "--work-dir", str(work_dir), "--log-level", log_level,
-        "--tracebacks",  # the runner shows the failing handler's traceback (_tracebacks.py)
-    ]  # fmt: skip
+    @classmethod
+    def serve(cls, python: str, spec: str, log_level: str) -> ServerCommand:
+        """``python -m golem_apps.serve SPEC --work-dir {work_dir}``: the APP form's command."""
+        return cls(
+            (python, "-m", "golem_apps.serve", spec, "--work-dir", WORK_DIR,
+             "--log-level", log_level,
+             "--tracebacks"),  # the runner shows the failing handler's traceback (_tracebacks.py)
+            golem_apps=True,
+        )  # fmt: skip
+
+    def argv(self, role: str, port: int, work_dir: Path) -> list[str]:
+        """The full command line for ``role`` on ``port`` in ``work_dir``."""
+        words = [word.replace(WORK_DIR, str(work_dir)) for word in self.prefix]
+        return [*words, role, str(port)]
+
+    def __str__(self) -> str:
+        return shlex.join(self.prefix)
 
 
 def child_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment of a child: the current directory importable, as for ``python -m``."""
+    """The environment of a child: the current directory importable, as for ``python -m``.
+
+    Children run in their work dir, so the runner's current directory goes on
+    PYTHONPATH: ``python -m myapp`` finds the app it would find here.
+    """
     env = dict(os.environ if base is None else base)
     existing = env.get("PYTHONPATH")
     cwd = str(Path.cwd())
@@ -69,120 +112,156 @@ def child_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-async def stop(process: Process) -> None:
-    """Kill the child's process group unless it has exited, and reap it."""
-    if process.returncode is None:
-        try:
-            os.killpg(process.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            process.kill()
-    with anyio.CancelScope(shield=True):
-        await process.wait()
+#: Ports handed to children that may still be starting: never hand one out twice.
+_ports_in_use: set[int] = set()
 
 
-async def kill(process: Process) -> None:
-    """Stop the child (idempotent) and close its pipes."""
-    await stop(process)
-    with anyio.CancelScope(shield=True):
-        await process.aclose()
+def free_port() -> int:
+    """A port nobody listens on now (the kernel's pick), not given to a live child."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.bind((HOST, 0))
+            port: int = probe.getsockname()[1]
+        if port not in _ports_in_use:
+            return port
+    raise OSError("no free port")
 
 
-async def _read_address(
-    stdout: BufferedByteReceiveStream, process: Process, role: str, log_path: Path
-) -> tuple[str, int]:
-    marker = f"{role} serving on "
-    with anyio.move_on_after(START_TIMEOUT):
-        while True:
-            try:
-                raw = await stdout.receive_until(b"\n", MAX_LINE)
-            except (anyio.EndOfStream, anyio.IncompleteRead, anyio.DelimiterNotFound):
-                break
-            line = raw.decode(errors="replace")
-            if line.startswith(marker):
-                host, _, port = line[len(marker) :].strip().rpartition(":")
-                return host, int(port)
-            # The app printed something while importing: it belongs in its log.
-            await anyio.to_thread.run_sync(_append, log_path, raw + b"\n")
-        await process.wait()
-        why = await anyio.to_thread.run_sync(tail, log_path)
-        raise ComputeFailed(
-            f"{role} exited with code {process.returncode} before serving"
-            + (f": {why}" if why else "")
-        )
-    raise ComputeFailed(f"{role} did not start serving within {START_TIMEOUT:g} s")
+def startup_delays() -> Iterator[float]:
+    """The pauses between Health polls: quick at first, then the node's 0.1 s.
 
-
-async def _drain(stdout: ByteReceiveStream, log_path: Path, done: anyio.Event) -> None:
-    # Keep reading what the app prints, so that a chatty app never blocks on a full pipe.
-    try:
-        async with await anyio.open_file(log_path, "ab") as log:
-            async for chunk in stdout:
-                await log.write(chunk)
-    except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-        pass
-    finally:
-        done.set()
-
-
-def _open_log(path: Path) -> Any:
-    return path.open("ab")
-
-
-def _append(path: Path, data: bytes) -> None:
-    with path.open("ab") as file:
-        file.write(data)
-
-
-@asynccontextmanager
-async def serve_process(
-    command: list[str], role: str, log_path: Path, env: Mapping[str, str]
-) -> AsyncIterator[ServeProcess]:
-    """Start a serve child, wait for its "serving on" line, and kill it when the block ends.
-
-    Its stderr and later stdout go to ``log_path``. ComputeFailed (with the last
-    line of its log) when it exits or stays silent instead.
+    A server takes some 0.1 s to start; a refused connection costs a fraction
+    of a millisecond, so short first pauses cut the wait without a busy loop.
     """
-    log = await anyio.to_thread.run_sync(_open_log, log_path)
+    return itertools.chain((0.01,) * 5, (0.02,) * 5, itertools.repeat(NODE_POLL_INTERVAL))
+
+
+def describe_exit(code: int | None) -> str:
+    """A child's exit status in words."""
+    if code is None:
+        return "did not exit"
+    if code < 0:
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with code {code}"
+
+
+class ServerProcess:
+    """A server child started from a :class:`ServerCommand`, on a port the runner chose."""
+
+    def __init__(
+        self, process: asyncio.subprocess.Process, role: str, port: int, log_path: Path
+    ) -> None:
+        self.process = process
+        self.role = role
+        self.port = port
+        self.log_path = log_path
+
+    @classmethod
+    async def start(
+        cls,
+        command: ServerCommand,
+        role: str,
+        work_dir: Path,
+        log_path: Path,
+        env: Mapping[str, str],
+    ) -> ServerProcess:
+        """Start ``role`` in ``work_dir``; its stdout and stderr go to ``log_path``.
+
+        ComputeFailed when the command cannot be started.
+        """
+        port = free_port()
+        argv = command.argv(role, port, work_dir)
+        try:
+            process = await _spawn(argv, work_dir, log_path, env)
+        except OSError as exc:
+            raise ComputeFailed(f"cannot start the {role} ({command}): {exc}") from None
+        _ports_in_use.add(port)
+        return cls(process, role, port, log_path)
+
+    async def connect(self, client_type: type[C], timeout: float = START_TIMEOUT) -> C:
+        """A client once the server's Health says SERVING.
+
+        ComputeFailed (with the last line of its log) when the child exits or
+        does not serve within ``timeout`` seconds.
+        """
+        channel = Channel(HOST, self.port)
+        started = time.monotonic()
+
+        def check_alive() -> None:
+            if self.process.returncode is not None:
+                raise _Exited()
+
+        try:
+            await wait_serving(
+                channel, f"{HOST}:{self.port}", timeout, delays=startup_delays(), check=check_alive
+            )
+        except _Exited:
+            channel.close()
+            why = await anyio.to_thread.run_sync(tail, self.log_path)
+            raise ComputeFailed(
+                f"{self.role} exited with code {self.process.returncode} before serving"
+                + (f": {why}" if why else "")
+            ) from None
+        except (TimeoutError, OSError) as exc:
+            channel.close()
+            waited = time.monotonic() - started
+            raise ComputeFailed(f"{self.role} did not serve within {waited:.0f} s: {exc}") from None
+        return client_type(channel)
+
+    async def wait_exit(self, timeout: float) -> int | None:
+        """The child's exit code, or None if it is still running after ``timeout`` s."""
+        with anyio.move_on_after(timeout):
+            return await self.process.wait()
+        return None
+
+    async def stop(self) -> int:
+        """Kill the child's process group (what it left running too) and reap it; its exit code.
+
+        Idempotent; shielded: a cancelled run still reaps what it kills.
+        """
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            if self.process.returncode is None:
+                self.process.kill()
+        with anyio.CancelScope(shield=True):
+            code = await self.process.wait()
+            if self.port in _ports_in_use:
+                _ports_in_use.discard(self.port)
+                await anyio.to_thread.run_sync(reaper.forget, self.process.pid)
+        return code
+
+
+class _Exited(Exception):
+    """The child exited while the runner waited for it to serve."""
+
+
+async def _spawn(
+    argv: Sequence[str], cwd: Path, log_path: Path, env: Mapping[str, str]
+) -> asyncio.subprocess.Process:
+    def open_log() -> int:
+        return os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+
+    await anyio.to_thread.run_sync(reaper.start)  # the first time: a process start
+    log = await anyio.to_thread.run_sync(open_log)
     try:
-        process = await anyio.open_process(
-            command,
+        # asyncio's, not anyio.open_process: that one takes no preexec_fn.
+        process = await asyncio.create_subprocess_exec(
+            *argv,
             stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
+            stdout=log,
             stderr=log,
+            cwd=cwd,
             env=dict(env),
             start_new_session=True,
+            preexec_fn=die_with_parent(),
         )
     finally:
-        log.close()
-    try:
-        assert process.stdout is not None
-        stdout = BufferedByteReceiveStream(process.stdout)
-        drained: anyio.Event | None = None
-        async with anyio.create_task_group() as tg:
-            try:
-                host, port = await _read_address(stdout, process, role, log_path)
-                drained = anyio.Event()
-                tg.start_soon(_drain, stdout, log_path, drained)
-                yield ServeProcess(process, host, port, log_path)
-            finally:
-                await stop(process)
-                if drained is not None:
-                    # Let the drain log what is still in the pipe; a helper the app
-                    # left holding the pipe open must not keep us here.
-                    with anyio.CancelScope(shield=True), anyio.move_on_after(DRAIN_TIMEOUT):
-                        await drained.wait()
-                tg.cancel_scope.cancel()
-    except BaseExceptionGroup as group:
-        # The drain never fails: the one error is the block's own; raise it as it was.
-        if len(group.exceptions) == 1:
-            raise group.exceptions[0] from None
-        raise
-    finally:
-        await kill(process)
-
-
-async def wait_exit(process: Process, timeout: float) -> int | None:
-    """The child's exit code, or None if it is still running after ``timeout`` s."""
-    with anyio.move_on_after(timeout):
-        return await process.wait()
-    return None
+        os.close(log)
+    # The group is the child's pid (a new session): the watchdog kills it if we die.
+    with anyio.CancelScope(shield=True):
+        await anyio.to_thread.run_sync(reaper.watch, process.pid)
+    return process

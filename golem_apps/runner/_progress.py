@@ -30,11 +30,17 @@ class Stats:
     failures: int = 0
     """Subtasks that failed (compute, timeout, crash or verification)."""
     started: float = field(default_factory=time.monotonic)
+    resumed: bool = False
+    """The task is an earlier run's, continued (see :func:`golem_apps.runner.run_task`)."""
 
     @property
     def elapsed(self) -> float:
         """Seconds since the run started."""
         return time.monotonic() - self.started
+
+
+def _begun(stats: Stats) -> str:
+    return "resumed from an earlier run" if stats.resumed else "created"
 
 
 class Reporter:
@@ -73,7 +79,7 @@ class PlainReporter(Reporter):
     def start(self, stats: Stats, task_id: str, work_dir: str) -> None:
         """Print the task id and where its files are."""
         self._stats = stats
-        self._line(f"task {task_id} created (work dir {work_dir})")
+        self._line(f"task {task_id} {_begun(stats)} (work dir {work_dir})")
 
     def event(self, kind: str, subtask_id: str, detail: str = "") -> None:
         """Print the event with the running counts."""
@@ -126,7 +132,7 @@ class RichReporter(Reporter):
     def start(self, stats: Stats, task_id: str, work_dir: str) -> None:
         """Show the bar (its total is unknown: the wire does not tell the part count)."""
         self._stats = stats
-        self._console.print(f"task {task_id} created (work dir {work_dir})")
+        self._console.print(f"task {task_id} {_begun(stats)} (work dir {work_dir})")
         self._progress.start()
         self._bar = self._progress.add_task("running", total=None, counts=self._counts())
 

@@ -38,6 +38,10 @@ class RunResult:
     """The runner's work dir (logs, requestor and provider dirs); None once removed."""
     status: TaskStatus | None = None
     """The requestor's last status of the task (its ``status.json``): nodes, bans, retries."""
+    requestor_restarts: int = 0
+    """Times the requestor died and was restarted on its work dir."""
+    resumed: bool = False
+    """The run continued an unfinished task that an earlier run left in its work dir."""
     temporary: bool = False
     """Whether ``work_dir`` is a temporary folder the run made and left behind."""
 
@@ -61,6 +65,10 @@ def format_summary(result: RunResult) -> str:
         lines.append(f"    - {failure.subtask_id[:8]} on {failure.node_id}: {failure.reason}")
     if len(result.failures) > 10:
         lines.append(f"    ... and {len(result.failures) - 10} more")
+    if result.resumed:
+        lines.append("  resumed:        an earlier run's unfinished task, continued")
+    if result.requestor_restarts:
+        lines.append(f"  requestor restarts: {result.requestor_restarts} (it died; restarted)")
     status = result.status
     if status is not None:
         if status.redundancy > 1:

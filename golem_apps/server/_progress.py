@@ -18,8 +18,10 @@ from grpclib.const import Cardinality, Handler
 from .._wire import ProgressUpdate, WatchRequest
 from ._unary import recv_request
 
+#: The service's full name: Health answers SERVING for it, so clients know it is there.
+SERVICE = "golem_apps.ProviderProgress"
 #: The Watch RPC's path.
-WATCH_PATH = "/golem_apps.ProviderProgress/Watch"
+WATCH_PATH = f"/{SERVICE}/Watch"
 
 
 class ProgressService:

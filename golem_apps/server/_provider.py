@@ -27,6 +27,7 @@ from .._provider import Provider
 from .._validate import parse_params, safe_name
 from ._health import Health
 from ._listen import check_work_dir, confirm_delivery, start
+from ._progress import SERVICE as PROGRESS_SERVICE
 from ._progress import ProgressService
 from ._unary import unary
 
@@ -252,7 +253,10 @@ async def serve_provider(
         progress.bind()
         service = ProviderService(app, root, progress)
         server, bound = await start(
-            [service, Health(("golem_task_api.ProviderApp",)), progress], host, port, root
+            [service, Health(("golem_task_api.ProviderApp", PROGRESS_SERVICE)), progress],
+            host,
+            port,
+            root,
         )
         try:
             yield ProviderServer(service, host, bound)

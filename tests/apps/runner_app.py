@@ -13,6 +13,8 @@ Task params: ``{"parts": [{"name": "a", "text": "a", ...}, ...]}``. Part params:
 - ``reject``: every verify answers FAILURE;
 - ``resource``: the name of a task input, the part's resource; compute
   writes its content upper-cased;
+- ``gate``: a folder; compute writes ``<folder>/<name>.started`` and waits for
+  ``<folder>/<name>.go`` before it finishes;
 - ``print_kb``: compute prints that many KiB to stdout first;
 - ``verify_sleep``: verify takes that long; ``MAX_VERIFYING`` records how many
   verifications ever overlapped (in-process runs).
@@ -98,6 +100,11 @@ def compute(ctx: ComputeContext) -> Path:
             else:
                 _sleep(ctx, HANG_SECONDS)
             raise RuntimeError("the slow attempt was not stopped")
+    if p.get("gate"):
+        gate = Path(p["gate"])
+        (gate / f"{p['name']}.started").touch()
+        while not (gate / f"{p['name']}.go").exists() and not ctx.cancelled:
+            time.sleep(0.01)
     if p.get("print_kb"):
         for _ in range(p["print_kb"]):
             print("x" * 1023)

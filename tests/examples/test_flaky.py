@@ -7,22 +7,20 @@ from pathlib import Path
 import pytest
 
 from examples import flaky
-from golem_apps.runner import run_task
+from golem_apps.testing import run_local
 
 
-@pytest.mark.anyio
-async def test_failures_are_retried_and_the_total_is_right(tmp_path: Path) -> None:
+def test_failures_are_retried_and_the_total_is_right(tmp_path: Path) -> None:
     parts, n = 20, 5000
-    result = await run_task(
-        "examples.flaky",
+    result = run_local(
+        flaky.requestor,
+        flaky.provider,
         params={"parts": parts, "n": n, "fail_rate": 0.5},
         providers=4,
         max_attempts=40,  # 0.5 ** 40: a part never runs out of attempts
-        in_process=True,
         work_dir=tmp_path / "work",
-        out=tmp_path / "out",
     )
-    assert (tmp_path / "out" / flaky.OUTPUT).read_text() == f"{(n - 1) * n * (2 * n - 1) // 6}\n"
+    assert (result.outputs_dir / flaky.OUTPUT).read_text() == f"{(n - 1) * n * (2 * n - 1) // 6}\n"
     assert result.parts == parts
     # With 20 parts failing half the time, some failed (all-pass odds: 1 in a million).
     assert result.failures

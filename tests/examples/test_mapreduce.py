@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from examples import mapreduce
-from golem_apps import TaskFailed
-from golem_apps.runner import run_task
+from golem_apps.runner import RunResult, run_task
 from tests.runner.test_run_task import Recorder
 
 TEXTS = {
@@ -51,7 +51,23 @@ async def test_word_counts_over_several_files(tmp_path: Path) -> None:
     assert {"map-0-counts.json", "map-1-counts.json", "map-2-counts.json"} <= shipped
 
 
-@pytest.mark.anyio
-async def test_no_input_files_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(TaskFailed, match="needs at least one input text file"):
-        await run_task("examples.mapreduce", in_process=True, work_dir=tmp_path)
+@pytest.fixture
+def golem_app() -> object:
+    """The app golem_apps.testing's fixtures (golem_run, ...) run."""
+    return mapreduce
+
+
+def test_no_input_files_is_refused(golem_run: Callable[..., RunResult]) -> None:
+    # The split's own exception, as the app raised it.
+    with pytest.raises(ValueError, match="needs at least one input text file"):
+        golem_run()
+
+
+def test_one_file_is_one_map_and_the_reduce(
+    golem_run: Callable[..., RunResult], tmp_path: Path
+) -> None:
+    (tmp_path / "only.txt").write_text("to be or not to be\n")
+    result = golem_run(inputs=[tmp_path / "only.txt"])
+    counts = json.loads((result.outputs_dir / mapreduce.REDUCE_RESULT).read_text())
+    assert counts == {"to": 2, "be": 2, "or": 1, "not": 1}
+    assert (result.parts, result.subtasks, result.failures) == (2, 2, ())

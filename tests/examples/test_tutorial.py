@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import importlib
 import re
 from pathlib import Path
 
 import pytest
 
-from golem_apps.runner import run_task
+from golem_apps.testing import run_local
 from tests.conftest import ROOT
 
 TUTORIAL = ROOT / "docs" / "tutorial.md"
@@ -17,10 +18,7 @@ def _blocks() -> list[str]:
     return re.findall(r"```python\n(.*?)```", TUTORIAL.read_text(), re.DOTALL)
 
 
-@pytest.mark.anyio
-async def test_the_tutorial_app_counts_primes(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_the_tutorial_app_counts_primes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     first, second, _ = _blocks()
     # Step 3 adds two names to the import, then two functions.
     source = first.replace("    Part,\n", "    MergeContext,\n    Part,\n").replace(
@@ -28,12 +26,9 @@ async def test_the_tutorial_app_counts_primes(
     )
     (tmp_path / "tutorial_primes.py").write_text(source + "\n\n" + second)
     monkeypatch.syspath_prepend(str(tmp_path))
-    result = await run_task(
-        "tutorial_primes",
-        params={"limit": 10_000},
-        providers=2,
-        in_process=True,
-        work_dir=tmp_path / "work",
+    app = importlib.import_module("tutorial_primes")
+    result = run_local(
+        app.requestor, app.provider, params={"limit": 10_000}, work_dir=tmp_path / "work"
     )
     # As the tutorial's Python example says; 1229 primes below 10000.
     assert (result.outputs_dir / "primes.txt").read_text() == "1229\n"

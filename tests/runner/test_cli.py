@@ -30,7 +30,11 @@ APP = "tests.apps.runner_app"
         ([APP, "--subtask-timeout", "-1"], "argument --subtask-timeout: invalid positive number"),
         ([APP, "--max-subtasks", "x"], "argument --max-subtasks: invalid non-negative integer"),
         ([APP, "--input", "/nonexistent/in.txt"], "input /nonexistent/in.txt does not exist"),
-        ([], "the following arguments are required: APP"),
+        ([], "the following arguments are required: APP (or both --requestor-cmd and"),
+        (["--provider-cmd", "python app.py"], "the following arguments are required: APP"),
+        ([APP, "--provider-cmd", ""], "--provider-cmd is empty"),
+        ([APP, "--requestor-cmd", "no-such-program-x"], "--requestor-cmd: command 'no-such-pro"),
+        ([APP, "--in-process", "--provider-cmd", "python"], "--in-process serves APP: it takes"),
         (["tests.apps.sample:requestor"], "tests.apps.sample:requestor is a Requestor without"),
         (["tests.apps.sample:nope"], "module 'tests.apps.sample' has no attribute 'nope'"),
         (["tests.apps.sample:Requestor.x"], "module 'tests.apps.sample' has no attribute"),
@@ -125,8 +129,10 @@ def test_sigint_aborts_and_leaves_no_child_behind(tmp_path: Path, signum: int) -
                 pytest.fail("the providers never started computing")
             time.sleep(0.02)
         children = psutil.Process(runner.pid).children(recursive=True)
-        roles = sorted(c.cmdline()[4] for c in children)
+        # The role comes before the port, at the end; beside them, the runner's watchdog.
+        roles = sorted(c.cmdline()[-2] for c in children if "golem_apps.serve" in c.cmdline())
         assert roles == ["provider", "provider", "requestor"]
+        assert any(c.cmdline()[-1].endswith("_reaper.py") for c in children)
         runner.send_signal(signum)
         runner.send_signal(signum)  # an impatient second Ctrl-C changes nothing
         _, err = runner.communicate(timeout=30)

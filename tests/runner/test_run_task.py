@@ -51,6 +51,7 @@ class Recorder(Reporter):
 
     def __init__(self) -> None:
         self.events: list[tuple[str, str, str]] = []
+        self.node_events: list[tuple[str, str, str]] = []
         self.stopped = False
 
     def start(self, stats: Stats, task_id: str, work_dir: str) -> None:
@@ -58,6 +59,9 @@ class Recorder(Reporter):
 
     def event(self, kind: str, subtask_id: str, detail: str = "") -> None:
         self.events.append((kind, subtask_id, detail))
+
+    def node_event(self, kind: str, node_id: str, detail: str = "") -> None:
+        self.node_events.append((kind, node_id, detail))
 
     def stop(self) -> None:
         self.stopped = True
@@ -393,32 +397,67 @@ async def test_rich_reporter_through_a_run(tmp_path: Path) -> None:
     assert "failed: compute failed: RuntimeError: part bad asked to fail" in text
 
 
+def requestor_of(runner: psutil.Process) -> psutil.Process:
+    """The runner's requestor child (the role comes before the port, at the end)."""
+    [requestor] = [
+        p for p in runner.children(recursive=True) if command_line(p)[-2:-1] == ["requestor"]
+    ]
+    return requestor
+
+
+def file_bytes(result: RunResult) -> dict[str, bytes]:
+    return {path.name: path.read_bytes() for path in result.output_files}
+
+
 @pytest.mark.anyio
 @pytest.mark.slow
-async def test_requestor_dying_mid_task_ends_the_run_cleanly(tmp_path: Path) -> None:
-    markers = tmp_path / "markers"
-    markers.mkdir()
-    pid_file = markers / "a.pid"
-    seen: list[psutil.Process] = []
+async def test_a_killed_requestor_is_restarted_on_its_work_dir_and_the_task_finishes(
+    tmp_path: Path,
+) -> None:
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    specs = [{"name": "a", "text": "first", "gate": str(gate)}]
+    specs += [{"name": n, "text": f"text {n}"} for n in "bcd"]
+    killed: list[int] = []
 
-    def kill_requestor_when_computing() -> None:
-        wait_for_pid(pid_file)
-        seen.extend(psutil.Process().children(recursive=True))
-        [requestor] = [p for p in seen if "requestor" in command_line(p)]
+    def kill_requestor_while_a_computes() -> None:
+        deadline = time.monotonic() + WAIT_LIMIT
+        while not (gate / "a.started").exists():
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.01)
+        requestor = requestor_of(psutil.Process())
         requestor.kill()
+        while requestor.is_running() and requestor.status() != psutil.STATUS_ZOMBIE:
+            time.sleep(0.01)  # dead; the runner reaps it (psutil's wait would reap it first)
+        killed.append(requestor.pid)
+        (gate / "a.go").touch()  # a's result now reaches a dead requestor
 
-    killer = threading.Thread(target=kill_requestor_when_computing)
+    killer = threading.Thread(target=kill_requestor_while_a_computes)
     killer.start()
-    with pytest.raises(TaskFailed, match=r"(HasPendingSubtasks|NextSubtask|Verify) failed: "):
-        await run_task(
-            APP,
-            params=parts({"name": "a", "slow_once": str(markers)}, {"name": "b", "text": "b"}),
-            providers=2,
-            work_dir=tmp_path / "work",
+    recorder = Recorder()
+    try:
+        result = await run_task(
+            APP, params=parts(*specs), providers=2, work_dir=tmp_path / "work", reporter=recorder
         )
-    await anyio.to_thread.run_sync(killer.join)
-    _, alive = psutil.wait_procs(seen, timeout=5)
-    assert alive == []
+    finally:
+        (gate / "a.go").touch()
+        await anyio.to_thread.run_sync(killer.join)
+    assert len(killed) == 1
+    assert result.requestor_restarts == 1
+    assert ("restarted", "requestor", "was killed by SIGKILL; restarted on its work dir") in (
+        recorder.node_events
+    )
+    assert (result.parts, result.failures) == (4, ())
+    # The same task undisturbed (its gate open from the start) gives the same bytes.
+    undisturbed = await run_task(
+        APP, params=parts(*specs), providers=2, work_dir=tmp_path / "undisturbed"
+    )
+    assert file_bytes(result) == file_bytes(undisturbed)
+    assert file_bytes(result) == {
+        "a.txt": b"FIRST", "b.txt": b"TEXT B", "c.txt": b"TEXT C", "d.txt": b"TEXT D",
+    }  # fmt: skip
+    assert undisturbed.requestor_restarts == 0
 
 
 @pytest.mark.anyio

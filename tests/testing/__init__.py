@@ -1,0 +1,1 @@
+"""Tests of golem_apps.testing."""

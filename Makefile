@@ -23,6 +23,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/hadolint docs/Dockerfile
 
 # Regenerate from protos/: the betterproto messages and grpclib stubs into
 # golem_apps/proto/, and the light messages (golem_apps/_wire.py, by our own
@@ -31,7 +32,7 @@ lint: $(STAMP)
 # all it takes to get its betterproto and its light classes.
 PROTOS := protos/golem_task_api/constants.proto protos/golem_task_api/envs.proto \
 	protos/golem_task_api/golem_task_api.proto protos/grpc/health/v1/health.proto \
-	protos/golem_apps/progress.proto
+	protos/golem_apps/progress.proto protos/golem_apps/status.proto
 PROTOC := PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m grpc_tools.protoc -I protos
 LIGHT := --plugin=protoc-gen-light=tools/protoc_gen_light.py --light_out
 

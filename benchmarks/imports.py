@@ -3,7 +3,9 @@
 A: what ``python -m golem_apps.serve benchmarks.apps.trivial provider``
 imports before it serves. B: what ``benchmarks/baselines/provider.py``
 imports (asyncio, grpclib's server, betterproto and the generated modules).
-Each is timed inside a fresh interpreter around the imports alone. The
+The floor: what any grpclib provider imports (asyncio, ssl, grpclib's server
+and its health service), compared with A in rounds of its own. Each is
+timed inside a fresh interpreter around the imports alone. The
 ``python -X importtime`` breakdown of the provider process is kept too.
 """
 
@@ -25,26 +27,36 @@ print(time.perf_counter() - start)
 
 PROVIDER_IMPORTS = "import golem_apps.serve, golem_apps.server._provider, benchmarks.apps.trivial"
 BASELINE_IMPORTS = "import benchmarks.baselines.provider"
+FLOOR_IMPORTS = "import asyncio, ssl, grpclib.server, grpclib.health.service"
+#: The metric of the comparison with the floor.
+FLOOR = "import (baseline: asyncio, ssl, grpclib server and health only)"
 
 
-def timed_import(imports: str) -> Sample:
+def timed_import(imports: str, metric: str = "import") -> Sample:
     """Seconds spent importing ``imports`` in a fresh interpreter."""
     out = subprocess.run(
         [sys.executable, "-c", _TIMED.format(imports=imports)],
         cwd=ROOT, capture_output=True, text=True, check=True,
     )  # fmt: skip
-    return {"import": float(out.stdout)}
+    return {metric: float(out.stdout)}
 
 
 def run(rounds: int = 20) -> dict[str, Comparison]:
-    """The provider path's imports (A) against the baseline's (B)."""
+    """The provider path's imports (A) against the baseline's (B), and against the floor."""
     ensure_bytecode()
-    return compare(
+    bare = compare(
         lambda: timed_import(PROVIDER_IMPORTS),
         lambda: timed_import(BASELINE_IMPORTS),
         rounds=rounds,
         warmup=2,
     )
+    floor = compare(
+        lambda: timed_import(PROVIDER_IMPORTS, FLOOR),
+        lambda: timed_import(FLOOR_IMPORTS, FLOOR),
+        rounds=rounds,
+        warmup=2,
+    )
+    return {**bare, **floor}
 
 
 def importtime_top(

@@ -8,10 +8,12 @@ Task params (all optional):
 - ``parts``: how many parts (default 8);
 - ``n``: the task sums ``k * k`` for ``k`` in ``range(n)`` (default 100000);
 - ``fail_rate``: the fraction of computations that fail (default 0.3, below 1);
-- ``cheat_slot``: the "wrong answer" mode: the local runner's provider slot with
-  this number (1, 2, ...) is a dishonest machine that returns a wrong sum
-  without failing. It knows its slot from its work dir
-  (``providers/provider<N>-.../``), which only the local runner lays out so.
+- ``cheat_slot``: the "wrong answer" mode: one dishonest machine, the first
+  that computes in the local runner's provider slot with this number (1, 2,
+  ...), returns wrong sums without failing. It is one node: a machine that
+  later takes the slot (after a ban, say) is honest. It knows its slot and
+  node from its work dir (``providers/provider<N>-<id>/``), which only the
+  local runner lays out so, and claims the part with a marker file there.
   ``examples/voting.py`` outvotes and bans it.
 
 Each part sums the squares of its slice of ``range(n)``; verify recomputes the
@@ -20,7 +22,9 @@ slice; merge adds the parts into ``total.txt``.
 
 from __future__ import annotations
 
+import os
 import random
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -41,8 +45,9 @@ provider = Provider()
 OUTPUT = "total.txt"
 
 
-def _params(params: dict[str, Any]) -> tuple[int, int, float]:
-    parts = params.get("parts", 8)
+def _params(params: dict[str, Any], max_subtasks: int) -> tuple[int, int, float]:
+    # 8 parts, or as many subtasks as the node user asked for if fewer.
+    parts = params.get("parts", min(8, max_subtasks or 8))
     n = params.get("n", 100_000)
     fail_rate = params.get("fail_rate", 0.3)
     for name, value in (("parts", parts), ("n", n)):
@@ -63,12 +68,12 @@ def sum_of_squares(start: int, stop: int) -> int:
 @requestor.task
 def split(task: TaskContext) -> Iterator[Part]:
     """One part per slice of ``range(n)``."""
-    yield from slices(task.params)
+    yield from slices(task.params, task.max_subtasks)
 
 
-def slices(task_params: dict[str, Any]) -> Iterator[Part]:
-    """The task's parts: one per slice of ``range(n)``."""
-    parts, n, fail_rate = _params(task_params)
+def slices(task_params: dict[str, Any], max_subtasks: int = 0) -> Iterator[Part]:
+    """The task's parts: one per slice of ``range(n)``, at most ``max_subtasks`` by default."""
+    parts, n, fail_rate = _params(task_params, max_subtasks)
     cheat = task_params.get("cheat_slot")
     if cheat is not None and (isinstance(cheat, bool) or not isinstance(cheat, int)):
         raise ValueError(f"param 'cheat_slot' must be an integer, got {cheat!r}")
@@ -80,9 +85,23 @@ def slices(task_params: dict[str, Any]) -> Iterator[Part]:
 
 
 def is_cheater(ctx: ComputeContext) -> bool:
-    """True on the runner's provider slot named by ``cheat_slot``."""
+    """True on the one dishonest node: the first to compute in slot ``cheat_slot``."""
     slot = ctx.params.get("cheat_slot")
-    return slot is not None and ctx.task_dir.parent.name.startswith(f"provider{slot}-")
+    node_dir = ctx.task_dir.parent  # providers/<node id>/
+    if slot is None or not node_dir.name.startswith(f"provider{slot}-"):
+        return False
+    # The first machine of the slot claims the part; link() makes exactly one win.
+    marker = node_dir.parent / f".cheater-{ctx.task_id}"
+    if not marker.exists():
+        claim = node_dir.parent / f".claim-{uuid.uuid4().hex}"
+        claim.write_text(node_dir.name)
+        try:
+            os.link(claim, marker)
+        except FileExistsError:
+            pass
+        finally:
+            claim.unlink()
+    return marker.read_text() == node_dir.name
 
 
 @provider.compute

@@ -116,8 +116,10 @@ def render_row(py: int, x0: int, width: int, size: int, max_iter: int) -> bytes:
 
 @requestor.task
 def split(task: TaskContext, picture: Picture) -> Iterator[Part]:
-    """One part per tile."""
+    """One part per tile: tiles x tiles, fewer when the node user asks for fewer subtasks."""
     size, tiles = picture.size, picture.tiles
+    if task.max_subtasks and "tiles" not in task.params:
+        tiles = min(tiles, math.isqrt(task.max_subtasks))
     edges = [size * i // tiles for i in range(tiles + 1)]
     for ty in range(tiles):
         for tx in range(tiles):

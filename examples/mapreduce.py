@@ -4,8 +4,9 @@ Run it::
 
     python -m golem_apps.run examples.mapreduce --input a.txt --input b.txt --out out
 
-Each input file (in task_inputs) is one ``map-<i>`` part: its provider counts
-the file's words into ``counts.json``. The ``reduce`` part depends on every map:
+Each input file (in task_inputs) is one ``map-<i>`` part (with a smaller
+``max_subtasks``, each map takes several files): its provider counts the
+words into ``counts.json``. The ``reduce`` part depends on every map:
 it starts only once they are all verified, and receives their results as
 resources named ``map-<i>-counts.json`` (``<dependency name>-<result file name>``).
 It adds them up into ``word_counts.json``, which merge puts in task_outputs.
@@ -71,9 +72,17 @@ def split(task: TaskContext) -> Iterator[Part]:
     files = sorted(p.name for p in task.inputs_dir.iterdir() if p.is_file())
     if not files:
         raise ValueError("mapreduce needs at least one input text file (--input FILE)")
-    maps = [f"map-{i}" for i in range(len(files))]
-    for name, file in zip(maps, files, strict=True):
-        yield Part(params={"kind": "map", "file": file}, resources=[file], name=name)
+    # A map per file; when the node user asks for fewer subtasks, fewer maps
+    # (each over several files) and the reduce.
+    groups = len(files)
+    if task.max_subtasks:
+        if task.max_subtasks < 2:
+            raise ValueError("mapreduce needs max_subtasks of 2 or more (a map and the reduce)")
+        groups = min(groups, task.max_subtasks - 1)
+    maps = [f"map-{i}" for i in range(groups)]
+    for i, name in enumerate(maps):
+        group = files[i::groups]
+        yield Part(params={"kind": "map", "files": group}, resources=group, name=name)
     yield Part(
         params={"kind": "reduce", "maps": maps, "files": files}, name="reduce", depends_on=maps
     )
@@ -81,9 +90,9 @@ def split(task: TaskContext) -> Iterator[Part]:
 
 @provider.compute
 def compute(ctx: ComputeContext) -> Path:
-    """Map: count one file's words. Reduce: add the maps' counts."""
+    """Map: count its files' words. Reduce: add the maps' counts."""
     if ctx.params["kind"] == "map":
-        counts = _recount(ctx.inputs_dir, [ctx.params["file"]])
+        counts = _recount(ctx.inputs_dir, ctx.params["files"])
         out = ctx.subtask_dir / MAP_RESULT
     else:
         counts = Counter()
@@ -98,7 +107,7 @@ def compute(ctx: ComputeContext) -> Path:
 def check(result: VerifyContext) -> bool:
     """The counts match a recount of the part's input files."""
     p = result.params
-    files = [p["file"]] if p["kind"] == "map" else p["files"]
+    files = p["files"]
     try:
         return _load(result.result_path) == _recount(result.inputs_dir, files)
     except ValueError:

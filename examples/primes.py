@@ -31,7 +31,9 @@ def count_primes(start: int, stop: int) -> int:
 @requestor.task
 def split(task: TaskContext) -> list[Part]:
     limit = int(task.params.get("limit", 100_000))
-    parts = int(task.params.get("parts", 8))
+    # The node user asks for a number of subtasks (0: any), and the node
+    # refuses a task split into more: 8 parts by default, fewer if asked.
+    parts = int(task.params.get("parts", min(8, task.max_subtasks or 8)))
     edges = [limit * i // parts for i in range(parts + 1)]
     return [
         Part(params={"start": edges[i], "stop": edges[i + 1]}, name=f"range-{i}")

@@ -1,8 +1,9 @@
 """Redundancy with a vote: each part computed by three providers, the majority wins.
 
 Run it: ``python -m golem_apps.run examples.voting --providers 4 --params '{"cheat_slot": 1}'``.
-Provider slot 1 returns wrong sums (``examples/flaky.py``'s "wrong answer"
-mode). The requestor cannot check a sum cheaply, so it does not try: each part
+The first machine in provider slot 1 returns wrong sums
+(``examples/flaky.py``'s "wrong answer" mode; a machine that replaces it is
+honest). The requestor cannot check a sum cheaply, so it does not try: each part
 is computed on three distinct nodes (``redundancy=3``), the two honest results
 agree and win, the wrong one fails, outvoted, and after two such failures the
 node is banned from the task (``ban_after=2``). ``total.txt`` is right all the
@@ -29,7 +30,7 @@ requestor = Requestor("voting", image="golem/examples-voting", tag="0.1")
 def split(task: TaskContext) -> Iterator[Part]:
     """flaky's slices, without random failures unless asked for."""
     params: dict[str, Any] = {"fail_rate": 0, **task.params}
-    yield from slices(params)
+    yield from slices(params, task.max_subtasks)
 
 
 @requestor.compare

@@ -23,6 +23,7 @@ from grpclib.exceptions import GRPCError
 
 from . import _wire as wire
 from ._contexts import Verdict, VerifyResult
+from ._taskstatus import STATUS_SERVICE, TaskStatus, status_from_wire
 
 #: How often a client polls Health while waiting for a server (the node's 0.1 s, halved).
 POLL_INTERVAL = 0.05
@@ -156,8 +157,10 @@ class _Client:
         request: wire.WireMessage,
         reply_type: type[R],
         timeout: float | None = None,
+        *,
+        service: str | None = None,
     ) -> R:
-        path = f"/{self.SERVICE}/{rpc}"
+        path = f"/{service or self.SERVICE}/{rpc}"
         return await _unary(self.channel, path, request, reply_type, timeout)
 
     @classmethod
@@ -285,6 +288,19 @@ class RequestorClient(_Client):
     async def shutdown(self) -> None:
         """Shutdown: the server replies, then stops."""
         await self._call("Shutdown", wire.ShutdownRequest(), wire.ShutdownReply)
+
+    async def task_status(self, task_id: str) -> TaskStatus:
+        """The task's status from golem_apps' own RequestorStatus service.
+
+        Parts total and verified, parts by state, nodes, bans, retries. Only
+        golem_apps requestors serve it: ask :meth:`offers` ("golem_apps.RequestorStatus")
+        first; another app answers UNIMPLEMENTED. NOT_FOUND for an unknown task.
+        """
+        request = wire.TaskStatusRequest(task_id=task_id)
+        reply = await self._call(
+            "TaskStatus", request, wire.TaskStatusReply, service=STATUS_SERVICE
+        )
+        return status_from_wire(reply)
 
 
 class ProviderClient(_Client):

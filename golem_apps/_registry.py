@@ -110,6 +110,11 @@ class Registry:
         self.add_lifespan(func)
         return func
 
+    @property
+    def has_lifespan(self) -> bool:
+        """True once a lifespan is registered."""
+        return self._lifespan is not None
+
     def run_lifespan(self) -> AbstractAsyncContextManager[None]:
         """Enter the registered lifespan (or a no-op one) around a server's life."""
         return (self._lifespan or _no_lifespan)(self)

@@ -1,7 +1,9 @@
-"""A task's read-only status, as the requestor's engine reports it and writes it to disk.
+"""A task's read-only status, as the requestor's engine reports it, writes it to disk and sends it.
 
-Standard library only: tools (and the runner) read ``<work_dir>/<task_id>/status.json``
-with :func:`read_task_status` without importing the engine.
+Standard library only (and the generated light messages): tools read
+``<work_dir>/<task_id>/status.json`` with :func:`read_task_status` without
+importing the engine; clients ask the requestor's golem_apps.RequestorStatus
+service, whose messages :func:`status_to_wire` and :func:`status_from_wire` convert.
 """
 
 from __future__ import annotations
@@ -13,8 +15,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import _wire
+
 #: The status file's name, in the task's folder (beside task_outputs, never inside it).
 STATUS_FILE = "status.json"
+#: The requestor's golem_apps status service, beside RequestorApp on the same port.
+STATUS_SERVICE = "golem_apps.RequestorStatus"
 
 __all__ = ["STATUS_FILE", "NodeStatus", "TaskStatus", "read_task_status"]
 
@@ -126,3 +132,59 @@ def read_task_status(task_dir: str | Path) -> TaskStatus:
         return TaskStatus.from_dict(data)
     except (KeyError, TypeError, AttributeError, ValueError) as exc:
         raise ValueError(f"{path} does not hold a task status: {exc}") from None
+
+
+def status_to_wire(status: TaskStatus) -> _wire.TaskStatusReply:
+    """The status as golem_apps.RequestorStatus sends it (``protos/golem_apps/status.proto``)."""
+    parts = status.parts
+    return _wire.TaskStatusReply(
+        task_id=status.task_id,
+        state=status.state,
+        parts_total=parts.get("total", 0),
+        parts_verified=parts.get("done", 0),
+        parts=[
+            _wire.StateCount(state=state, count=count)
+            for state, count in sorted(parts.items())
+            if state != "total"
+        ],
+        failures=status.failures,
+        max_retries=status.max_retries,
+        redundancy=status.redundancy,
+        ban_after=status.ban_after,
+        nodes=[
+            _wire.NodeStatus(
+                node_id=node_id,
+                subtasks=[
+                    _wire.StateCount(state=state, count=count)
+                    for state, count in sorted(node.subtasks.items())
+                ],
+                failures=node.failures,
+                banned=node.banned is not None,
+                ban_reason=node.banned or "",
+            )
+            for node_id, node in status.nodes.items()
+        ],
+    )
+
+
+def status_from_wire(reply: _wire.TaskStatusReply) -> TaskStatus:
+    """The inverse of :func:`status_to_wire`."""
+    parts = {entry.state: entry.count for entry in reply.parts}
+    parts["total"] = reply.parts_total
+    return TaskStatus(
+        task_id=reply.task_id,
+        state=reply.state,
+        parts=parts,
+        nodes={
+            node.node_id: NodeStatus(
+                subtasks={entry.state: entry.count for entry in node.subtasks},
+                failures=node.failures,
+                banned=node.ban_reason if node.banned else None,
+            )
+            for node in reply.nodes
+        },
+        failures=reply.failures,
+        max_retries=reply.max_retries,
+        redundancy=reply.redundancy,
+        ban_after=reply.ban_after,
+    )

@@ -8,10 +8,29 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from . import constants
 from ._exceptions import InvalidArgument
 
 #: Longest file name most file systems accept, in bytes.
 MAX_NAME_BYTES = 255
+
+#: Names a task or subtask id must not take: a task dir's folders (the spec's), and
+#: the files golem_apps and the node keep in a work or task dir. Names starting with
+#: ``.`` are refused too: golem_apps' own files (the engine's database, scratch
+#: folders, temporary files) are dot files.
+RESERVED_NAMES = frozenset(
+    (
+        constants.TASK_INPUTS_DIR,
+        constants.SUBTASK_INPUTS_DIR,
+        constants.TASK_OUTPUTS_DIR,
+        constants.SUBTASK_OUTPUTS_DIR,
+        "status.json",  # golem_apps._taskstatus.STATUS_FILE (a test checks they agree)
+        constants.TLS_SERVER_KEY,
+        constants.TLS_SERVER_CERT,
+        constants.TLS_CLIENT_CERT,
+        constants.TLS_CLIENT_KEY,
+    )
+)
 
 
 def safe_name(value: str, field: str) -> str:
@@ -33,6 +52,21 @@ def safe_name(value: str, field: str) -> str:
     if problem is not None:
         shown = value if len(value) <= 80 else value[:77] + "..."
         raise InvalidArgument(f"{field} {problem} (got {shown!r})")
+    return value
+
+
+def safe_id(value: str, field: str) -> str:
+    """Return a task or subtask id if it is a safe name that is not reserved, else raise.
+
+    Ids become folder names beside a task dir's own folders and files: an id
+    named like one of them (:data:`RESERVED_NAMES`, or a dot file) is refused.
+    """
+    safe_name(value, field)
+    if value in RESERVED_NAMES or value.startswith("."):
+        shown = value if len(value) <= 80 else value[:77] + "..."
+        raise InvalidArgument(
+            f"{field} must not be {shown!r}: reserved for the work dir's own folders and files"
+        )
     return value
 
 

@@ -9,6 +9,7 @@ See docs/messages.md for where they meet betterproto's classes. Generated from:
 - golem_task_api/golem_task_api.proto
 - grpc/health/v1/health.proto
 - golem_apps/progress.proto
+- golem_apps/status.proto
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from ._codec import (
     REPEATED,
     SINGULAR,
     STRING,
+    UINT32,
     UINT64,
     DecodeError,
     WireMessage,
@@ -51,12 +53,16 @@ __all__ = [
     "Infrastructure",
     "NextSubtaskReply",
     "NextSubtaskRequest",
+    "NodeStatus",
     "ProgressUpdate",
     "RunBenchmarkReply",
     "RunBenchmarkRequest",
     "ShutdownReply",
     "ShutdownRequest",
+    "StateCount",
     "SubtaskReply",
+    "TaskStatusReply",
+    "TaskStatusRequest",
     "VerifyReply",
     "VerifyReplyVerifyResult",
     "VerifyRequest",
@@ -597,3 +603,164 @@ class ProgressUpdate(WireMessage):
         self.fraction = fraction
         self.message = message
         self.beats = beats
+
+
+class TaskStatusRequest(WireMessage):
+    """golem_apps.TaskStatusRequest (golem_apps/status.proto)."""
+
+    PROTO_NAME = "golem_apps.TaskStatusRequest"
+    FIELDS = ((1, "task_id", STRING, SINGULAR, None),)
+    __slots__ = ("task_id",)
+    task_id: str
+
+    def __init__(
+        self,
+        *,
+        task_id: str = "",
+    ) -> None:
+        self.task_id = task_id
+
+
+class StateCount(WireMessage):
+    """golem_apps.StateCount (golem_apps/status.proto).
+
+    How many of something are in one state.
+    """
+
+    PROTO_NAME = "golem_apps.StateCount"
+    FIELDS = (
+        (1, "state", STRING, SINGULAR, None),
+        (2, "count", UINT32, SINGULAR, None),
+    )
+    __slots__ = (
+        "count",
+        "state",
+    )
+    state: str
+    count: int
+
+    def __init__(
+        self,
+        *,
+        state: str = "",
+        count: int = 0,
+    ) -> None:
+        self.state = state
+        self.count = count
+
+
+class NodeStatus(WireMessage):
+    """golem_apps.NodeStatus (golem_apps/status.proto).
+
+    What one opaque node id did in the task.
+    """
+
+    PROTO_NAME = "golem_apps.NodeStatus"
+    FIELDS = (
+        (1, "node_id", STRING, SINGULAR, None),
+        (2, "subtasks", StateCount, REPEATED, None),
+        (3, "failures", UINT32, SINGULAR, None),
+        (4, "banned", BOOL, SINGULAR, None),
+        (5, "ban_reason", STRING, SINGULAR, None),
+    )
+    __slots__ = (
+        "ban_reason",
+        "banned",
+        "failures",
+        "node_id",
+        "subtasks",
+    )
+    node_id: str
+    #: Its subtasks by state: computing, awaiting, success, failure, aborted, discarded.
+    subtasks: list[StateCount]
+    #: Its results that failed verification (or lost a vote).
+    failures: int
+    #: Whether the task bans the node, and why.
+    banned: bool
+    ban_reason: str
+
+    def __init__(
+        self,
+        *,
+        node_id: str = "",
+        subtasks: Iterable[StateCount] = (),
+        failures: int = 0,
+        banned: bool = False,
+        ban_reason: str = "",
+    ) -> None:
+        self.node_id = node_id
+        self.subtasks = list(subtasks)
+        self.failures = failures
+        self.banned = banned
+        self.ban_reason = ban_reason
+
+
+class TaskStatusReply(WireMessage):
+    """golem_apps.TaskStatusReply (golem_apps/status.proto)."""
+
+    PROTO_NAME = "golem_apps.TaskStatusReply"
+    FIELDS = (
+        (1, "task_id", STRING, SINGULAR, None),
+        (2, "state", STRING, SINGULAR, None),
+        (3, "parts_total", UINT32, SINGULAR, None),
+        (4, "parts_verified", UINT32, SINGULAR, None),
+        (5, "parts", StateCount, REPEATED, None),
+        (6, "failures", UINT32, SINGULAR, None),
+        (7, "max_retries", UINT32, SINGULAR, None),
+        (8, "redundancy", UINT32, SINGULAR, None),
+        (9, "ban_after", UINT32, SINGULAR, None),
+        (10, "nodes", NodeStatus, REPEATED, None),
+    )
+    __slots__ = (
+        "ban_after",
+        "failures",
+        "max_retries",
+        "nodes",
+        "parts",
+        "parts_total",
+        "parts_verified",
+        "redundancy",
+        "state",
+        "task_id",
+    )
+    task_id: str
+    #: creating, active, merging, finished or aborted.
+    state: str
+    #: Parts in the task, and parts verified (done).
+    parts_total: int
+    parts_verified: int
+    #: Parts by state: ready, blocked, computing, done.
+    parts: list[StateCount]
+    #: Failed verifications so far, and how many the task tolerates.
+    failures: int
+    max_retries: int
+    #: Subtasks on distinct nodes that compute each part (they vote); 1 without a vote.
+    redundancy: int
+    #: Failed verifications after which a node is banned (0: never).
+    ban_after: int
+    nodes: list[NodeStatus]
+
+    def __init__(
+        self,
+        *,
+        task_id: str = "",
+        state: str = "",
+        parts_total: int = 0,
+        parts_verified: int = 0,
+        parts: Iterable[StateCount] = (),
+        failures: int = 0,
+        max_retries: int = 0,
+        redundancy: int = 0,
+        ban_after: int = 0,
+        nodes: Iterable[NodeStatus] = (),
+    ) -> None:
+        self.task_id = task_id
+        self.state = state
+        self.parts_total = parts_total
+        self.parts_verified = parts_verified
+        self.parts = list(parts)
+        self.failures = failures
+        self.max_retries = max_retries
+        self.redundancy = redundancy
+        self.ban_after = ban_after
+        self.nodes = list(nodes)

@@ -91,8 +91,13 @@ def build_parser(prog: str = f"python -m {PROG}") -> argparse.ArgumentParser:
         "--input", action="append", default=[], metavar="FILE", help="a task input file (repeat)"
     )
     parser.add_argument(
-        "--providers", type=_positive_int, default=2, metavar="N", help="providers at once (2)"
+        "--providers", type=_positive_int, metavar="N", help="providers at once (2)"
     )
+    parser.add_argument(
+        "--cluster", metavar="tcp://HOST:PORT|local:N",
+        help="run the providers on a Dask cluster: its scheduler, or N local workers "
+        "(each worker is one provider; needs golem_apps[dask])",
+    )  # fmt: skip
     parser.add_argument("--work-dir", metavar="DIR", help="default: a new temporary folder")
     parser.add_argument(
         "--subtask-timeout", type=_positive_float, metavar="S", help="kill a provider after S s"
@@ -189,6 +194,7 @@ async def _run(
                     params=params,
                     inputs=args.input,
                     providers=args.providers,
+                    cluster=args.cluster,
                     work_dir=args.work_dir,
                     out=args.out,
                     subtask_timeout=args.subtask_timeout,

@@ -25,8 +25,9 @@ from ._exceptions import ConfigError, UsageError
 
 PROG = "golem_apps.serve"
 ROLES = ("requestor", "provider")
-#: After SIGTERM/SIGINT or Shutdown, how long a provider may take to stop before it is cut off.
-PROVIDER_GRACE_SECONDS = 2.0
+#: After SIGTERM/SIGINT or Shutdown, how long a provider may take to stop before it is cut
+#: off: the process is gone within 2 s, its descendants killed included.
+PROVIDER_GRACE_SECONDS = 1.5
 
 log = logging.getLogger("golem_apps.serve")
 

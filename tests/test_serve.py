@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -13,7 +15,7 @@ import anyio
 import pytest
 from grpclib.exceptions import GRPCError
 
-from golem_apps import ProviderClient, RequestorClient
+from golem_apps import ProviderClient, RequestorClient, VerifyResult
 
 from .conftest import ROOT
 
@@ -25,13 +27,14 @@ def free_port() -> int:
         return port
 
 
-def serve(*args: str) -> subprocess.Popen[str]:
+def serve(*args: str, cwd: Path = ROOT) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "golem_apps.serve", *args],
-        cwd=ROOT,
+        cwd=cwd,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
 
 
@@ -125,6 +128,42 @@ async def test_requestor_serves_until_shutdown_and_ignores_unknown_flags(
     assert process.wait(timeout=10) == 0
     _, stderr = process.communicate()
     assert "ignoring unknown arguments: --dev-mode 1" in stderr
+
+
+@pytest.mark.anyio
+async def test_both_roles_with_relative_work_dirs(
+    tmp_path: Path, processes: list[subprocess.Popen[str]]
+) -> None:
+    """``--work-dir ./task-work`` as the docs' home page has it: a subtask end to end."""
+    for name in ("requestor-work", "task-work"):
+        (tmp_path / name).mkdir()
+    requestor_port, provider_port = free_port(), free_port()
+    processes.append(
+        serve("tests.apps.sample", "requestor", str(requestor_port), "--work-dir",
+              "./requestor-work", cwd=tmp_path)
+    )  # fmt: skip
+    processes.append(
+        serve("tests.apps.sample", "provider", str(provider_port), "--work-dir", "./task-work",
+              cwd=tmp_path)
+    )  # fmt: skip
+    async with await RequestorClient.connect(port=requestor_port, timeout=15) as requestor:
+        await requestor.create_task("t", {"texts": ["abc"]})
+        assignment = await requestor.next_subtask("t", "s1", "node")
+        assert assignment is not None
+        async with await ProviderClient.connect(port=provider_port, timeout=15) as provider:
+            output = await provider.compute("t", "s1", assignment.params)
+        assert processes[1].wait(timeout=10) == 0
+        assert output == "s1/result.txt"
+        # The node carries the result over into the requestor's subtask_outputs.
+        outputs = tmp_path / "requestor-work" / "t" / "subtask_outputs" / "s1"
+        outputs.mkdir(parents=True, exist_ok=True)
+        shutil.copy(tmp_path / "task-work" / output, outputs / "result.txt")
+        verdict = await requestor.verify("t", "s1")
+        assert verdict.result is VerifyResult.SUCCESS, verdict.reason
+        await requestor.shutdown()
+    assert processes[0].wait(timeout=10) == 0
+    merged = tmp_path / "requestor-work" / "t" / "task_outputs" / "result.txt"
+    assert merged.read_text() == "ABC"
 
 
 @pytest.mark.parametrize(

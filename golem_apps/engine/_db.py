@@ -21,9 +21,14 @@ DB_NAME = ".golem_apps_engine.sqlite3"
 
 # Part status: ready (may be handed out), blocked (a dependency is not done),
 # computing (a live subtask holds it), done (a subtask succeeded; `subtask` names it).
-# Subtask state: computing, awaiting (redundant tasks: a result waiting for the vote),
-# success, failure, aborted, discarded. ``told`` is 0 while a verdict decided by a
-# vote has not yet been answered to the node's Verify of that subtask.
+# Subtask state: computing, standby (a hand-out a restart may have lost, whose part was
+# handed out again as a backup copy: the first of the two verified wins), awaiting
+# (redundant tasks: a result waiting for the vote), success, failure, superseded (the
+# other copy was verified first), aborted, discarded. ``lost`` is 1 on a subtask that
+# was computing when the requestor (re)started: the node may never have received it.
+# ``copy_of`` names the subtask a backup copy stands in for. ``verdict`` and ``reason``
+# hold the verdict answered (again) to every Verify of a decided subtask; ``told`` is
+# kept for older databases and no longer read.
 # Redundant tasks: ``parts.wanted`` counts the subtasks still to hand out for a part.
 # ``nodes`` counts each node's failed verifications per task and holds its ban.
 # Task state: creating (parts still being recorded; removed on restart),
@@ -51,15 +56,12 @@ CREATE TABLE IF NOT EXISTS parts (
     wanted INTEGER NOT NULL DEFAULT 1,
     PRIMARY KEY (task, idx)
 ) WITHOUT ROWID;
-CREATE UNIQUE INDEX IF NOT EXISTS parts_by_name ON parts (task, name);
-CREATE INDEX IF NOT EXISTS parts_by_status ON parts (task, status, idx);
 CREATE TABLE IF NOT EXISTS deps (
     task TEXT NOT NULL,
     part INTEGER NOT NULL,
     dep INTEGER NOT NULL,
     PRIMARY KEY (task, part, dep)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS deps_by_dep ON deps (task, dep);
 CREATE TABLE IF NOT EXISTS subtasks (
     task TEXT NOT NULL,
     id TEXT NOT NULL,
@@ -69,10 +71,11 @@ CREATE TABLE IF NOT EXISTS subtasks (
     result TEXT,
     reason TEXT,
     told INTEGER NOT NULL DEFAULT 1,
+    lost INTEGER NOT NULL DEFAULT 0,
+    copy_of TEXT,
+    verdict INTEGER,
     PRIMARY KEY (task, id)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS live_by_node ON subtasks (task, node) WHERE state = 'computing';
-CREATE INDEX IF NOT EXISTS subtasks_by_part ON subtasks (task, part);
 CREATE TABLE IF NOT EXISTS nodes (
     task TEXT NOT NULL,
     node TEXT NOT NULL,
@@ -82,6 +85,20 @@ CREATE TABLE IF NOT EXISTS nodes (
 ) WITHOUT ROWID;
 """
 
+#: Indexes, created once the columns they cover exist (after the migrations).
+INDEXES = """
+CREATE UNIQUE INDEX IF NOT EXISTS parts_by_name ON parts (task, name);
+CREATE INDEX IF NOT EXISTS parts_by_status ON parts (task, status, idx);
+CREATE INDEX IF NOT EXISTS deps_by_dep ON deps (task, dep);
+DROP INDEX IF EXISTS live_by_node;
+CREATE INDEX IF NOT EXISTS current_by_node ON subtasks (task, node)
+    WHERE state = 'computing' AND lost = 0;
+CREATE INDEX IF NOT EXISTS lost_by_part ON subtasks (task, part)
+    WHERE state = 'computing' AND lost = 1;
+CREATE INDEX IF NOT EXISTS awaiting_by_node ON subtasks (task, node) WHERE state = 'awaiting';
+CREATE INDEX IF NOT EXISTS subtasks_by_part ON subtasks (task, part);
+"""
+
 #: Columns added after the first release: (table, column, definition), added to older databases.
 MIGRATIONS = (
     ("tasks", "redundancy", "INTEGER NOT NULL DEFAULT 1"),
@@ -89,6 +106,9 @@ MIGRATIONS = (
     ("parts", "wanted", "INTEGER NOT NULL DEFAULT 1"),
     ("subtasks", "reason", "TEXT"),
     ("subtasks", "told", "INTEGER NOT NULL DEFAULT 1"),
+    ("subtasks", "lost", "INTEGER NOT NULL DEFAULT 0"),
+    ("subtasks", "copy_of", "TEXT"),
+    ("subtasks", "verdict", "INTEGER"),
 )
 
 
@@ -165,6 +185,7 @@ class Database:
         self._conn.execute("PRAGMA cache_size=-16000")  # 16 MB: bounded memory at any size
         self._conn.executescript(SCHEMA)
         _migrate(self._conn)
+        self._conn.executescript(INDEXES)
         self._calls: queue.SimpleQueue[_Call[Any] | None] = queue.SimpleQueue()
         # A daemon: a process that exits without close() is not held up by it
         # (an unfinished transaction is rolled back at the next open, as after a crash).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import shutil
@@ -16,12 +17,25 @@ from ..constants import SUBTASK_INPUTS_DIR, SUBTASK_OUTPUTS_DIR, TASK_INPUTS_DIR
 MERGE_TMP_DIR = ".golem_apps_merge"
 
 
-def list_inputs(task_dir: Path) -> frozenset[str]:
-    """Names of the files in the task's task_inputs."""
+def inside(path: Path, work_dir: Path) -> bool:
+    """True if ``path``, every symbolic link on the way followed, stays in ``work_dir``.
+
+    A result or input linked to a file elsewhere (``/etc/passwd``) must never
+    be read, copied or shipped: only files the work dir really holds are.
+    """
+    return path.resolve().is_relative_to(work_dir.resolve())
+
+
+def list_inputs(task_dir: Path, work_dir: Path) -> frozenset[str]:
+    """Names of the files in the task's task_inputs; links leading out of ``work_dir`` left out."""
     folder = task_dir / TASK_INPUTS_DIR
     if not folder.is_dir():
         return frozenset()
-    return frozenset(entry.name for entry in os.scandir(folder) if entry.is_file())
+    return frozenset(
+        entry.name
+        for entry in os.scandir(folder)
+        if entry.is_file() and (not entry.is_symlink() or inside(Path(entry.path), work_dir))
+    )
 
 
 def result_file(task_dir: Path, subtask_id: str) -> Path | None:
@@ -81,7 +95,10 @@ def place_resources(
     for name in inputs:
         target = target_dir / name
         if not target.exists():
-            _place(task_dir / TASK_INPUTS_DIR / name, target)
+            source = task_dir / TASK_INPUTS_DIR / name
+            if not inside(source, task_dir.parent):  # made a link out since CreateTask
+                raise FileNotFoundError(errno.ENOENT, "a link leading out of the work dir", source)
+            _place(source, target)
     for name, subtask_id, file_name in results:
         source = task_dir / SUBTASK_OUTPUTS_DIR / subtask_id / file_name
         target = target_dir / name

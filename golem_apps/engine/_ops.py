@@ -70,9 +70,11 @@ class Pending:
     node_id: str
     part: int = 0
     state: str = "computing"
-    """computing (the hook must run), awaiting (a redundant result: vote again),
-    success or failure (a vote decided it: answer the stored verdict)."""
-    reason: str = ""
+    """computing or standby (the hook must run), awaiting (a redundant result: vote
+    again), or a decided state (success, failure, superseded, voided: answer the
+    stored verdict again)."""
+    decided: Verdict | None = None
+    """The verdict stored for a decided subtask."""
 
 
 @dataclass(frozen=True)
@@ -119,13 +121,49 @@ def subtask_row(conn: sqlite3.Connection, task_id: str, subtask_id: str) -> tupl
     return int(row[0]), str(row[1]), str(row[2])
 
 
-def _computing(conn: sqlite3.Connection, task_id: str, subtask_id: str) -> tuple[int, str]:
+def _computing(conn: sqlite3.Connection, task_id: str, subtask_id: str) -> tuple[int, str, str]:
+    # (part, node, state) of a subtask whose result is still to come: computing or standby.
     part, node, state = subtask_row(conn, task_id, subtask_id)
-    if state != "computing":
+    if state not in ("computing", "standby"):
         raise WrongState(
             f"subtask {subtask_id!r} of task {task_id!r} is {state}, not awaiting a result"
         )
-    return part, node
+    return part, node, state
+
+
+#: States of a subtask with a verdict, answered again to every later Verify.
+DECIDED = ("success", "failure", "superseded", "voided")
+_DEFAULT_VERDICT = {"success": 0, "failure": 1, "superseded": 0, "voided": 1}
+
+
+def _decide(
+    conn: sqlite3.Connection, task_id: str, subtask_id: str, state: str, verdict: Verdict
+) -> None:
+    # Store the subtask's verdict: every Verify of it answers this from now on.
+    conn.execute(
+        "UPDATE subtasks SET state = ?, verdict = ?, reason = ? WHERE task = ? AND id = ?",
+        (state, int(verdict.result), verdict.reason, task_id, subtask_id),
+    )
+
+
+def _supersede(
+    conn: sqlite3.Connection, task_id: str, part: int, subtask_id: str, why: str
+) -> None:
+    # ``subtask_id`` was verified (or aborted) first: the other copies of its hand-out
+    # (a backup and the hand-out it stands in for) are not used. Their verdict is
+    # SUCCESS, counted against nobody: their nodes did the work they were given.
+    root = conn.execute(
+        "SELECT coalesce(copy_of, id) FROM subtasks WHERE task = ? AND id = ?",
+        (task_id, subtask_id),
+    ).fetchone()[0]
+    others = conn.execute(
+        "SELECT id FROM subtasks INDEXED BY subtasks_by_part WHERE task = ? AND part = ?"
+        " AND state IN ('computing', 'standby') AND coalesce(copy_of, id) = ? AND id != ?",
+        (task_id, part, root, subtask_id),
+    ).fetchall()
+    verdict = Verdict(VerifyResult.SUCCESS, f"not used: {why}")
+    for (other,) in others:
+        _decide(conn, task_id, other, "superseded", verdict)
 
 
 def _release(conn: sqlite3.Connection, task_id: str, part: int, redundancy: int = 1) -> None:
@@ -185,7 +223,10 @@ def _part_row(
     resources = [safe_name(r, f"{label}: resource") for r in part.resources]
     for resource in resources:
         if resource not in inputs:
-            raise InvalidTask(f"{label}: resource {resource!r} is not in task_inputs")
+            raise InvalidTask(
+                f"{label}: resource {resource!r} is not a file in task_inputs "
+                "(links leading out of the work dir are refused)"
+            )
     depends_on = list(dict.fromkeys(part.depends_on))
     row = (task_id, index, name, params, json.dumps(resources), len(depends_on))
     return row, depends_on
@@ -279,9 +320,19 @@ def delete_task(conn: sqlite3.Connection, task_id: str) -> None:
 
 
 def recover(conn: sqlite3.Connection) -> list[str]:
-    """At start-up: drop half-created tasks; return the tasks whose merge must (re)run."""
+    """At start-up: drop half-created tasks; return the tasks whose merge must (re)run.
+
+    Every hand-out still computing is marked ``lost``: the process may have died
+    after its commit and before its reply, and then the node never learned of it.
+    Such a hand-out no longer counts as its node's live subtask, and once no part
+    is ready its part is handed out again as a backup copy (see :func:`next_subtask`).
+    """
     for (task_id,) in conn.execute("SELECT id FROM tasks WHERE state = 'creating'").fetchall():
         delete_task(conn, task_id)
+    conn.execute(
+        "UPDATE subtasks INDEXED BY current_by_node SET lost = 1"
+        " WHERE state = 'computing' AND lost = 0"
+    )
     return [row[0] for row in conn.execute("SELECT id FROM tasks WHERE state = 'merging'")]
 
 
@@ -296,6 +347,14 @@ def has_pending(conn: sqlite3.Connection, task_id: str, max_retries: int) -> boo
     row = conn.execute(
         "SELECT 1 FROM parts INDEXED BY parts_by_status"
         " WHERE task = ? AND status = 'ready' LIMIT 1",
+        (task_id,),
+    ).fetchone()
+    if row is not None:
+        return True
+    # Nothing ready: a hand-out a restart may have lost is due for a backup copy.
+    row = conn.execute(
+        "SELECT 1 FROM subtasks INDEXED BY lost_by_part"
+        " WHERE task = ? AND state = 'computing' AND lost = 1 LIMIT 1",
         (task_id,),
     ).fetchone()
     return row is not None
@@ -313,48 +372,67 @@ def pending_or_none(conn: sqlite3.Connection, task_id: str, max_retries: int) ->
 def next_subtask(
     conn: sqlite3.Connection, task_id: str, subtask_id: str, node_id: str, max_retries: int
 ) -> Handout | None:
-    """Hand the first ready part out as ``subtask_id``, or None (the empty reply)."""
+    """Hand the first ready part out as ``subtask_id``, or None (the empty reply).
+
+    With no part ready, a hand-out a restart may have lost (``lost``) is handed
+    out again as a backup copy: the hand-out goes on standby and the first of
+    the two verified wins. A call retried with the same subtask and node ids
+    answers the same assignment again (AlreadyExists for another node).
+    """
     task = live_task(conn, task_id)
     taken = conn.execute(
-        "SELECT 1 FROM subtasks WHERE task = ? AND id = ?", (task_id, subtask_id)
+        "SELECT part, node, state FROM subtasks WHERE task = ? AND id = ?", (task_id, subtask_id)
     ).fetchone()
     if taken:
-        raise AlreadyExists(f"subtask {subtask_id!r} already exists in task {task_id!r}")
+        part, node, state = taken
+        replay = node == node_id and state not in ("aborted", "discarded")
+        handout = _handout(conn, task_id, int(part)) if replay else None
+        if handout is None:
+            raise AlreadyExists(f"subtask {subtask_id!r} already exists in task {task_id!r}")
+        # The same call again (its reply was lost): the same answer, even if the
+        # subtask was verified since. A hand-out a restart may have lost is not lost.
+        if state == "computing":
+            conn.execute(
+                "UPDATE subtasks SET lost = 0 WHERE task = ? AND id = ?", (task_id, subtask_id)
+            )
+        return handout
     if task.state != "active" or task.failures > max_retries:
         return None
     # One live subtask per node and task; an anonymous node ("") is not limited.
+    # A hand-out a restart may have lost does not count.
     if (
         node_id
         and conn.execute(
-            "SELECT 1 FROM subtasks INDEXED BY live_by_node"
-            " WHERE task = ? AND node = ? AND state = 'computing' LIMIT 1",
+            "SELECT 1 FROM subtasks INDEXED BY current_by_node"
+            " WHERE task = ? AND node = ? AND state = 'computing' AND lost = 0 LIMIT 1",
             (task_id, node_id),
         ).fetchone()
     ):
         return None
     if node_id and is_banned(conn, task_id, node_id):
         return None
-    if task.redundancy > 1 and node_id:
+    distinct = task.redundancy > 1 and bool(node_id)
+    if distinct:
         # Each copy of a part goes to a distinct node: skip the parts this node
         # already computed (or computes) a copy of.
         row = conn.execute(
-            "SELECT idx, name, params, resources FROM parts INDEXED BY parts_by_status"
+            "SELECT idx FROM parts INDEXED BY parts_by_status"
             " WHERE task = ?1 AND status = 'ready' AND NOT EXISTS ("
             "  SELECT 1 FROM subtasks INDEXED BY subtasks_by_part"
             "  WHERE task = ?1 AND part = parts.idx AND node = ?2"
-            "  AND state IN ('computing', 'awaiting', 'success', 'failure'))"
+            "  AND state IN ('computing', 'standby', 'awaiting', 'success', 'failure'))"
             " ORDER BY idx LIMIT 1",
             (task_id, node_id),
         ).fetchone()
     else:
         row = conn.execute(
-            "SELECT idx, name, params, resources FROM parts INDEXED BY parts_by_status"
+            "SELECT idx FROM parts INDEXED BY parts_by_status"
             " WHERE task = ? AND status = 'ready' ORDER BY idx LIMIT 1",
             (task_id,),
         ).fetchone()
     if row is None:
-        return None
-    index, name, params, resources = row
+        return _hand_out_backup(conn, task_id, subtask_id, node_id, distinct)
+    index = int(row[0])
     if task.redundancy > 1:
         conn.execute(
             "UPDATE parts SET wanted = wanted - 1,"
@@ -371,13 +449,65 @@ def next_subtask(
         "INSERT INTO subtasks (task, id, part, node, state) VALUES (?, ?, ?, ?, 'computing')",
         (task_id, subtask_id, index, node_id),
     )
+    return _fresh_handout(conn, task_id, index)
+
+
+def _hand_out_backup(
+    conn: sqlite3.Connection, task_id: str, subtask_id: str, node_id: str, distinct: bool
+) -> Handout | None:
+    # The first hand-out a restart may have lost (and this node may take) gets a
+    # backup copy; the hand-out goes on standby.
+    lost = conn.execute(
+        "SELECT id, part, coalesce(copy_of, id) FROM subtasks AS s INDEXED BY lost_by_part"
+        " WHERE task = ?1 AND state = 'computing' AND lost = 1 AND (NOT ?3 OR NOT EXISTS ("
+        "  SELECT 1 FROM subtasks INDEXED BY subtasks_by_part"
+        "  WHERE task = ?1 AND part = s.part AND node = ?2"
+        "  AND state IN ('computing', 'standby', 'awaiting', 'success', 'failure')))"
+        " ORDER BY part LIMIT 1",
+        (task_id, node_id, distinct),
+    ).fetchone()
+    if lost is None:
+        return None
+    lost_id, index, root = lost
+    conn.execute(
+        "UPDATE subtasks SET state = 'standby', lost = 0 WHERE task = ? AND id = ?",
+        (task_id, lost_id),
+    )
+    conn.execute(
+        "INSERT INTO subtasks (task, id, part, node, state, copy_of)"
+        " VALUES (?, ?, ?, ?, 'computing', ?)",
+        (task_id, subtask_id, index, node_id, root),
+    )
+    conn.execute(
+        "UPDATE parts SET subtask = CASE WHEN subtask = ? THEN ? ELSE subtask END"
+        " WHERE task = ? AND idx = ?",
+        (lost_id, subtask_id, task_id, index),
+    )
+    log.info("task %r: subtask %r is a backup copy of %r", task_id, subtask_id, lost_id)
+    return _fresh_handout(conn, task_id, int(index))
+
+
+def _fresh_handout(conn: sqlite3.Connection, task_id: str, index: int) -> Handout:
+    handout = _handout(conn, task_id, index)
+    assert handout is not None, "a ready or computing part has its dependencies done"
+    return handout
+
+
+def _handout(conn: sqlite3.Connection, task_id: str, index: int) -> Handout | None:
+    # What NextSubtask answers for the part: its params and resources (the verified
+    # results of its dependencies); None if a dependency is not done (any more).
+    name, params, resources = conn.execute(
+        "SELECT name, params, resources FROM parts WHERE task = ? AND idx = ?", (task_id, index)
+    ).fetchone()
     results = conn.execute(
         "SELECT p.name, s.id, s.result FROM deps d"
         " JOIN parts p ON p.task = d.task AND p.idx = d.dep"
-        " JOIN subtasks s ON s.task = p.task AND s.id = p.subtask"
+        " LEFT JOIN subtasks s ON s.task = p.task AND s.id = p.subtask AND p.status = 'done'"
         " WHERE d.task = ? AND d.part = ? ORDER BY d.dep",
         (task_id, index),
     ).fetchall()
+    if any(dep_subtask is None for _, dep_subtask, _ in results):
+        return None
     return Handout(
         name,
         json.loads(params),
@@ -389,42 +519,50 @@ def next_subtask(
 def abort_handout(conn: sqlite3.Connection, task_id: str, subtask_id: str) -> None:
     """Undo a hand-out whose resources could not be placed."""
     row = conn.execute(
-        "SELECT part FROM subtasks WHERE task = ? AND id = ? AND state = 'computing'",
-        (task_id, subtask_id),
+        "SELECT state FROM subtasks WHERE task = ? AND id = ?", (task_id, subtask_id)
     ).fetchone()
-    if row is not None:
-        conn.execute(
-            "UPDATE subtasks SET state = 'aborted' WHERE task = ? AND id = ?", (task_id, subtask_id)
-        )
-        _release(conn, task_id, row[0], task_row(conn, task_id).redundancy)
+    if row is not None and row[0] == "computing":
+        abort_subtask(conn, task_id, subtask_id)
 
 
 # -- Verify ----------------------------------------------------------------
 
 
+def _stored_verdict(state: str, verdict: int | None, reason: str | None) -> Verdict:
+    kind = VerifyResult(_DEFAULT_VERDICT[state] if verdict is None else verdict)
+    return Verdict(kind, reason or "")
+
+
 def pending_verification(conn: sqlite3.Connection, task_id: str, subtask_id: str) -> Pending:
     """What the verify hook needs, or an error if the subtask awaits no verification.
 
-    In a redundant task a subtask may also be ``awaiting`` (its result waits
-    for the vote) or decided by a vote and not yet told (the stored verdict).
+    A decided subtask comes with its stored verdict (``decided``): a Verify
+    retried after its reply was lost answers the same. In a redundant task a
+    subtask may also be ``awaiting`` (its result waits for the vote).
     """
     task = live_task(conn, task_id)
-    part, node, state = subtask_row(conn, task_id, subtask_id)
-    reason = ""
-    if state != "computing":
-        row = conn.execute(
-            "SELECT told, reason FROM subtasks WHERE task = ? AND id = ?", (task_id, subtask_id)
-        ).fetchone()
-        told, reason = int(row[0]), row[1] or ""
-        redundant_wait = state == "awaiting" and task.redundancy > 1
-        if not (redundant_wait or (state in ("success", "failure") and not told)):
-            raise WrongState(
-                f"subtask {subtask_id!r} of task {task_id!r} is {state}, not awaiting a result"
-            )
+    row = conn.execute(
+        "SELECT part, node, state, verdict, reason FROM subtasks WHERE task = ? AND id = ?",
+        (task_id, subtask_id),
+    ).fetchone()
+    if row is None:
+        raise SubtaskNotFound(f"subtask {subtask_id!r} not found in task {task_id!r}")
+    part, node, state, verdict, reason = int(row[0]), str(row[1]), str(row[2]), row[3], row[4]
+    decided = _stored_verdict(state, verdict, reason) if state in DECIDED else None
+    redundant_wait = state == "awaiting" and task.redundancy > 1
+    if decided is None and not redundant_wait and state not in ("computing", "standby"):
+        raise WrongState(
+            f"subtask {subtask_id!r} of task {task_id!r} is {state}, not awaiting a result"
+        )
     name, params = conn.execute(
         "SELECT name, params FROM parts WHERE task = ? AND idx = ?", (task_id, part)
     ).fetchone()
-    return Pending(name, json.loads(params), node, part, state, reason)
+    return Pending(name, json.loads(params), node, part, state, decided)
+
+
+def task_state(conn: sqlite3.Connection, task_id: str) -> str:
+    """The task's state (TaskNotFound for an unknown id)."""
+    return task_row(conn, task_id).state
 
 
 def is_banned(conn: sqlite3.Connection, task_id: str, node_id: str) -> bool:
@@ -453,8 +591,35 @@ def _strike(conn: sqlite3.Connection, task: TaskRow, task_id: str, node_id: str,
             "UPDATE nodes SET banned = ? WHERE task = ? AND node = ?", (reason, task_id, node_id)
         )
         log.warning("task %r: node %r banned: %s", task_id, node_id, reason)
+        _void_awaiting(conn, task, task_id, node_id)
         return True
     return False
+
+
+def _void(
+    conn: sqlite3.Connection, task: TaskRow, task_id: str, subtask_id: str, part: int, node: str
+) -> Verdict:
+    # A banned node's result never counts in a vote: its part wants another copy.
+    # Not a failure of the task's budget, nor a strike (the node is banned already).
+    verdict = Verdict(
+        VerifyResult.FAILURE,
+        f"voided: node {node!r} is banned from the task; its result does not count in the vote",
+    )
+    _decide(conn, task_id, subtask_id, "voided", verdict)
+    _release(conn, task_id, part, task.redundancy)
+    _supersede(conn, task_id, part, subtask_id, f"its copy {subtask_id!r} was voided")
+    return verdict
+
+
+def _void_awaiting(conn: sqlite3.Connection, task: TaskRow, task_id: str, node_id: str) -> None:
+    # The node was just banned: its results still waiting for a vote are voided.
+    rows = conn.execute(
+        "SELECT id, part FROM subtasks INDEXED BY awaiting_by_node"
+        " WHERE task = ? AND node = ? AND state = 'awaiting'",
+        (task_id, node_id),
+    ).fetchall()
+    for subtask_id, part in rows:
+        _void(conn, task, task_id, subtask_id, part, node_id)
 
 
 def _fail(
@@ -464,19 +629,16 @@ def _fail(
     subtask_id: str,
     part: int,
     node_id: str,
-    reason: str,
-    told: bool = True,
+    verdict: Verdict,
     release: bool = True,
 ) -> bool:
     # The subtask's result is rejected; True when that banned its node.
-    conn.execute(
-        "UPDATE subtasks SET state = 'failure', reason = ?, told = ? WHERE task = ? AND id = ?",
-        (reason, int(told), task_id, subtask_id),
-    )
+    _decide(conn, task_id, subtask_id, "failure", verdict)
     if release:
         _release(conn, task_id, part, task.redundancy)
+        _supersede(conn, task_id, part, subtask_id, f"its copy {subtask_id!r} was verified first")
     conn.execute("UPDATE tasks SET failures = failures + 1 WHERE id = ?", (task_id,))
-    return _strike(conn, task, task_id, node_id, reason)
+    return _strike(conn, task, task_id, node_id, verdict.reason)
 
 
 def _succeed(conn: sqlite3.Connection, task_id: str, part: int, subtask_id: str) -> bool:
@@ -502,42 +664,54 @@ def _succeed(conn: sqlite3.Connection, task_id: str, part: int, subtask_id: str)
 def record_verdict(
     conn: sqlite3.Connection, task_id: str, subtask_id: str, verdict: Verdict, result: str | None
 ) -> Outcome:
-    """Record a verification's outcome (the hook's, on a computing subtask).
+    """Record a verification's outcome (the hook's, on a computing or standby subtask).
 
-    In a redundant task a result that passes becomes ``awaiting``: the vote
-    (:func:`vote_candidates`, :func:`apply_vote`) decides it.
+    The first copy of a hand-out verified wins: the others are superseded. A
+    standby hand-out that fails leaves its backup copy to go on. In a redundant
+    task a result that passes becomes ``awaiting``: the vote
+    (:func:`vote_candidates`, :func:`apply_vote`) decides it; a banned node's
+    result is voided instead.
     """
     task = live_task(conn, task_id)
-    part, node = _computing(conn, task_id, subtask_id)
+    part, node, state = _computing(conn, task_id, subtask_id)
     if verdict.result is VerifyResult.AWAITING_DATA:
         return Outcome(verdict)  # still computing: the node asks again later
     if verdict.result is not VerifyResult.SUCCESS or result is None:
-        banned = _fail(conn, task, task_id, subtask_id, part, node, verdict.reason)
+        release = state == "computing"
+        banned = _fail(conn, task, task_id, subtask_id, part, node, verdict, release)
         return Outcome(verdict, banned=banned)
+    if task.redundancy > 1 and node and is_banned(conn, task_id, node):
+        if state == "standby":  # its backup copy goes on
+            voided = Verdict(VerifyResult.FAILURE, f"voided: node {node!r} is banned")
+            _decide(conn, task_id, subtask_id, "voided", voided)
+            return Outcome(voided)
+        return Outcome(_void(conn, task, task_id, subtask_id, part, node))
+    _supersede(conn, task_id, part, subtask_id, f"its copy {subtask_id!r} was verified first")
     conn.execute(
-        "UPDATE subtasks SET state = ?, result = ? WHERE task = ? AND id = ?",
-        ("awaiting" if task.redundancy > 1 else "success", result, task_id, subtask_id),
+        "UPDATE subtasks SET lost = 0, result = ? WHERE task = ? AND id = ?",
+        (result, task_id, subtask_id),
     )
     if task.redundancy > 1:
+        conn.execute(
+            "UPDATE subtasks SET state = 'awaiting' WHERE task = ? AND id = ?",
+            (task_id, subtask_id),
+        )
         return Outcome(Verdict(VerifyResult.AWAITING_DATA, "result recorded; awaiting the vote"))
+    _decide(conn, task_id, subtask_id, "success", verdict)
     return Outcome(verdict, complete=_succeed(conn, task_id, part, subtask_id))
 
 
-def take_decided(conn: sqlite3.Connection, task_id: str, subtask_id: str) -> Verdict:
-    """The verdict a vote stored for this subtask, now told to the node."""
-    live_task(conn, task_id)
+def stored_verdict(conn: sqlite3.Connection, task_id: str, subtask_id: str) -> Verdict:
+    """The verdict stored for a decided subtask (WrongState for any other)."""
     _, _, state = subtask_row(conn, task_id, subtask_id)
-    reason = conn.execute(
-        "SELECT reason FROM subtasks WHERE task = ? AND id = ? AND told = 0",
-        (task_id, subtask_id),
-    ).fetchone()
-    if state not in ("success", "failure") or reason is None:
+    if state not in DECIDED:
         raise WrongState(
             f"subtask {subtask_id!r} of task {task_id!r} is {state}, not awaiting a result"
         )
-    conn.execute("UPDATE subtasks SET told = 1 WHERE task = ? AND id = ?", (task_id, subtask_id))
-    result = VerifyResult.SUCCESS if state == "success" else VerifyResult.FAILURE
-    return Verdict(result, reason[0] or "")
+    verdict, reason = conn.execute(
+        "SELECT verdict, reason FROM subtasks WHERE task = ? AND id = ?", (task_id, subtask_id)
+    ).fetchone()
+    return _stored_verdict(state, verdict, reason)
 
 
 @dataclass(frozen=True)
@@ -616,35 +790,19 @@ def apply_vote(
         ).fetchall()
     )
     agree = f"{len(best)} of {total} results agree"
-    # Every verdict is stored untold; each is answered at its subtask's next Verify.
+    # Every verdict is stored; each is answered at its subtask's next Verify.
     for other, _ in ballot.results:
         if other in winners:
-            conn.execute(
-                "UPDATE subtasks SET state = 'success', reason = ?, told = 0"
-                " WHERE task = ? AND id = ?",
-                (f"in the majority: {agree}", task_id, other),
-            )
+            verdict = Verdict(VerifyResult.SUCCESS, f"in the majority: {agree}")
+            _decide(conn, task_id, other, "success", verdict)
         else:
             why = f"outvoted: its result differs from the majority ({agree})"
+            loser = Verdict(VerifyResult.FAILURE, why)
             banned |= _fail(
-                conn, task, task_id, other, ballot.part, nodes[other], why, False, release=False
+                conn, task, task_id, other, ballot.part, nodes[other], loser, release=False
             )
     complete = _succeed(conn, task_id, ballot.part, best[0])
-    verdict = take_decided(conn, task_id, subtask_id)
-    return Outcome(verdict, complete=complete, banned=banned)
-
-
-def awaiting_merge(conn: sqlite3.Connection, task_id: str, subtask_id: str) -> bool:
-    """True when the subtask is verified and its task's merge is still to do (one failed)."""
-    if task_row(conn, task_id).state != "merging":
-        return False
-    if subtask_row(conn, task_id, subtask_id)[2] != "success":
-        return False
-    # A redundant task's winner not yet told its verdict gets it first.
-    told = conn.execute(
-        "SELECT told FROM subtasks WHERE task = ? AND id = ?", (task_id, subtask_id)
-    ).fetchone()[0]
-    return bool(told)
+    return Outcome(stored_verdict(conn, task_id, subtask_id), complete=complete, banned=banned)
 
 
 def merge_inputs(
@@ -693,39 +851,33 @@ def discard(conn: sqlite3.Connection, task_id: str, subtask_ids: Sequence[str]) 
     stack: list[int] = []
     for subtask_id in subtask_ids:
         part, _, state = subtask_row(conn, task_id, subtask_id)
-        if state in ("success", "computing", "awaiting"):
+        if state in ("success", "computing", "standby", "awaiting"):
             stack.append(part)
     discarded: list[str] = []
     while stack:
         part = stack.pop()
-        status, subtask = conn.execute(
-            "SELECT status, subtask FROM parts WHERE task = ? AND idx = ?", (task_id, part)
-        ).fetchone()
-        if task.redundancy > 1:
-            # A redundant part's vote is discarded whole: every copy starts anew.
-            copies = [
-                row[0]
-                for row in conn.execute(
-                    "SELECT id FROM subtasks INDEXED BY subtasks_by_part WHERE task = ?"
-                    " AND part = ? AND state IN ('computing', 'awaiting', 'success') ORDER BY id",
-                    (task_id, part),
-                )
-            ]
-            conn.executemany(
-                "UPDATE subtasks SET state = 'discarded' WHERE task = ? AND id = ?",
-                [(task_id, copy) for copy in copies],
+        status = conn.execute(
+            "SELECT status FROM parts WHERE task = ? AND idx = ?", (task_id, part)
+        ).fetchone()[0]
+        # The part's result and every copy still coming are discarded: it starts anew.
+        copies = [
+            row[0]
+            for row in conn.execute(
+                "SELECT id FROM subtasks INDEXED BY subtasks_by_part WHERE task = ? AND part = ?"
+                " AND state IN ('computing', 'standby', 'awaiting', 'success') ORDER BY id",
+                (task_id, part),
             )
-            discarded.extend(copies)
+        ]
+        conn.executemany(
+            "UPDATE subtasks SET state = 'discarded' WHERE task = ? AND id = ?",
+            [(task_id, copy) for copy in copies],
+        )
+        discarded.extend(copies)
+        if task.redundancy > 1:
             conn.execute(
                 "UPDATE parts SET wanted = ? WHERE task = ? AND idx = ?",
                 (task.redundancy, task_id, part),
             )
-        elif status in ("done", "computing"):
-            conn.execute(
-                "UPDATE subtasks SET state = 'discarded' WHERE task = ? AND id = ?",
-                (task_id, subtask),
-            )
-            discarded.append(subtask)
         if status == "done":
             conn.execute("UPDATE tasks SET done = done - 1 WHERE id = ?", (task_id,))
             dependents = [
@@ -749,13 +901,24 @@ def discard(conn: sqlite3.Connection, task_id: str, subtask_ids: Sequence[str]) 
 
 
 def abort_subtask(conn: sqlite3.Connection, task_id: str, subtask_id: str) -> None:
-    """The computing subtask is aborted; its part goes back to the ready pool."""
+    """The computing subtask is aborted; its part goes back to the ready pool.
+
+    A standby hand-out (its backup copy goes on) is aborted alone; a backup
+    copy's hand-out on standby is aborted with it.
+    """
     task = live_task(conn, task_id)
-    part, _ = _computing(conn, task_id, subtask_id)
+    part, _, state = _computing(conn, task_id, subtask_id)
     conn.execute(
         "UPDATE subtasks SET state = 'aborted' WHERE task = ? AND id = ?", (task_id, subtask_id)
     )
-    _release(conn, task_id, part, task.redundancy)
+    if state == "computing":
+        conn.execute(
+            "UPDATE subtasks SET state = 'aborted' WHERE task = ? AND part = ?"
+            " AND state = 'standby' AND coalesce(copy_of, id) = ("
+            "  SELECT coalesce(copy_of, id) FROM subtasks WHERE task = ? AND id = ?)",
+            (task_id, part, task_id, subtask_id),
+        )
+        _release(conn, task_id, part, task.redundancy)
 
 
 def abort_task(conn: sqlite3.Connection, task_id: str) -> None:

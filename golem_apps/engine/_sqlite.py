@@ -32,7 +32,7 @@ from .._contexts import VerifyResult as R
 from .._exceptions import InvalidTask, TaskNotFound, WrongState
 from .._taskstatus import TaskStatus, write_task_status
 from ..constants import SUBTASK_OUTPUTS_DIR
-from . import _files, _ops
+from . import _faults, _files, _ops
 from ._base import Assignment, Hooks
 from ._db import DB_NAME, Database
 
@@ -54,11 +54,11 @@ class _Checked:
     """What Verify's first trip found (and, without a verify hook, did)."""
 
     merge: bool = False
-    """The subtask is verified and the task's merge is still to do."""
+    """The subtask's stored verdict is a success and the task's merge is still to do."""
     pending: _ops.Pending | None = None
     path: Path | None = None
     decided: Verdict | None = None
-    """A vote's verdict for this subtask, now told."""
+    """The verdict stored for this subtask (by a vote, or a Verify whose reply was lost)."""
     verdict: Verdict | None = None
     outcome: _ops.Outcome | None = None
     """record_verdict's, when the verdict was decided and recorded in the trip."""
@@ -98,14 +98,16 @@ class SqliteEngine:
             task_id, _ops.begin_task, json.dumps(task.params), hooks.redundancy, hooks.ban_after
         )
         try:
-            inputs = await self._db.in_thread(_files.list_inputs, task.task_dir)
+            inputs = await self._db.in_thread(_files.list_inputs, task.task_dir, self._work_dir)
             count = 0
             batch: list[Part] = []
             async for part in parts:
                 if 0 < task.max_subtasks <= count:
                     raise InvalidTask(
                         f"task {task_id!r}: the task handler returned more than "
-                        f"max_subtasks_count={task.max_subtasks} parts"
+                        f"max_subtasks_count={task.max_subtasks} parts (the subtasks the "
+                        f"node user asked for): split into at most task.max_subtasks parts, "
+                        f"or create the task with a larger max_subtasks_count"
                     )
                 batch.append(part)
                 count += 1
@@ -231,15 +233,12 @@ class SqliteEngine:
     async def _verify(self, task_id: str, subtask_id: str) -> Verdict:
         # Without a verify hook, one trip does it all; with one, a trip before and after it.
         checked = await self._write(task_id, self._check, subtask_id)
-        if checked.merge:
-            # The merge after this verification failed (a full disk, say): the
-            # node's retried Verify runs it again.
-            if task_id in self._merging:
-                raise WrongState(f"task {task_id!r} is being merged")
-            await self._merge(task_id)
-            return Verdict(R.SUCCESS)
         if checked.decided is not None:
-            # Decided by a vote while this subtask awaited data: the stored verdict.
+            # Decided already (by a vote, or by a Verify whose reply was lost): the
+            # stored verdict, once the outputs are in place. A merge that failed (a
+            # full disk, say) or that a crash interrupted runs again.
+            if checked.merge:
+                await self._merged(task_id)
             return checked.decided
         pending = checked.pending
         assert pending is not None
@@ -261,17 +260,23 @@ class SqliteEngine:
     def _check(self, conn: Connection, task_id: str, subtask_id: str) -> _Checked:
         # On the database thread, in one transaction: the subtask's state, its
         # result file and, without a verify hook, the default check and its record.
-        if _ops.awaiting_merge(conn, task_id, subtask_id):
-            return _Checked(merge=True)
         pending = _ops.pending_verification(conn, task_id, subtask_id)
-        if pending.state in ("success", "failure"):
-            return _Checked(pending=pending, decided=_ops.take_decided(conn, task_id, subtask_id))
+        if pending.decided is not None:
+            due = pending.decided.result is R.SUCCESS
+            due = due and _ops.task_state(conn, task_id) == "merging"
+            return _Checked(pending=pending, decided=pending.decided, merge=due)
         if pending.state == "awaiting":
             return _Checked(pending=pending)
         path = _files.result_file(self._work_dir / task_id, subtask_id)
         if path is None:
             folder = f"{SUBTASK_OUTPUTS_DIR}/{subtask_id}"
             verdict = Verdict(R.FAILURE, f"subtask {subtask_id!r}: no result file in {folder}")
+        elif not _files.inside(path, self._work_dir):
+            verdict = Verdict(
+                R.FAILURE,
+                f"subtask {subtask_id!r}: result {path.name!r} is a symbolic link leading out of "
+                "the work dir (not followed)",
+            )
         elif self._hooks.verify is not None:
             return _Checked(pending=pending, path=path)
         elif _files.default_verdict(path):
@@ -350,8 +355,25 @@ class SqliteEngine:
                     groups.append([sid])
         return sorted(groups, key=len, reverse=True)  # stable: ties keep the oldest first
 
-    async def _merge(self, task_id: str) -> None:
-        done = self._merging.setdefault(task_id, anyio.Event())
+    async def _merged(self, task_id: str) -> None:
+        """Return once the task's merge is done: wait for the running one, or run it."""
+        while True:
+            running = self._merging.get(task_id)
+            if running is not None:
+                await running.wait()
+            elif await self._db.call(_ops.task_state, task_id) != "merging":
+                return
+            elif task_id not in self._merging:  # looked at again after the trip
+                await self._merge(task_id)
+                return
+
+    async def _merge(self, task_id: str, done: anyio.Event | None = None) -> None:
+        # ``done``: the merge's event, made by start_recovery before the merge runs.
+        if done is None:
+            if task_id in self._merging:  # one merge at a time: wait for the running one
+                await self._merged(task_id)
+                return
+            done = self._merging[task_id] = anyio.Event()
         try:
             task_dir = self._work_dir / task_id
             outputs = task_dir / SUBTASK_OUTPUTS_DIR
@@ -371,17 +393,17 @@ class SqliteEngine:
             done.set()
             self._merging.pop(task_id, None)
 
-    async def _recover_merge(self, task_id: str) -> None:
+    async def _recover_merge(self, task_id: str, done: anyio.Event) -> None:
         try:
-            await self._merge(task_id)
+            await self._merge(task_id, done)
         except Exception as exc:  # logged, and retried at the next start
             log.error("merge of task %r failed: %s: %s", task_id, type(exc).__name__, exc)
 
     def start_recovery(self, task_group: TaskGroup, task_ids: list[str]) -> None:
         """Re-run, in the background, the merges a crash interrupted."""
         for task_id in task_ids:
-            self._merging[task_id] = anyio.Event()
-            task_group.start_soon(self._recover_merge, task_id)
+            done = self._merging[task_id] = anyio.Event()
+            task_group.start_soon(self._recover_merge, task_id, done)
 
     # -- DiscardSubtasks / AbortSubtask / AbortTask ---------------------------------
 
@@ -478,6 +500,7 @@ async def open_sqlite_engine(work_dir: Path, hooks: Hooks) -> AsyncIterator[Sqli
     try:
         merges = await db.call(_ops.recover)
         engine = SqliteEngine(work_dir, hooks, db)
+        _faults.install(engine)  # nothing unless a crash test asks for it
         body_error: BaseException | None = None
         # The status writer is stopped by a flag, not cancelled: its last writes
         # run and no cancellation reaches the caller's task on a normal exit.

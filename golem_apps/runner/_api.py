@@ -10,7 +10,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Mapping, Sequence
-from contextlib import ExitStack, suppress
+from contextlib import AbstractAsyncContextManager, ExitStack, nullcontext, suppress
 from pathlib import Path
 from typing import Any
 
@@ -23,14 +23,14 @@ from .._client import RequestorClient
 from .._exceptions import TaskFailed, UsageError
 from .._provider import Provider
 from .._requestor import Requestor
-from .._taskstatus import TaskStatus, read_task_status
 from ..constants import TASK_OUTPUTS_DIR
 from ._journal import Journal, TaskRecord, load_task, save_task
 from ._loop import Scheduler
-from ._machines import LocalMachines
+from ._machines import LocalMachines, Machines
 from ._nodes import InProcessNodes, Nodes, SubprocessNodes
 from ._process import ServerCommand
 from ._progress import Reporter, Stats
+from ._status import StatusFeed
 from ._summary import RunResult
 from ._tracebacks import captured, find_in_logs
 from ._workdir import (
@@ -113,14 +113,6 @@ def _copy_out(task_dir: Path, out: str | Path) -> tuple[Path, list[Path]]:
         ) from None
 
 
-def _read_status(task_dir: Path) -> TaskStatus | None:
-    # The requestor has stopped: its status file is final.
-    try:
-        return read_task_status(task_dir)
-    except (OSError, ValueError):
-        return None  # an app whose RPCs bypass the engine writes none
-
-
 def _load_apps(module: str | tuple[Requestor, Provider]) -> tuple[Requestor, Provider]:
     """The app's two sides, checked: ValueError (one line) when a run cannot work."""
     if not isinstance(module, str) and not (isinstance(module, tuple) and len(module) == 2):
@@ -133,8 +125,8 @@ def _load_apps(module: str | tuple[Requestor, Provider]) -> tuple[Requestor, Pro
         raise ValueError(str(exc)) from None
 
 
-def _check_options(providers: int, subtask_timeout: float | None, max_attempts: int) -> None:
-    if providers < 1:
+def _check_options(providers: int | None, subtask_timeout: float | None, max_attempts: int) -> None:
+    if providers is not None and providers < 1:
         raise ValueError(f"providers must be at least 1, got {providers}")
     if subtask_timeout is not None and subtask_timeout <= 0:
         raise ValueError(f"subtask_timeout must be positive, got {subtask_timeout:g}")
@@ -166,7 +158,7 @@ async def run_task(
     *,
     params: Mapping[str, Any] | None = None,
     inputs: Sequence[str | Path] = (),
-    providers: int = 2,
+    providers: int | None = None,
     work_dir: str | Path | None = None,
     out: str | Path | None = None,
     subtask_timeout: float | None = None,
@@ -179,6 +171,7 @@ async def run_task(
     heartbeat_timeout: float | None = None,
     requestor_cmd: str | Sequence[str] | None = None,
     provider_cmd: str | Sequence[str] | None = None,
+    cluster: str | None = None,
 ) -> RunResult:
     """Run one task of the app in ``module`` to completion and return what happened.
 
@@ -190,7 +183,7 @@ async def run_task(
     handler): ValueError before any process starts.
     The runner plays the node: it lays out ``work_dir`` (default: a new temporary
     folder) with ``inputs`` in task_inputs, serves the requestor, CreateTask with
-    ``params``, keeps up to ``providers`` one-shot providers computing, ships
+    ``params``, keeps up to ``providers`` (default 2) one-shot providers computing, ships
     resources and results, and verifies each result. A provider that fails,
     crashes or exceeds ``subtask_timeout`` seconds is killed and its subtask
     aborted; its part is computed again, up to ``max_attempts`` times.
@@ -209,6 +202,12 @@ async def run_task(
     instead (fast; easy to debug). Either way they are driven over loopback
     gRPC only.
 
+    With ``cluster`` the providers run on a Dask cluster instead, one at a time
+    on each worker, each worker a node of its own: ``"tcp://HOST:PORT"`` names
+    a running scheduler, ``"local:N"`` starts a LocalCluster of N worker
+    processes (see docs/cluster.md). It needs the ``dask`` extra and excludes
+    ``providers``. The requestor stays here.
+
     When the task is done its outputs are copied into ``out`` if given. A
     temporary work dir is removed after a successful run with ``out``; otherwise
     it is kept (its ``logs`` hold each child's output) and named in the result.
@@ -217,6 +216,18 @@ async def run_task(
     If cancelled, the task is aborted (AbortTask) and every child killed first.
     """
     _check_options(providers, subtask_timeout, max_attempts)
+    if cluster is not None:
+        if providers is not None:
+            raise ValueError("providers and cluster exclude each other: each Dask worker is one")
+        if isinstance(module, tuple):
+            raise ValueError("a cluster runs the app by its name or file, not app objects")
+        try:
+            from . import _dask
+        except ImportError as exc:
+            raise TaskFailed(
+                f"a cluster needs the distributed package (pip install 'golem_apps[dask]'): {exc}"
+            ) from None
+        _dask.parse_cluster(cluster)
     if heartbeat_timeout is not None and heartbeat_timeout <= 0:
         raise ValueError(f"heartbeat_timeout must be positive, got {heartbeat_timeout:g}")
     if module is None:
@@ -258,21 +269,33 @@ async def run_task(
 
         nodes = SubprocessNodes(*commands, on_restart=on_restart)
     stats = Stats(resumed=resumed)
+    machines_cm: AbstractAsyncContextManager[Machines]
+    if cluster is not None:
+        assert not isinstance(module, tuple)  # checked above
+        machines_cm = _dask.dask_machines(
+            cluster, app=module, log_level=log_level, run_id=task_id, reporter=reporter,
+            # A user's command runs on the workers as given; the APP form is built there.
+            provider_command=None if provider_cmd is None else commands[1].prefix,
+        )  # fmt: skip
+    else:
+        machines_cm = nullcontext(LocalMachines(nodes, providers or 2, root))
     cleanup = ExitStack()
     capture = cleanup.enter_context(captured()) if isinstance(nodes, InProcessNodes) else None
     try:
-        async with nodes.requestor(
-            root / REQUESTOR_DIR, root / LOGS_DIR / "requestor.log"
-        ) as client:
+        async with (
+            machines_cm as machines,
+            nodes.requestor(root / REQUESTOR_DIR, root / LOGS_DIR / "requestor.log") as client,
+        ):
             try:
                 await _create(client, root, record, resumed, max_subtasks)
             except TaskFailed:
                 await _end(root, record)  # refused: nothing to continue
                 raise
+            feed = StatusFeed(client, task_id, stats, reporter)
             reporter.start(stats, task_id, str(root))
             scheduler = Scheduler(
                 client,
-                LocalMachines(nodes, providers, root),
+                machines,
                 task_id=task_id,
                 task_dir=task_dir,
                 work_dir=root,
@@ -282,6 +305,7 @@ async def run_task(
                 stats=stats,
                 heartbeat_timeout=heartbeat_timeout,
                 journal=Journal(root, task_id),
+                status=feed,
             )
             try:
                 await scheduler.run(resume=resumed)
@@ -292,6 +316,7 @@ async def run_task(
                         f"task_outputs is empty ({len(scheduler.failures)} failed subtasks; "
                         "the app's max_retries may be used up)"
                     )
+                status = await feed.fetch()  # the final one, for the summary
             except BaseException:
                 # As a node does when a task fails or the user stops it.
                 with (
@@ -321,7 +346,6 @@ async def run_task(
     finally:
         reporter.stop()
         cleanup.close()
-    status = await anyio.to_thread.run_sync(_read_status, task_dir)
     if out is not None:
         out_dir, outputs = await anyio.to_thread.run_sync(_copy_out, task_dir, out)
     else:

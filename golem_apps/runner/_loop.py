@@ -17,10 +17,10 @@ from grpclib.exceptions import GRPCError
 from .._client import ProgressReport, RequestorClient, SubtaskAssignment
 from .._contexts import VerifyResult
 from .._exceptions import ComputeFailed, TaskFailed
-from .._taskstatus import read_task_status
 from ._journal import Journal
 from ._machines import Machine, Machines, SubtaskJob
 from ._progress import Reporter, Stats
+from ._status import StatusFeed
 from ._summary import Failure
 from ._workdir import LOGS_DIR
 
@@ -72,9 +72,11 @@ class Scheduler:
         stats: Stats,
         heartbeat_timeout: float | None = None,
         journal: Journal,
+        status: StatusFeed,
     ) -> None:
         self._client = client
         self._journal = journal
+        self._status = status
         self._machines = machines
         self._task_id = task_id
         self._task_dir = task_dir
@@ -88,6 +90,9 @@ class Scheduler:
         self._awaiting: list[_Subtask] = []
         self._verify_lock = anyio.Lock()  # the node sends Verify calls one at a time
         self._wake = anyio.Event()
+        # Subtasks computing or verifying; counted here, since a machine that
+        # left (a cluster's worker) is no longer among the machines.
+        self._busy = 0
         self._fatal: str | None = None
         self._bans_seen: set[str] = set()
         self._heartbeat_timeout = heartbeat_timeout
@@ -109,6 +114,7 @@ class Scheduler:
         """
         async with anyio.create_task_group() as tg:
             try:
+                tg.start_soon(self._status.follow)  # the bar's total and ETA
                 if resume:
                     await self._recover()
                 await self._schedule(tg)
@@ -149,7 +155,7 @@ class Scheduler:
                 raise TaskFailed(self._fatal)
             handed_out = await self._fill_slots(tg)
             machines = self._machines.current()
-            if not any(slot.busy for slot in machines):
+            if not self._busy:
                 pending = await self._requestor_call(
                     "HasPendingSubtasks", self._client.has_pending_subtasks(self._task_id)
                 )
@@ -171,8 +177,7 @@ class Scheduler:
                         f"(every NextSubtask reply is empty; {len(machines)} machines)"
                     )
             # A finishing subtask wakes the loop; with none running, only time changes things.
-            busy = any(slot.busy for slot in self._machines.current())
-            with anyio.move_on_after(BUSY_POLL_INTERVAL if busy else POLL_INTERVAL):
+            with anyio.move_on_after(BUSY_POLL_INTERVAL if self._busy else POLL_INTERVAL):
                 await self._wake.wait()
 
     async def _fill_slots(self, tg: anyio.abc.TaskGroup) -> bool:
@@ -213,6 +218,7 @@ class Scheduler:
                 await self._note(self._journal.settled, subtask_id, False)
                 continue  # no subtask for this node now
             slot.busy = True
+            self._busy += 1
             handed_out = True
             self.stats.subtasks += 1
             self.stats.running += 1
@@ -251,6 +257,7 @@ class Scheduler:
                 # verdicts, so that the requestor can count its failures (and ban it).
                 self._machines.replace(slot)
             slot.busy = False
+            self._busy -= 1
             self._notify()
 
     async def _compute(self, subtask: _Subtask, assignment: SubtaskAssignment) -> str | None:
@@ -289,13 +296,9 @@ class Scheduler:
         return None
 
     async def _banned(self, node_id: str) -> bool:
-        # The requestor's status file names banned nodes (a ban is written before
-        # the Verify that caused it answers).
-        try:
-            status = await anyio.to_thread.run_sync(read_task_status, self._task_dir)
-        except (OSError, ValueError):
-            return False
-        reason = status.bans.get(node_id)
+        # The requestor's status service names banned nodes (a ban is recorded
+        # before the Verify that caused it answers); without it no ban is known.
+        reason = await self._status.ban(node_id)
         if reason is None:
             return False
         if node_id not in self._bans_seen:

@@ -11,7 +11,10 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from .._taskstatus import TaskStatus
 
 #: Seconds between two progress lines of one subtask in plain output.
 PROGRESS_EVERY = 1.0
@@ -32,6 +35,23 @@ class Stats:
     started: float = field(default_factory=time.monotonic)
     resumed: bool = False
     """The task is an earlier run's, continued (see :func:`golem_apps.runner.run_task`)."""
+    status: TaskStatus | None = None
+    """The requestor's latest status of the task, when it serves golem_apps' status service."""
+
+    @property
+    def total(self) -> int | None:
+        """Parts in the task, when the requestor says (its status service); else None."""
+        return None if self.status is None else self.status.parts.get("total")
+
+    @property
+    def verified(self) -> int:
+        """Parts verified: the requestor's count when it says, else the runner's own."""
+        return self.parts if self.status is None else self.status.parts.get("done", 0)
+
+    def counts(self) -> str:
+        """``N`` or ``N/M`` parts verified."""
+        total = self.total
+        return f"{self.verified}" if total is None else f"{self.verified}/{total}"
 
     @property
     def elapsed(self) -> float:
@@ -57,6 +77,9 @@ class Reporter:
 
     def progress(self, node_id: str, subtask_id: str, fraction: float, message: str) -> None:
         """A running provider reported its progress (``ctx.progress``); fraction in [0, 1]."""
+
+    def status(self, status: TaskStatus) -> None:
+        """The requestor's status of the task (about once a second; golem_apps requestors only)."""
 
     def stop(self) -> None:
         """The run is over (finished, failed or interrupted)."""
@@ -84,7 +107,7 @@ class PlainReporter(Reporter):
     def event(self, kind: str, subtask_id: str, detail: str = "") -> None:
         """Print the event with the running counts."""
         s = self._stats
-        counts = f"{s.parts} verified, {s.running} running, {s.failures} failed"
+        counts = f"{s.counts()} verified, {s.running} running, {s.failures} failed"
         text = f"subtask {subtask_id[:8]} {kind}" + (f": {detail}" if detail else "")
         self._line(f"{text} ({counts})")
 
@@ -107,7 +130,14 @@ class RichReporter(Reporter):
 
     def __init__(self, stream: TextIO | None = None) -> None:
         from rich.console import Console
-        from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+        from rich.progress import (
+            BarColumn,
+            Progress,
+            SpinnerColumn,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
         self._console = Console(file=stream)
         self._progress = Progress(
@@ -116,6 +146,7 @@ class RichReporter(Reporter):
             BarColumn(),
             TextColumn("{task.fields[counts]}"),
             TimeElapsedColumn(),
+            TimeRemainingColumn(),  # an ETA, once the requestor tells the total
             console=self._console,
         )
         self._bar: Any = None
@@ -125,12 +156,12 @@ class RichReporter(Reporter):
     def _counts(self) -> str:
         s = self._stats
         return (
-            f"{s.parts} parts verified · {s.running} providers running · "
+            f"{s.counts()} parts verified · {s.running} providers running · "
             f"{s.subtasks} subtasks · {s.failures} failed"
         )
 
     def start(self, stats: Stats, task_id: str, work_dir: str) -> None:
-        """Show the bar (its total is unknown: the wire does not tell the part count)."""
+        """Show the bar: pulsing until the requestor's status tells the total (golem_apps apps)."""
         self._stats = stats
         self._console.print(f"task {task_id} {_begun(stats)} (work dir {work_dir})")
         self._progress.start()
@@ -144,8 +175,18 @@ class RichReporter(Reporter):
             self._progress.console.print(
                 f"[red]subtask {subtask_id[:8]} failed[/red]: {detail}", markup=True
             )
+        self._update()
+
+    def _update(self) -> None:
         if self._bar is not None:
-            self._progress.update(self._bar, completed=self._stats.parts, counts=self._counts())
+            s = self._stats
+            self._progress.update(
+                self._bar, total=s.total, completed=s.verified, counts=self._counts()
+            )
+
+    def status(self, status: TaskStatus) -> None:
+        """The total is known: N/M and an ETA."""
+        self._update()
 
     def node_event(self, kind: str, node_id: str, detail: str = "") -> None:
         """Print the node's event above the bars."""
@@ -165,7 +206,7 @@ class RichReporter(Reporter):
     def stop(self) -> None:
         """Fill the bar and stop it."""
         if self._bar is not None:
-            done = self._stats.parts
+            done = self._stats.verified
             self._progress.update(self._bar, total=done, completed=done, counts=self._counts())
             self._progress.stop()
             self._bar = None

@@ -133,11 +133,13 @@ class RestartingRequestor(RequestorClient):
         request: WireMessage,
         reply_type: type[R],
         timeout: float | None = None,
+        *,
+        service: str | None = None,
     ) -> R:
         while True:
             channel = self.channel
             try:
-                reply = await super()._call(rpc, request, reply_type, timeout)
+                reply = await super()._call(rpc, request, reply_type, timeout, service=service)
             except CONNECTION_ERRORS as exc:
                 if rpc == "Shutdown" or not await self._supervisor.revive(channel, exc):
                     raise

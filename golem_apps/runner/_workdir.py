@@ -62,30 +62,36 @@ def prepare_provider(work_dir: Path, node_id: str, task_id: str) -> Path:
     return task_dir
 
 
+def resource_file(requestor_task_dir: Path, name: str) -> Path:
+    """The requestor's resource file ``name`` (from NextSubtask), in its subtask_inputs.
+
+    Raises ComputeFailed when the name is not a plain file name or the file is
+    missing: the subtask cannot be computed.
+    """
+    try:
+        safe_name(name, "resource name")
+    except InvalidArgument as exc:
+        raise ComputeFailed(str(exc)) from None
+    path = requestor_task_dir / SUBTASK_INPUTS_DIR / name
+    if not path.is_file():
+        raise ComputeFailed(f"resource {name!r} is not in the requestor's {SUBTASK_INPUTS_DIR}")
+    return path
+
+
 def ship_resources(requestor_task_dir: Path, provider_task_dir: Path, names: Sequence[str]) -> None:
     """Copy the named resources from the requestor's subtask_inputs into the provider's.
 
-    Raises ComputeFailed when a name is not a plain file name or the file is missing:
-    the subtask cannot be computed.
+    Raises ComputeFailed as :func:`resource_file` does.
     """
-    source = requestor_task_dir / SUBTASK_INPUTS_DIR
     target = provider_task_dir / SUBTASK_INPUTS_DIR
     for name in names:
-        try:
-            safe_name(name, "resource name")
-        except InvalidArgument as exc:
-            raise ComputeFailed(str(exc)) from None
-        if not (source / name).is_file():
-            raise ComputeFailed(f"resource {name!r} is not in the requestor's {SUBTASK_INPUTS_DIR}")
-        shutil.copyfile(source / name, target / name)
+        shutil.copyfile(resource_file(requestor_task_dir, name), target / name)
 
 
-def ship_result(
-    provider_task_dir: Path, output_filepath: str, requestor_task_dir: Path, subtask_id: str
-) -> Path:
-    """Copy the provider's result into ``subtask_outputs/<subtask_id>/`` under its own name.
+def result_file(provider_task_dir: Path, output_filepath: str) -> Path:
+    """The provider's result file; ComputeFailed unless it is a file inside its task dir.
 
-    ``output_filepath`` comes from the provider: it must name a file inside its task dir.
+    ``output_filepath`` comes from the provider (Compute's reply): untrusted.
     """
     root = provider_task_dir.resolve()
     source = (root / output_filepath).resolve()
@@ -93,9 +99,22 @@ def ship_result(
         raise ComputeFailed(
             f"the provider's result {output_filepath!r} is not a file inside its task dir"
         )
+    return source
+
+
+def result_folder(requestor_task_dir: Path, subtask_id: str) -> Path:
+    """``subtask_outputs/<subtask_id>/`` of the requestor's task, created."""
     folder = requestor_task_dir / SUBTASK_OUTPUTS_DIR / subtask_id
     folder.mkdir(parents=True, exist_ok=True)
-    target = folder / source.name
+    return folder
+
+
+def ship_result(
+    provider_task_dir: Path, output_filepath: str, requestor_task_dir: Path, subtask_id: str
+) -> Path:
+    """Copy the provider's result into ``subtask_outputs/<subtask_id>/`` under its own name."""
+    source = result_file(provider_task_dir, output_filepath)
+    target = result_folder(requestor_task_dir, subtask_id) / source.name
     shutil.copyfile(source, target)
     return target
 

@@ -6,12 +6,20 @@ server about to stop makes sure its clients have read its last replies
 and a process that exits with unread bytes in its socket makes the kernel
 reset the connection, which can destroy the reply before the client reads
 it (the client sees "Connection lost" for a call that succeeded).
+
+While the server runs, accept()'s resource errors (file descriptors
+exhausted) are logged at most once a second, with a count
+(:class:`_AcceptErrors`): asyncio logs one traceback per failed accept(),
+up to a hundred per loop tick.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
+import logging
 import socket
+import time
 import weakref
 from collections.abc import Iterable
 from pathlib import Path
@@ -21,6 +29,8 @@ from grpclib.protocol import H2Protocol
 from grpclib.server import Server
 
 from .._exceptions import ConfigError
+
+log = logging.getLogger("golem_apps.server")
 
 #: How long a stopping server waits for its clients to read its last replies (a client
 #: whose event loop is blocked never acknowledges: well under serve's 2 s grace period).
@@ -66,12 +76,86 @@ class _Protocol(H2Protocol):
         return self._acked
 
 
+#: At most one log line per this many seconds about connections that could not be accepted.
+ACCEPT_ERROR_INTERVAL = 1.0
+#: accept()'s errors that asyncio survives (it pauses accepting for a second) but logs
+#: with a traceback each time: out of file descriptors, of socket buffers, of memory.
+_RESOURCE_ERRNOS = frozenset((errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM))
+
+
+class _AcceptErrors:
+    """The loop's exception handler while a server runs: accept()'s resource errors counted.
+
+    The first is logged at once, the next ones at most every
+    :data:`ACCEPT_ERROR_INTERVAL` seconds as a count, without traceback;
+    everything else goes to the handler that was there before.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._previous = loop.get_exception_handler()
+        self._count = 0
+        self._last = -ACCEPT_ERROR_INTERVAL
+        self._error = ""
+        self._flush: asyncio.TimerHandle | None = None
+
+    def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        exc = context.get("exception")
+        if not (isinstance(exc, OSError) and exc.errno in _RESOURCE_ERRNOS and "socket" in context):
+            if self._previous is not None:
+                self._previous(loop, context)
+            else:
+                loop.default_exception_handler(context)
+            return
+        self._count += 1
+        self._error = exc.strerror or str(exc)
+        wait = self._last + ACCEPT_ERROR_INTERVAL - time.monotonic()
+        if wait <= 0:
+            self._report()
+        elif self._flush is None:
+            self._flush = loop.call_later(wait, self._report)
+
+    def _report(self) -> None:
+        self._flush = None
+        if self._count:
+            log.error(
+                "cannot accept connections: %s (%d failed accept() calls since the last report); "
+                "accepting again in a second",
+                self._error, self._count,
+            )  # fmt: skip
+        self._count = 0
+        self._last = time.monotonic()
+
+    def uninstall(self) -> None:
+        """Put the previous exception handler back (and report what is left to report)."""
+        if self._flush is not None:
+            self._flush.cancel()
+            self._report()
+        if self._loop.get_exception_handler() is self:
+            self._loop.set_exception_handler(self._previous)
+
+
 class _Server(Server):
     """A grpclib Server that keeps track of its connections' protocols."""
 
     def __init__(self, handlers: list[Any]) -> None:
         super().__init__(handlers)
         self.protocols: weakref.WeakSet[_Protocol] = weakref.WeakSet()
+        self._accept_errors: _AcceptErrors | None = None
+
+    async def start(self, *args: Any, **kwargs: Any) -> None:
+        """Start serving (grpclib's start), accept()'s resource errors counted meanwhile."""
+        loop = asyncio.get_running_loop()
+        self._accept_errors = _AcceptErrors(loop)
+        loop.set_exception_handler(self._accept_errors)
+        await super().start(*args, **kwargs)
+
+    def close(self) -> None:
+        """Stop accepting and close the connections (grpclib's close); the handler goes back."""
+        super().close()
+        if self._accept_errors is not None:
+            self._accept_errors.uninstall()
+            self._accept_errors = None
 
     def _protocol_factory(self) -> H2Protocol:
         # grpclib's factory builds and registers the connection's handler; we
@@ -114,10 +198,14 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 def check_work_dir(work_dir: Path) -> Path:
-    """The work dir, which must exist (the node mounts it); ConfigError otherwise."""
+    """The work dir as an absolute path; it must exist (the node mounts it), else ConfigError.
+
+    Absolute, so that every path built from it (and a handler's result path
+    built from ``ctx.subtask_dir``) means the same wherever it is used.
+    """
     if not work_dir.is_dir():
         raise ConfigError(f"work dir {work_dir} does not exist or is not a folder")
-    return work_dir
+    return work_dir.absolute()
 
 
 async def start(

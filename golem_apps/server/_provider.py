@@ -8,13 +8,11 @@ imports the engine, the runner, SQLite or rich, nor betterproto or anyio
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
-import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Literal, cast
+from typing import cast
 
 from grpclib.const import Handler, Status
 from grpclib.exceptions import GRPCError
@@ -24,7 +22,8 @@ from .._contexts import ComputeContext
 from .._exceptions import ConfigError
 from .._handlers import is_async
 from .._provider import Provider
-from .._validate import parse_params, safe_name
+from .._validate import parse_params, safe_id
+from ._apploop import AppLoop, call
 from ._health import Health
 from ._listen import check_work_dir, confirm_delivery, start
 from ._progress import SERVICE as PROGRESS_SERVICE
@@ -56,54 +55,41 @@ def _result_path(task_dir: Path, output: object) -> str:
     return str(resolved.relative_to(root))
 
 
-def _settle(future: asyncio.Future[object], result: object, error: BaseException | None) -> None:
-    if future.done():  # the caller was cancelled and abandoned the thread
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(result)
+def _with_files(handler: Callable[..., object], task_dir: Path) -> Callable[..., object]:
+    """The compute handler with its file work around it (its subtask dir, the result's check).
 
-
-async def call(
-    func: Callable[..., object], *args: object, abandon_on_cancel: Literal[True]
-) -> object:
-    """Await an async handler, or run a sync one in a daemon thread of its own.
-
-    On cancellation this returns at once and abandons a sync handler's thread,
-    which notices the context's cancellation flag (serve.py exits the process
-    anyway). It does what ``_handlers.call(..., abandon_on_cancel=True)``
-    does with anyio, without importing anyio (~20 ms per provider start).
+    All of it runs where the handler runs, off the server's event loop.
     """
-    if is_async(func):
-        return await cast(Callable[..., Awaitable[object]], func)(*args)
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future[object] = loop.create_future()
-    context = contextvars.copy_context()  # as anyio does: the handler sees our context
+    if is_async(handler):
+        run = cast(Callable[..., Awaitable[object]], handler)
 
-    def work() -> None:
-        result: object = None
-        error: BaseException | None = None
-        try:
-            result = context.run(func, *args)
-        except BaseException as exc:  # handed to the awaiting task, like anyio does
-            error = exc
-        with suppress(RuntimeError):  # the loop is closed: nobody waits for this result
-            loop.call_soon_threadsafe(_settle, future, result, error)
+        async def compute_async(context: ComputeContext, *typed: object) -> str:
+            context.subtask_dir.mkdir(parents=True, exist_ok=True)
+            return _result_path(task_dir, await run(context, *typed))
 
-    threading.Thread(target=work, name="golem_apps compute", daemon=True).start()
-    return await future
+        return compute_async
+
+    def compute_sync(context: ComputeContext, *typed: object) -> str:
+        context.subtask_dir.mkdir(parents=True, exist_ok=True)
+        return _result_path(task_dir, handler(context, *typed))
+
+    return compute_sync
 
 
 class ProviderService:
     """The ``golem_task_api.ProviderApp`` service: serves exactly one request."""
 
     def __init__(
-        self, app: Provider, work_dir: Path, progress: ProgressService | None = None
+        self,
+        app: Provider,
+        work_dir: Path,
+        progress: ProgressService | None = None,
+        app_loop: AppLoop | None = None,
     ) -> None:
         self._app = app
         self._work_dir = work_dir
         self._progress = progress
+        self._app_loop = app_loop or AppLoop()
         self._busy = False
         self._busy_replying = False
         self._work: asyncio.Future[object] | None = None
@@ -138,6 +124,9 @@ class ProviderService:
         return work.result()
 
     def _claim(self) -> None:
+        # As the call arrives, before its request is read: from then on it is
+        # the provider's one request, even if its message turns out unreadable.
+        # A second call is refused and changes nothing.
         if self._busy:
             raise GRPCError(Status.FAILED_PRECONDITION, "a provider serves one request only")
         self._busy = True
@@ -146,9 +135,8 @@ class ProviderService:
 
     async def compute(self, request: api.ComputeRequest) -> api.ComputeReply:
         """Compute: run the app's compute handler for one subtask."""
-        self._claim()
-        task_id = safe_name(request.task_id, "task_id")
-        subtask_id = safe_name(request.subtask_id, "subtask_id")
+        task_id = safe_id(request.task_id, "task_id")
+        subtask_id = safe_id(request.subtask_id, "subtask_id")
         params = parse_params(request.subtask_params_json, "subtask_params_json")
         handler = self._app.handler("compute")
         if handler is None:
@@ -157,20 +145,18 @@ class ProviderService:
         sink = self._progress.sink(subtask_id) if self._progress is not None else None
         context = ComputeContext(task_id, subtask_id, params, self._work_dir, _progress=sink)
         self._context = context
-        context.subtask_dir.mkdir(parents=True, exist_ok=True)
-        work = asyncio.ensure_future(call(handler, context, *typed, abandon_on_cancel=True))
+        job = _with_files(handler, self._work_dir)
+        work = asyncio.ensure_future(call(job, context, *typed, app_loop=self._app_loop))
         output = await self._run_once("computation", work)
-        reply = api.ComputeReply(output_filepath=_result_path(self._work_dir, output))
         self.exit_code = EXIT_OK
-        return reply
+        return api.ComputeReply(output_filepath=cast(str, output))
 
     async def run_benchmark(self, request: api.RunBenchmarkRequest) -> api.RunBenchmarkReply:
         """RunBenchmark: the app's score for this machine (1.0 without a handler)."""
-        self._claim()
         handler = self._app.handler("benchmark")
         score = 1.0
         if handler is not None:
-            work = asyncio.ensure_future(call(handler, abandon_on_cancel=True))
+            work = asyncio.ensure_future(call(handler, app_loop=self._app_loop))
             score = float(await self._run_once("benchmark", work))  # type: ignore[arg-type]
         self.exit_code = EXIT_OK
         return api.RunBenchmarkReply(score=score)
@@ -193,11 +179,11 @@ class ProviderService:
         return {
             prefix + "Compute": unary(
                 "Compute", self.compute, api.ComputeRequest, api.ComputeReply,
-                after_reply=self._finish,
+                claim=self._claim, after_reply=self._finish,
             ),
             prefix + "RunBenchmark": unary(
                 "RunBenchmark", self.run_benchmark, api.RunBenchmarkRequest,
-                api.RunBenchmarkReply, after_reply=self._finish,
+                api.RunBenchmarkReply, claim=self._claim, after_reply=self._finish,
             ),
             prefix + "Shutdown": unary(
                 "Shutdown", self.shutdown, api.ShutdownRequest, api.ShutdownReply,
@@ -248,26 +234,30 @@ async def serve_provider(
     if app.handler("compute") is None:
         raise ConfigError("the provider app has no @provider.compute handler")
     root = check_work_dir(Path(work_dir))
-    async with app.run_lifespan():
-        progress = ProgressService()
-        progress.bind()
-        service = ProviderService(app, root, progress)
-        server, bound = await start(
-            [service, Health(("golem_task_api.ProviderApp", PROGRESS_SERVICE)), progress],
-            host,
-            port,
-            root,
-        )
-        try:
-            yield ProviderServer(service, host, bound)
-        finally:
-            service.cancel()
-            progress.close()  # the Watch streams end before the server closes
+    app_loop = AppLoop()  # the app's async code runs there, never on our loop
+    try:
+        async with app_loop.lifespan(app):
+            progress = ProgressService()
+            progress.bind()
+            service = ProviderService(app, root, progress, app_loop)
+            server, bound = await start(
+                [service, Health(("golem_task_api.ProviderApp", PROGRESS_SERVICE)), progress],
+                host,
+                port,
+                root,
+            )
             try:
-                await confirm_delivery(server)  # the reply is read before the process exits
+                yield ProviderServer(service, host, bound)
             finally:
-                server.close()
-                await server.wait_closed()
+                service.cancel()
+                progress.close()  # the Watch streams end before the server closes
+                try:
+                    await confirm_delivery(server)  # the reply is read before the process exits
+                finally:
+                    server.close()
+                    await server.wait_closed()
+    finally:
+        app_loop.close()
 
 
 async def run_provider(

@@ -22,13 +22,15 @@ from .._exceptions import ConfigError, InvalidArgument, InvalidTask
 from .._handlers import call, iterate_parts
 from .._requestor import Requestor
 from .._taskstatus import TaskStatus
-from .._validate import parse_params, safe_name
+from .._validate import parse_params, safe_id, safe_name
 from ..constants import SUBTASK_INPUTS_DIR, SUBTASK_OUTPUTS_DIR, TASK_INPUTS_DIR, TASK_OUTPUTS_DIR
 from ..engine import Engine, Hooks, open_engine
 from ..proto import golem_task_api as api
 from ._health import Health
 from ._listen import check_work_dir, confirm_delivery, start
 from ._observe import emit, observed
+from ._task_status import SERVICE as STATUS_SERVICE
+from ._task_status import StatusService
 from ._unary import unary
 
 log = logging.getLogger("golem_apps.requestor")
@@ -120,13 +122,7 @@ class RequestorService:
 
     async def create_task(self, request: wire.CreateTaskRequest) -> wire.CreateTaskReply:
         """CreateTask: split the task with the app's handler and record its parts."""
-        task_id = safe_name(request.task_id, "task_id")
-        if task_id.startswith("."):
-            # The engine's database lives in the work dir as a dot file: a task
-            # folder must never take its name.
-            raise InvalidArgument(
-                f"task_id must not start with '.', reserved for golem_apps' files (got {task_id!r})"
-            )
+        task_id = safe_id(request.task_id, "task_id")
         params = parse_params(request.task_params_json, "task_params_json")
         if request.max_subtasks_count < 0:
             raise InvalidArgument(
@@ -150,8 +146,8 @@ class RequestorService:
 
     async def next_subtask(self, request: wire.NextSubtaskRequest) -> wire.NextSubtaskReply:
         """NextSubtask: a ready part for this node, or the empty reply."""
-        task_id = safe_name(request.task_id, "task_id")
-        subtask_id = safe_name(request.subtask_id, "subtask_id")
+        task_id = safe_id(request.task_id, "task_id")
+        subtask_id = safe_id(request.subtask_id, "subtask_id")
         assignment = await self._engine.next_subtask(task_id, subtask_id, request.opaque_node_id)
         if assignment is None:
             return wire.NextSubtaskReply()
@@ -164,8 +160,8 @@ class RequestorService:
 
     async def verify(self, request: wire.VerifyRequest) -> wire.VerifyReply:
         """Verify: the engine checks the result and runs the app's verify hook."""
-        task_id = safe_name(request.task_id, "task_id")
-        subtask_id = safe_name(request.subtask_id, "subtask_id")
+        task_id = safe_id(request.task_id, "task_id")
+        subtask_id = safe_id(request.subtask_id, "subtask_id")
         verdict = await self._engine.verify(task_id, subtask_id)
         return wire.VerifyReply(result=int(verdict.result), reason=verdict.reason)
 
@@ -173,9 +169,9 @@ class RequestorService:
         self, request: wire.DiscardSubtasksRequest
     ) -> wire.DiscardSubtasksReply:
         """DiscardSubtasks: the ids actually discarded, dependents included."""
-        task_id = safe_name(request.task_id, "task_id")
+        task_id = safe_id(request.task_id, "task_id")
         subtask_ids = [
-            safe_name(subtask_id, f"subtask_ids[{index}]")
+            safe_id(subtask_id, f"subtask_ids[{index}]")
             for index, subtask_id in enumerate(request.subtask_ids)
         ]
         discarded = await self._engine.discard_subtasks(task_id, subtask_ids)
@@ -191,19 +187,19 @@ class RequestorService:
         self, request: wire.HasPendingSubtasksRequest
     ) -> wire.HasPendingSubtasksReply:
         """HasPendingSubtasks."""
-        task_id = safe_name(request.task_id, "task_id")
+        task_id = safe_id(request.task_id, "task_id")
         pending = await self._engine.has_pending_subtasks(task_id)
         return wire.HasPendingSubtasksReply(has_pending_subtasks=pending)
 
     async def abort_task(self, request: wire.AbortTaskRequest) -> wire.AbortTaskReply:
         """AbortTask."""
-        await self._engine.abort_task(safe_name(request.task_id, "task_id"))
+        await self._engine.abort_task(safe_id(request.task_id, "task_id"))
         return wire.AbortTaskReply()
 
     async def abort_subtask(self, request: wire.AbortSubtaskRequest) -> wire.AbortSubtaskReply:
         """AbortSubtask."""
-        task_id = safe_name(request.task_id, "task_id")
-        subtask_id = safe_name(request.subtask_id, "subtask_id")
+        task_id = safe_id(request.task_id, "task_id")
+        subtask_id = safe_id(request.subtask_id, "subtask_id")
         await self._engine.abort_subtask(task_id, subtask_id)
         return wire.AbortSubtaskReply()
 
@@ -290,12 +286,12 @@ async def serve_requestor(
     host: str = "127.0.0.1",
     port: int = 0,
 ) -> AsyncIterator[RequestorServer]:
-    """Serve ``app``'s RequestorApp and Health on ``host:port`` while the block runs.
+    """Serve ``app``'s RequestorApp, its status service and Health while the block runs.
 
-    ``port=0`` picks a free port (read it from the yielded server). TLS is on
-    when the work dir holds the three TLS files. The app's lifespan runs around
-    the server. Leaving the block stops the server; it installs no signal
-    handler and never exits the process.
+    They listen on ``host:port``; ``port=0`` picks a free port (read it from
+    the yielded server). TLS is on when the work dir holds the three TLS files.
+    The app's lifespan runs around the server. Leaving the block stops the
+    server; it installs no signal handler and never exits the process.
     """
     if not isinstance(app, Requestor):
         raise ConfigError(f"serve_requestor needs a Requestor, got {type(app).__name__}")
@@ -305,8 +301,9 @@ async def serve_requestor(
     async with app.run_lifespan(), open_engine(root, hooks_for(app)) as engine:
         handle = RequestorServer(host, 0, root, _engine=engine)
         service = RequestorService(app, engine, root, handle.request_shutdown)
-        health = Health(("golem_task_api.RequestorApp",))
-        server, handle.port = await start([service, health], host, port, root)
+        health = Health(("golem_task_api.RequestorApp", STATUS_SERVICE))
+        status = StatusService(engine)
+        server, handle.port = await start([service, status, health], host, port, root)
         log.info("requestor %r serving on %s:%d", app.info.name, host, handle.port)
         try:
             yield handle

@@ -25,7 +25,10 @@ async def recv_request(stream: Stream[Any, Any], limit: int = MAX_REQUEST_BYTES)
     ``_recv_type``), the same ones its own ``recv_message`` uses.
     """
     h2_stream = stream._stream
-    prefix = await h2_stream.recv_data(5)
+    try:
+        prefix = await h2_stream.recv_data(5)
+    except AssertionError:  # grpclib: the stream ended within the 5 bytes (1 to 4 came)
+        prefix = b""
     if len(prefix) < 5:
         raise GRPCError(Status.INVALID_ARGUMENT, "the request message is missing or truncated")
     compressed, size = struct.unpack(">?I", prefix)
@@ -58,21 +61,30 @@ def unary(
     request_type: type,
     reply_type: type,
     *,
+    claim: Callable[[], None] | None = None,
     after_reply: Callable[[], None] | None = None,
 ) -> Handler:
     """A grpclib Handler calling ``func``; errors become statuses.
 
     ``after_reply`` runs once the call is fully answered (trailers sent),
     whatever its outcome: servers use it to stop after Shutdown or after a
-    one-shot provider's request.
+    one-shot provider's request. Without ``claim``, a call whose request is
+    unreadable did not happen: grpclib answers its status, nothing else runs.
+    ``claim`` is called as the call arrives, before its request is read (a
+    GRPCError it raises refuses the call, and nothing else runs); from then
+    on the call counts whatever happens, an unreadable request included.
     """
 
     async def handle(stream: Stream[Any, Any]) -> None:
-        # An unreadable request is answered with its status by grpclib and does
-        # not count as the call: a one-shot provider keeps waiting for a real one.
-        request = await recv_request(stream)
+        request = None
+        if claim is None:
+            request = await recv_request(stream)
+        else:
+            claim()
         try:
             try:
+                if claim is not None:
+                    request = await recv_request(stream)
                 reply = await func(request)
             except Exception as exc:
                 raise to_grpc_error(exc, rpc) from None

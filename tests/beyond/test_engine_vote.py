@@ -18,7 +18,7 @@ from golem_apps import (
     WrongState,
     read_task_status,
 )
-from golem_apps.engine import Hooks
+from golem_apps.engine import Engine, Hooks
 from golem_apps.engine._db import Database
 
 from ..engine.helpers import TASK, create, engine_on, outputs, query, write_result
@@ -67,8 +67,9 @@ async def test_majority_wins_the_minority_fails_with_a_reason(work_dir: Path) ->
         cheat = await engine.verify(TASK, "s2")
         assert cheat.result is R.FAILURE and "outvoted" in cheat.reason
         assert (await engine.verify(TASK, "s1")).result is R.SUCCESS
-        with pytest.raises(WrongState, match="s1"):
-            await engine.verify(TASK, "s1")  # told once only
+        # A retried Verify answers the stored verdict again.
+        assert await engine.verify(TASK, "s1") == await engine.verify(TASK, "s1")
+        assert (await engine.verify(TASK, "s2")).reason == cheat.reason
         status = await engine.task_status(TASK)
         assert status.state == "finished" and status.failures == 1
         assert status.nodes["cheat"].failures == 1
@@ -162,6 +163,46 @@ async def test_a_node_is_banned_after_n_failures_and_gets_nothing_more(work_dir:
         assert await engine.next_subtask(TASK, "s5", "bad-node") is None
 
 
+async def hand_out(engine: Engine, subtask_id: str, node_id: str) -> int | None:
+    """NextSubtask; the part number handed out, or None."""
+    handed = await engine.next_subtask(TASK, subtask_id, node_id)
+    return None if handed is None else int(handed.params["n"])
+
+
+async def test_a_ban_voids_the_nodes_results_waiting_for_the_vote(work_dir: Path) -> None:
+    # p1 gets the banned node's wrong sum and one more wrong one: without the void
+    # they would be a wrong 2-of-3 majority.
+    async with engine_on(work_dir, Hooks(redundancy=3, ban_after=1)) as engine:
+        await create(engine, work_dir, TWO)
+        for sid, node in (("a1", "h1"), ("a2", "cheat"), ("a3", "h2")):
+            assert await hand_out(engine, sid, node) == 0
+        write_result(work_dir, "a2", "41")
+        assert (await engine.verify(TASK, "a2")).result is R.AWAITING_DATA
+        assert await hand_out(engine, "b1", "cheat") == 1
+        write_result(work_dir, "b1", "41")
+        assert (await engine.verify(TASK, "b1")).result is R.AWAITING_DATA
+        for sid, result in (("a1", "42"), ("a3", "42")):
+            write_result(work_dir, sid, result)
+        await engine.verify(TASK, "a1")
+        assert await hand_out(engine, "b2", "h1") == 1
+        # p0's vote: a2 is outvoted and its node banned, which voids b1.
+        assert (await engine.verify(TASK, "a3")).result is R.SUCCESS
+        voided = await engine.verify(TASK, "b1")
+        assert voided.result is R.FAILURE and "voided" in voided.reason
+        # b1's copy of p1 is handed out again, to another node.
+        assert await hand_out(engine, "b3", "h2") == 1
+        assert await hand_out(engine, "b4", "h3") == 1
+        for sid, result in (("b2", "41"), ("b3", "7"), ("b4", "7")):
+            write_result(work_dir, sid, result)
+            await engine.verify(TASK, sid)
+        assert outputs(work_dir) == {"p0-result.txt": "42", "p1-result.txt": "7"}
+        status = await engine.task_status(TASK)
+        assert status.state == "finished"
+        # Voided is not a failure of the task's budget: a2's and b2's are.
+        assert status.failures == 2
+        assert status.nodes["cheat"].subtasks == {"failure": 1, "voided": 1}
+
+
 async def test_no_ban_by_default(work_dir: Path) -> None:
     async with engine_on(work_dir, Hooks(max_retries=10)) as engine:
         await create(engine, work_dir, TWO)
@@ -217,11 +258,21 @@ async def test_an_old_database_gets_the_new_columns(work_dir: Path) -> None:
         " total INTEGER NOT NULL DEFAULT 0, done INTEGER NOT NULL DEFAULT 0,"
         " failures INTEGER NOT NULL DEFAULT 0);"
         "INSERT INTO tasks (id, state, params) VALUES ('t', 'active', '{}');"
+        "CREATE TABLE subtasks (task TEXT NOT NULL, id TEXT NOT NULL, part INTEGER NOT NULL,"
+        " node TEXT NOT NULL, state TEXT NOT NULL, result TEXT, PRIMARY KEY (task, id))"
+        " WITHOUT ROWID;"
+        "CREATE INDEX live_by_node ON subtasks (task, node) WHERE state = 'computing';"
     )
     conn.close()
     Database(path).close()
     assert query_columns(path, "tasks") >= {"redundancy", "ban_after"}
-    assert query_columns(path, "subtasks") >= {"reason", "told"}
+    assert query_columns(path, "subtasks") >= {"reason", "told", "lost", "copy_of", "verdict"}
+    conn = sqlite3.connect(path)
+    rows = conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")
+    indexes = {row[0] for row in rows}
+    conn.close()
+    assert {"current_by_node", "lost_by_part", "awaiting_by_node"} <= indexes
+    assert "live_by_node" not in indexes
 
 
 def query_columns(path: Path, table: str) -> set[str]:

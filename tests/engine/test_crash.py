@@ -1,23 +1,28 @@
 """SIGKILL a real requestor at many points of a task's life; restarted, it finishes the same.
 
-A driver plays the node with :class:`golem_apps.RequestorClient` against
+Drivers play the node with :class:`golem_apps.RequestorClient` against
 ``python -m golem_apps.serve tests.apps.engine_app requestor 0``. When the
-server dies under a call, it restarts it on the same work dir and does what a
-node can: CreateTask again (ALREADY_EXISTS is fine), AbortSubtask a hand-out
-whose reply was lost, Verify again (FAILED_PRECONDITION: recorded already).
+server dies under a call, they restart it on the same work dir and do what a
+node can: CreateTask again (ALREADY_EXISTS is fine), Verify again (it must
+answer a verdict: a retried Verify answers the stored one), and for a
+NextSubtask whose reply was lost either nothing (the node never learned of
+it: the engine hands the part out again as a backup copy) or the same call
+again (it must answer the same assignment). ``GOLEM_APPS_ENGINE_FAULT`` makes
+the server kill itself at an exact point (see ``golem_apps/engine/_faults.py``).
 """
 
 from __future__ import annotations
 
+import os
 import random
 import signal
 import subprocess
 import time
 from collections.abc import Awaitable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 import anyio
 import pytest
@@ -26,6 +31,7 @@ from grpclib.exceptions import GRPCError
 
 from golem_apps import RequestorClient, VerifyResult
 from golem_apps.constants import SUBTASK_INPUTS_DIR, TASK_OUTPUTS_DIR
+from golem_apps.engine._faults import FAULT_ENV
 
 from ..conftest import ROOT
 from .helpers import TASK, query, write_result
@@ -35,17 +41,24 @@ pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 T = TypeVar("T")
 NODE = "node-1"
 PARTS = 12  # plus the app's "base" part, which every third part depends on
+#: Runs of random kills with RPCs in flight; raise it for a longer check by hand.
+CRASH_RUNS = int(os.environ.get("GOLEM_APPS_CRASH_RUNS", "6"))
+
+#: What a node does about a NextSubtask whose reply it never got.
+LostMode = Literal["forget", "retry"]
 
 
 class Server:
     """One ``golem_apps.serve`` requestor subprocess at a time, on one work dir."""
 
-    def __init__(self, python: str, work_dir: Path) -> None:
+    def __init__(self, python: str, work_dir: Path, fault: str = "") -> None:
         self.python = python
         self.work_dir = work_dir
+        self.fault = fault  # GOLEM_APPS_ENGINE_FAULT of the first start only
         self.process: subprocess.Popen[str] | None = None
         self.starts = 0
         self.kills = 0
+        self.serving = anyio.Event()  # set once a start answers, replaced at a kill
 
     async def start(self) -> RequestorClient:
         """Start the server and connect; retried until it answers."""
@@ -55,8 +68,17 @@ class Server:
             log = (self.work_dir.parent / f"serve-{self.starts}.log").open("w")
             command = [self.python, "-m", "golem_apps.serve", "tests.apps.engine_app"]
             command += ["requestor", "0", "--work-dir", str(self.work_dir)]
+            env = {k: v for k, v in os.environ.items() if k != FAULT_ENV}
+            if self.fault and self.starts == 1:
+                env[FAULT_ENV] = self.fault
             popen = partial(
-                subprocess.Popen, command, cwd=ROOT, stdout=subprocess.PIPE, stderr=log, text=True
+                subprocess.Popen,
+                command,
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                text=True,
             )
             self.process = await anyio.to_thread.run_sync(popen)
             log.close()
@@ -65,8 +87,10 @@ class Server:
             if line.startswith("requestor serving on "):
                 port = int(line.rsplit(":", 1)[1])
                 try:
-                    return await RequestorClient.connect("127.0.0.1", port, timeout=10)
-                except (OSError, TimeoutError):
+                    client = await RequestorClient.connect("127.0.0.1", port, timeout=10)
+                    self.serving.set()
+                    return client
+                except Exception:  # killed while connecting: start again
                     if self.alive:
                         raise
             if self.alive:
@@ -77,6 +101,18 @@ class Server:
         """True while the current process runs."""
         return self.process is not None and self.process.poll() is None
 
+    async def died(self) -> bool:
+        """True if the current process is dead or dies within a few seconds (a
+        process that killed itself may still be exiting when its connection drops)."""
+        process = self.process
+        if process is None:
+            return True
+        try:
+            await anyio.to_thread.run_sync(partial(process.wait, timeout=5))
+        except subprocess.TimeoutExpired:
+            return False
+        return True
+
     def kill(self) -> None:
         """SIGKILL the current process (its pipe is closed by the next start or stop)."""
         if self.alive:
@@ -84,6 +120,7 @@ class Server:
             self.process.send_signal(signal.SIGKILL)
             self.process.wait()  # a few milliseconds: dead before anyone checks
             self.kills += 1
+            self.serving = anyio.Event()
 
     def stop(self) -> None:
         """Kill and reap the process."""
@@ -101,70 +138,112 @@ def compute(work_dir: Path, subtask_id: str, text: str, resources: list[str], ba
     write_result(work_dir, subtask_id, ("bad " if bad else "") + text.upper() + shipped)
 
 
-class Driver:
-    """Plays the node: one provider, one subtask at a time, recovering from crashes."""
+@dataclass
+class Fleet:
+    """Plays the node: ``nodes`` providers, each one subtask at a time, all calling at once.
 
-    def __init__(self, server: Server, kill_steps: frozenset[int] = frozenset()) -> None:
-        self.server = server
-        self.work_dir = server.work_dir
-        self.kill_steps = kill_steps
-        self.step = 0
-        self.subtasks = 0
-        self.attempts: dict[str, int] = {}
-        self.verified: set[str] = set()
+    A call that fails because the server died waits for the restart (the first
+    to notice does it) and goes on as a node would.
+    """
 
-    async def rpc_step(self) -> None:
-        # A deterministic kill point: between two calls.
+    server: Server
+    client: RequestorClient
+    parts: int = PARTS
+    nodes: int = 1
+    lost: LostMode = "forget"
+    kill_steps: frozenset[int] = frozenset()
+    step: int = 0
+    subtasks: int = 0
+    busy: int = 0
+    generation: int = 0
+    attempts: dict[str, int] = field(default_factory=dict)
+    verified: set[str] = field(default_factory=set)
+    lost_ids: list[str] = field(default_factory=list)
+    lock: anyio.Lock = field(default_factory=anyio.Lock)
+
+    async def call(self, call: Awaitable[T]) -> T:
+        # A deterministic kill point: before the call.
         self.step += 1
         if self.step in self.kill_steps:
             self.server.kill()
+        return await call
 
-    async def run(self, client: RequestorClient) -> RequestorClient:
+    async def restart(self, generation: int) -> None:
+        """Restart the dead server once per death, whoever notices first."""
+        async with self.lock:
+            if self.generation == generation:
+                self.client.close()
+                self.client = await self.server.start()
+                self.generation += 1
+
+    async def run(self) -> RequestorClient:
         """Drive the task to its end, restarting the server whenever it died; the last client."""
-        created = False
-        lost_handout: str | None = None
-        to_verify: str | None = None
         while True:
+            generation = self.generation
             try:
-                if not created:
-                    await self.rpc_step()
-                    create = client.create_task(TASK, {"parts": PARTS})
-                    await _tolerate(create, Status.ALREADY_EXISTS)
-                    created = True
-                if lost_handout is not None:
-                    await self.rpc_step()
-                    abort = client.abort_subtask(TASK, lost_handout)
-                    await _tolerate(abort, Status.NOT_FOUND, Status.FAILED_PRECONDITION)
-                    lost_handout = None
+                create = self.client.create_task(TASK, {"parts": self.parts})
+                await _tolerate(self.call(create), Status.ALREADY_EXISTS)
+                break
+            except Exception:
+                # Restarted by another provider meanwhile, or dead: go on; else a real error.
+                if self.generation == generation and not await self.server.died():
+                    raise
+                await self.restart(generation)
+        async with anyio.create_task_group() as group:
+            for node in range(self.nodes):
+                group.start_soon(self.node, f"node-{node}")
+        return self.client
+
+    async def node(self, node_id: str) -> None:
+        to_verify: str | None = None
+        retry: str | None = None
+        while True:
+            generation = self.generation
+            client = self.client
+            subtask_id = None
+            try:
                 if to_verify is not None:
-                    await self.rpc_step()
-                    text = to_verify.split("/")[0]
-                    verdict = await _tolerate(
-                        client.verify(TASK, to_verify), Status.FAILED_PRECONDITION
-                    )
-                    if verdict is not None and verdict.result is VerifyResult.SUCCESS:
-                        self.verified.add(text)
+                    verdict = await self.call(client.verify(TASK, to_verify))
+                    if verdict.result is VerifyResult.SUCCESS:
+                        self.verified.add(to_verify.split("/")[0])
                     to_verify = None
-                await self.rpc_step()
-                if not await client.has_pending_subtasks(TASK):
-                    return client
-                self.subtasks += 1
-                lost_handout = subtask_id = f"SUB{self.subtasks}"
-                await self.rpc_step()
-                handed = await client.next_subtask(TASK, subtask_id, NODE)
-                lost_handout = None
-                assert handed is not None, "HasPendingSubtasks said yes, nothing is live"
+                    self.busy -= 1
+                fresh = retry is None
+                if retry is not None:
+                    subtask_id, retry = retry, None
+                else:
+                    if not await self.call(client.has_pending_subtasks(TASK)):
+                        if self.busy == 0:
+                            return  # nobody holds anything and nothing is pending: the end
+                        await anyio.sleep(0.01)
+                        continue
+                    self.subtasks += 1
+                    subtask_id = f"SUB{self.subtasks}"
+                    self.busy += 1
+                handed = await self.call(client.next_subtask(TASK, subtask_id, node_id))
+                if handed is None:
+                    self.busy -= 1
+                    await anyio.sleep(0.01)
+                    continue
                 text = handed.params["text"]
-                assert text not in self.verified, f"part {text} handed out after its success"
+                # (A retried hand-out answers what it did, even if a backup won since.)
+                assert not fresh or text not in self.verified, f"{text} handed out after success"
                 attempt = self.attempts[text] = self.attempts.get(text, 0) + 1
                 bad = attempt == 1 and text[-1:] in "15"  # some first attempts fail verification
-                compute(self.work_dir, subtask_id, text, handed.resources, bad)
+                compute(self.server.work_dir, subtask_id, text, handed.resources, bad)
                 to_verify = subtask_id
             except Exception:
-                if self.server.alive:
+                # Restarted by another provider meanwhile, or dead: go on; else a real error.
+                if self.generation == generation and not await self.server.died():
                     raise
-                client.close()
-                client = await self.server.start()
+                if subtask_id is not None and to_verify is None:
+                    # The NextSubtask died under us: its reply never came.
+                    if self.lost == "retry":
+                        retry = subtask_id
+                    else:
+                        self.lost_ids.append(subtask_id)
+                        self.busy -= 1
+                await self.restart(generation)
 
 
 async def _tolerate(call: Awaitable[T], *statuses: Status) -> T | None:
@@ -188,23 +267,32 @@ class Run:
     outputs: dict[str, bytes]
     kills: int
     seconds: float  # from the first connection to the end
+    lost_ids: list[str]
 
 
 async def drive(
-    python: str, work_dir: Path, kill_steps: frozenset[int], kill_after: list[float]
+    python: str,
+    work_dir: Path,
+    *,
+    kill_steps: frozenset[int] = frozenset(),
+    kill_after: tuple[float, ...] = (),
+    parts: int = PARTS,
+    nodes: int = 1,
+    lost: LostMode = "forget",
+    fault: str = "",
 ) -> Run:
     """Run one task to its end, killing the server at the given steps and times."""
     await anyio.Path(work_dir).mkdir(parents=True)
-    server = Server(python, work_dir)
-    driver = Driver(server, kill_steps)
+    server = Server(python, work_dir, fault)
     try:
-        client = await server.start()
+        fleet = Fleet(server, await server.start(), parts, nodes, lost, kill_steps)
         started = time.monotonic()
         finished = anyio.Event()
 
         async def killer() -> None:
-            # Random kills: each delay counts from the moment the previous one fired.
+            # Random kills: each delay counts from the moment the server serves again.
             for delay in kill_after:
+                await server.serving.wait()
                 with anyio.move_on_after(delay):
                     await finished.wait()
                 if finished.is_set():
@@ -215,44 +303,106 @@ async def drive(
             group.start_soon(killer)
             try:
                 with anyio.fail_after(120):
-                    client = await driver.run(client)
+                    client = await fleet.run()
                 client.close()
             finally:
                 finished.set()
+                group.cancel_scope.cancel()  # the killer may wait for a start that never comes
         # Nothing left dangling, every part succeeded exactly once, the task is finished.
-        assert query(work_dir, "SELECT count(*) FROM subtasks WHERE state = 'computing'") == [(0,)]
+        live = "SELECT count(*) FROM subtasks WHERE state IN ('computing', 'standby')"
+        assert query(work_dir, live) == [(0,)]
         wins = query(
             work_dir, "SELECT part, count(*) FROM subtasks WHERE state = 'success' GROUP BY part"
         )
-        assert wins == [(part, 1) for part in range(PARTS + 1)]
+        assert wins == [(part, 1) for part in range(parts + 1)]
         assert query(work_dir, "SELECT state FROM tasks") == [("finished",)]
-        return Run(outputs(work_dir), server.kills, time.monotonic() - started)
+        return Run(outputs(work_dir), server.kills, time.monotonic() - started, fleet.lost_ids)
     finally:
         server.stop()
 
 
-async def test_sigkill_at_any_point_leaves_the_same_outputs(python: str, tmp_path: Path) -> None:
-    reference = await drive(python, tmp_path / "reference", frozenset(), [])
+@pytest.fixture
+async def reference(python: str, tmp_path: Path) -> Run:
+    """An uninterrupted run's outputs."""
+    run = await drive(python, tmp_path / "reference")
     # 13 parts, each in task_outputs under its part name; the dependents carry base's result.
-    assert len(reference.outputs) == PARTS + 1
-    assert reference.outputs["p0-result.txt"] == b"T0+BASE"
-    assert reference.outputs["p1-result.txt"] == b"T1"
+    assert len(run.outputs) == PARTS + 1
+    assert run.outputs["p0-result.txt"] == b"T0+BASE"
+    assert run.outputs["p1-result.txt"] == b"T1"
+    return run
 
+
+async def test_sigkill_between_calls_leaves_the_same_outputs(
+    python: str, tmp_path: Path, reference: Run
+) -> None:
     # Kill points between calls: after CreateTask, between NextSubtask and
     # Verify, around the first success, before the last calls.
-    points = await drive(python, tmp_path / "points", frozenset({2, 3, 5, 6, 8, 20, 40, 55}), [])
-    assert points.outputs == reference.outputs
-    assert points.kills >= 5
+    steps = frozenset({2, 3, 5, 6, 8, 20, 40, 55})
+    for lost in ("forget", "retry"):
+        points = await drive(python, tmp_path / lost, kill_steps=steps, lost=lost)
+        assert points.outputs == reference.outputs
+        assert points.kills >= 5
 
-    # Random kills, mid-call included (a merge, a commit, a file copy...).
-    rng = random.Random(20261127)
+
+@pytest.mark.parametrize("lost", ["forget", "retry"])
+async def test_a_hand_out_lost_after_its_commit_is_recovered(
+    python: str, tmp_path: Path, reference: Run, lost: LostMode
+) -> None:
+    # The server dies after committing the 2nd hand-out (p0's), before writing its reply.
+    run = await drive(python, tmp_path / "work", fault="handed_out:2", lost=lost)
+    assert run.outputs == reference.outputs
+    work_dir = tmp_path / "work"
+    lost_id = "SUB2"
+    if lost == "forget":
+        # The node never learned of SUB2: once nothing else was pending, its part went
+        # to a backup copy, which won; SUB2 is not used.
+        assert run.lost_ids == [lost_id]
+        assert query(work_dir, "SELECT state FROM subtasks WHERE id = ?", lost_id) == [
+            ("superseded",)
+        ]
+        backups = query(work_dir, "SELECT id, state FROM subtasks WHERE copy_of = ?", lost_id)
+        [(issued,)] = query(work_dir, "SELECT count(*) FROM subtasks")
+        assert backups == [(f"SUB{issued}", "success")]  # handed out last
+    else:
+        # The same NextSubtask again: the same assignment, no backup copy needed.
+        assert query(work_dir, "SELECT state FROM subtasks WHERE id = ?", lost_id) == [("success",)]
+        assert query(work_dir, "SELECT count(*) FROM subtasks WHERE copy_of IS NOT NULL") == [(0,)]
+
+
+@pytest.mark.parametrize("point", ["merge_start", "merge_end"])
+async def test_a_verify_killed_in_its_merge_answers_success_when_retried(
+    python: str, tmp_path: Path, reference: Run, point: str
+) -> None:
+    # The last Verify dies in the merge (before it, or after it is recorded); the
+    # retried Verify answers SUCCESS with the outputs in place.
+    run = await drive(python, tmp_path / "work", fault=f"{point}:1")
+    assert run.outputs == reference.outputs
+    # Every Verify answered a verdict (Fleet raises on any error): the retry included.
+    assert query(tmp_path / "work", "SELECT count(*) FROM subtasks WHERE state = 'success'") == [
+        (PARTS + 1,)
+    ]
+
+
+async def test_random_sigkills_with_rpcs_in_flight_leave_the_same_outputs(
+    python: str, tmp_path: Path
+) -> None:
+    # Three providers calling at once; kills at random moments (mid-call, mid-merge,
+    # mid-commit...). GOLEM_APPS_CRASH_RUNS sets the number of runs.
+    parts = 4 * PARTS
+    reference = await drive(python, tmp_path / "reference", parts=parts, nodes=3)
+    rng = random.Random(20261201)
     kills = 0
-    for run in range(6):
-        delays = [rng.uniform(0.0, reference.seconds / 2) for _ in range(3)]
-        result = await drive(python, tmp_path / f"random-{run}", frozenset(), delays)
+    for run in range(CRASH_RUNS):
+        # Each delay counts from the moment the server serves again.
+        delays = tuple(rng.uniform(0.0, reference.seconds / 2) for _ in range(4))
+        lost: LostMode = "retry" if run % 2 else "forget"
+        result = await drive(
+            python, tmp_path / f"run-{run}", kill_after=delays, parts=parts, nodes=3, lost=lost
+        )
         assert result.outputs == reference.outputs, f"run {run}, kills after {delays}"
         kills += result.kills
-    assert kills >= 10  # most random kills land before the task ends
+    print(f"{CRASH_RUNS} runs, {kills} kills")
+    assert kills >= CRASH_RUNS  # most random kills land before the task ends
 
 
 async def _create_big(client: RequestorClient, server: Server) -> None:

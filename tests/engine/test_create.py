@@ -125,10 +125,16 @@ async def test_state_survives_a_restart(work_dir: Path) -> None:
         # s1 is still out (not handed again), s0 is done, the one failure is counted.
         assert not await engine.has_pending_subtasks(TASK)
     async with engine_on(work_dir) as engine:
-        handed = [await engine.next_subtask(TASK, f"r{n}", f"m{n}") for n in range(3)]
-        assert [h.params if h else None for h in handed] == [{"n": 2}, {"n": 3}, None]
+        # The ready parts first; then s1, which its node may never have received, is
+        # handed out again as a backup copy; then nothing.
+        handed = [await engine.next_subtask(TASK, f"r{n}", f"m{n}") for n in range(4)]
+        assert [h.params if h else None for h in handed] == [{"n": 2}, {"n": 3}, {"n": 1}, None]
+        # s1's result comes after all: the first verified of the two wins.
         write_result(work_dir, "s1", "one")
         assert (await engine.verify(TASK, "s1")).result is VerifyResult.SUCCESS
+        write_result(work_dir, "r2", "one again")
+        late = await engine.verify(TASK, "r2")
+        assert late.result is VerifyResult.SUCCESS and "not used" in late.reason
 
 
 async def test_a_task_half_created_at_a_crash_is_forgotten(work_dir: Path) -> None:

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from golem_apps import EngineError, SubtaskNotFound, VerifyResult, WrongState
+from golem_apps import AlreadyExists, EngineError, SubtaskNotFound, VerifyResult, WrongState
 from golem_apps.constants import SUBTASK_OUTPUTS_DIR
 from golem_apps.engine import Engine, Hooks, open_engine
 from golem_apps.engine._db import DB_NAME
@@ -36,6 +36,8 @@ operations = st.lists(
         st.tuples(st.just("cycle"), st.integers(0, NODES - 1)),
         st.tuples(st.just("next"), st.integers(0, NODES - 1)),
         st.tuples(st.just("next"), st.integers(0, NODES - 1)),
+        # The same NextSubtask again (its reply was lost).
+        st.tuples(st.just("next_again"), subtask_ref),
         st.tuples(st.just("verify"), st.just(0), contents),
         st.tuples(st.just("verify"), subtask_ref, contents),
         st.tuples(st.just("verify_missing"), subtask_ref),
@@ -61,6 +63,9 @@ class Snapshot:
             self.parts = {row[0]: row[1:] for row in parts}
             subtasks = conn.execute("SELECT id, part, node, state FROM subtasks")
             self.subtasks = {row[0]: row[1:] for row in subtasks}
+            # Hand-outs a restart may have lost (no backup copy yet).
+            lost = conn.execute("SELECT id FROM subtasks WHERE lost = 1 AND state = 'computing'")
+            self.lost = {row[0] for row in lost}
             self.deps = conn.execute("SELECT part, dep FROM deps").fetchall()
         finally:
             conn.close()
@@ -72,11 +77,21 @@ class Snapshot:
         return sorted(i for i in self.parts if self.status(i) == "ready")
 
     def node_busy(self, node: str) -> bool:
-        return any(n == node and s == "computing" for _, n, s in self.subtasks.values())
+        """The node holds a live subtask (one a restart may have lost does not count)."""
+        return any(
+            n == node and s == "computing" and sid not in self.lost
+            for sid, (_, n, s) in self.subtasks.items()
+        )
 
     def pending(self) -> bool:
         state, failures, _, _ = self.task
-        return state == "active" and failures <= MAX_RETRIES and bool(self.ready())
+        due = bool(self.ready()) or bool(self.lost)
+        return state == "active" and failures <= MAX_RETRIES and due
+
+    def next_part(self) -> int:
+        """The part NextSubtask hands out: the first ready one, else a lost hand-out's."""
+        ready = self.ready()
+        return ready[0] if ready else min(self.subtasks[sid][0] for sid in self.lost)
 
 
 def check_invariants(snap: Snapshot) -> None:
@@ -91,11 +106,18 @@ def check_invariants(snap: Snapshot) -> None:
         assert (status == "blocked") == (waiting > 0)
         live = [sid for sid, (p, _, s) in snap.subtasks.items() if p == index and s == "computing"]
         won = [sid for sid, (p, _, s) in snap.subtasks.items() if p == index and s == "success"]
-        # At most one live subtask per part, at most one result, and the part knows which.
+        standby = [sid for sid, (p, _, s) in snap.subtasks.items() if p == index and s == "standby"]
+        # At most one live subtask per part, at most one result, and the part knows which;
+        # a hand-out on standby has its backup copy live.
         assert live == ([subtask] if status == "computing" else [])
         assert won == ([subtask] if status == "done" else [])
+        assert not standby or live
     for node in {n for _, n, _ in snap.subtasks.values()}:
-        live = [sid for sid, (_, n, s) in snap.subtasks.items() if n == node and s == "computing"]
+        live = [
+            sid
+            for sid, (_, n, s) in snap.subtasks.items()
+            if n == node and s == "computing" and sid not in snap.lost
+        ]
         assert len(live) <= 1
     assert state in ("active", "finished", "aborted")
     assert (state == "finished") <= (done == total)
@@ -106,6 +128,9 @@ async def run(work_dir: Path, ops: list[tuple[Any, ...]]) -> None:
     hooks = Hooks(verify=verdict_from_content, max_retries=MAX_RETRIES)
     issued: list[str] = []
     contents: dict[str, str] = {}
+    # subtask id -> (node, params handed out); subtask id -> its first verdict
+    assignments: dict[str, tuple[str, dict[str, Any]]] = {}
+    verdicts: dict[str, VerifyResult] = {}
 
     def pick(ref: int) -> str:
         return issued[-1 - ref % len(issued)] if issued else "ghost"
@@ -122,7 +147,7 @@ async def run(work_dir: Path, ops: list[tuple[Any, ...]]) -> None:
             kind = op[0]
             if kind == "discard":
                 named = [pick(ref) for ref in op[1]]
-            elif kind in ("verify", "verify_missing", "abort_subtask"):
+            elif kind in ("verify", "verify_missing", "abort_subtask", "next_again"):
                 named = [pick(op[1])]
             else:
                 named = []
@@ -136,25 +161,57 @@ async def run(work_dir: Path, ops: list[tuple[Any, ...]]) -> None:
                         assert not before.pending() or before.node_busy(node)
                     else:
                         assert before.pending() and not before.node_busy(node)
-                        first = before.ready()[0]
-                        assert handed.params == {"p": before.parts[first][0]}
+                        assert handed.params == {"p": before.parts[before.next_part()][0]}
+                        assignments[subtask_id] = (node, handed.params)
+                elif kind == "next_again":
+                    subtask_id = pick(op[1])
+                    if subtask_id not in assignments:
+                        continue  # no hand-out to retry
+                    node, params = assignments[subtask_id]
+                    part, _, state = before.subtasks[subtask_id]
+                    deps_done = all(
+                        before.status(dep) == "done" for p, dep in before.deps if p == part
+                    )
+                    # The same answer, even after a verdict, unless the subtask was
+                    # aborted or discarded (or its inputs are gone); another node's call
+                    # with that id is a new request.
+                    if state in ("aborted", "discarded") or not deps_done:
+                        with pytest.raises(AlreadyExists):
+                            await engine.next_subtask(TASK, subtask_id, node)
+                    else:
+                        again = await engine.next_subtask(TASK, subtask_id, node)
+                        assert again is not None and again.params == params
+                    with pytest.raises(AlreadyExists):
+                        await engine.next_subtask(TASK, subtask_id, f"{node}-other")
                 elif kind in ("verify", "verify_missing"):
                     subtask_id = pick(op[1])
                     known = before.subtasks.get(subtask_id)
+                    live = known is not None and known[2] in ("computing", "standby")
                     # A node puts results only for subtasks it computes.
-                    if kind == "verify" and (known is None or known[2] == "computing"):
+                    if kind == "verify" and (known is None or live):
                         content = op[2] + subtask_id
                         write_result(work_dir, subtask_id, content)
                         contents[subtask_id] = content
-                    if kind == "verify_missing" and known is not None and known[2] == "computing":
+                    if kind == "verify_missing" and live:
                         shutil.rmtree(work_dir / TASK / SUBTASK_OUTPUTS_DIR / subtask_id, True)
                     verdict = await engine.verify(TASK, subtask_id)
-                    assert before.subtasks[subtask_id][2] == "computing"
-                    if kind == "verify_missing":
-                        assert verdict.result is VerifyResult.FAILURE
+                    state = before.subtasks[subtask_id][2]
+                    if state == "superseded":
+                        # Its other copy was verified first: not used, not counted.
+                        assert verdict.result is VerifyResult.SUCCESS
+                        assert verdict.reason.startswith("not used")
+                    elif state in ("success", "failure"):
+                        # A retry: the verdict answered before.
+                        assert verdict.result == verdicts[subtask_id]
                     else:
-                        expected = {"S": 0, "F": 1, "A": 2, "I": 3}.get(op[2][:1], 1)
-                        assert verdict.result == expected
+                        assert state in ("computing", "standby")
+                        if kind == "verify_missing":
+                            assert verdict.result is VerifyResult.FAILURE
+                        else:
+                            expected = {"S": 0, "F": 1, "A": 2, "I": 3}.get(op[2][:1], 1)
+                            assert verdict.result == expected
+                        if verdict.result is not VerifyResult.AWAITING_DATA:
+                            verdicts[subtask_id] = verdict.result
                 elif kind == "discard":
                     ids = [pick(ref) for ref in op[1]]
                     discarded = await engine.discard_subtasks(TASK, ids)
@@ -185,7 +242,10 @@ async def run(work_dir: Path, ops: list[tuple[Any, ...]]) -> None:
                     assert before.task[0] == "finished"
                 else:
                     assert kind in ("verify", "verify_missing", "abort_subtask")
-                    assert before.subtasks[named[0]][2] != "computing"
+                    state = before.subtasks[named[0]][2]
+                    assert state not in ("computing", "standby")
+                    if kind != "abort_subtask":
+                        assert state in ("aborted", "discarded")
             except EngineError as exc:
                 raise AssertionError(f"{kind}: unexpected {exc!r}") from exc
             after = Snapshot(work_dir)

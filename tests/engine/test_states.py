@@ -62,13 +62,16 @@ async def test_empty_reply_while_the_node_holds_a_live_subtask(work_dir: Path) -
 async def test_duplicate_subtask_id_is_refused_naming_it(work_dir: Path) -> None:
     async with engine_on(work_dir) as engine:
         await create(engine, work_dir, THREE)
-        await engine.next_subtask(TASK, "dup", "node-a")
+        first = await engine.next_subtask(TASK, "dup", "node-a")
         with pytest.raises(AlreadyExists, match="'dup'"):
             await engine.next_subtask(TASK, "dup", "node-b")
         write_result(work_dir, "dup", "done")
         await engine.verify(TASK, "dup")
         with pytest.raises(AlreadyExists, match="'dup'"):
-            await engine.next_subtask(TASK, "dup", "node-a")
+            await engine.next_subtask(TASK, "dup", "node-b")
+        # The same node's call with that id is a retry: the same answer, nothing new.
+        assert await engine.next_subtask(TASK, "dup", "node-a") == first
+        assert (await engine.task_status(TASK)).parts["done"] == 1
 
 
 async def test_duplicate_task_id_is_refused(work_dir: Path) -> None:
@@ -169,14 +172,20 @@ async def test_awaiting_data_keeps_the_subtask_computing(work_dir: Path) -> None
         assert (await engine.verify(TASK, "s1")).result is VerifyResult.SUCCESS
 
 
-async def test_verify_twice_is_wrong_state(work_dir: Path) -> None:
+async def test_verify_retried_answers_the_same_verdict(work_dir: Path) -> None:
     async with engine_on(work_dir) as engine:
         await create(engine, work_dir, THREE)
         await engine.next_subtask(TASK, "s1", "node")
         write_result(work_dir, "s1", "x")
-        await engine.verify(TASK, "s1")
-        with pytest.raises(WrongState, match=r"'s1'.*success"):
-            await engine.verify(TASK, "s1")
+        first = await engine.verify(TASK, "s1")
+        assert first.result is VerifyResult.SUCCESS
+        assert await engine.verify(TASK, "s1") == first  # a retry, not a new verification
+        await engine.next_subtask(TASK, "s2", "node")
+        write_result(work_dir, "s2", "")
+        failed = await engine.verify(TASK, "s2")
+        assert failed.result is VerifyResult.FAILURE and "empty" in failed.reason
+        assert await engine.verify(TASK, "s2") == failed
+        assert (await engine.task_status(TASK)).failures == 1  # counted once
 
 
 async def test_a_hook_returning_a_bool_or_raising(work_dir: Path) -> None:

@@ -6,7 +6,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,16 @@ from golem_apps import (
 requestor = Requestor("hardening", image="golem/hardening", tag="1.0")
 provider = Provider()
 async_provider = Provider()
+#: The async compute again, in an app with a lifespan: the lifespan's exit runs on
+#: the app's loop, which a loop-blocking compute never gives back.
+lifespan_provider = Provider()
+
+
+@lifespan_provider.lifespan
+async def lifespan(app: Provider) -> AsyncIterator[None]:
+    """Nothing to set up: its exit is what matters."""
+    yield
+
 
 #: Released by tests (and at exit) to let hanging handlers return.
 RELEASE = threading.Event()
@@ -80,6 +90,9 @@ async def async_compute(ctx: ComputeContext) -> Path | str:
     out = ctx.subtask_dir / "result.txt"
     out.write_text(f"result {ctx.subtask_id}")
     return out
+
+
+lifespan_provider.add_compute(async_compute)
 
 
 @provider.compute

@@ -77,6 +77,10 @@ class TaskModel:
     #: subtask id -> computing | success | failure | aborted | discarded
     subtasks: dict[str, str] = field(default_factory=dict)
     results: set[str] = field(default_factory=set)  # subtasks with a non-empty result file
+    #: subtask id -> (node id, params JSON) of its hand-out
+    handed: dict[str, tuple[str, str]] = field(default_factory=dict)
+    #: subtask id -> the verdict Verify answered
+    verdicts: dict[str, int] = field(default_factory=dict)
 
     def holding(self) -> int:
         """Parts held by subtasks: computing or verified."""
@@ -228,11 +232,26 @@ class RequestorFuzz(RuleBasedStateMachine):
         if self.expect_id_errors(status, task_id, subtask_id, task_id=task_id):
             return
         model = self.tasks[task_id]
+        known = model.handed.get(subtask_id)
+        if known is not None and not model.aborted:
+            # The same node's call again is a retry (the same answer, unless the subtask
+            # was aborted or discarded); another node's is refused.
+            again = known[0] == node and model.subtasks[subtask_id] not in (
+                "aborted",
+                "discarded",
+            )
+            if again:
+                assert status is Status.OK and reply is not None and reply.is_set("subtask")
+                assert reply.subtask.subtask_params_json == known[1], "a retry answered anew"
+            else:
+                assert status is Status.ALREADY_EXISTS, (subtask_id, status)
+            return
         if reply is None or not reply.is_set("subtask"):
             return
         assert not model.aborted, "an aborted task handed out a subtask"
         assert subtask_id not in model.subtasks, "a subtask id was handed out twice"
         model.subtasks[subtask_id] = "computing"
+        model.handed[subtask_id] = (node, reply.subtask.subtask_params_json)
         assert model.holding() <= model.parts, "more parts handed out than the task has"
         assert json.loads(reply.subtask.subtask_params_json)["index"] in range(model.parts)
 
@@ -267,10 +286,16 @@ class RequestorFuzz(RuleBasedStateMachine):
             return
         model = self.tasks[task_id]
         state = model.subtasks.get(subtask_id)
+        if state in ("success", "failure") and not model.aborted:
+            # A retry: the verdict answered before.
+            assert status is Status.OK and reply is not None, (state, status)
+            assert reply.result == model.verdicts[subtask_id], "a retried Verify answered anew"
+            return
         if state != "computing" or model.aborted:
             assert status is not Status.OK, f"Verify of a {state} subtask answered OK"
             return
         assert status is Status.OK and reply is not None
+        model.verdicts[subtask_id] = reply.result
         if reply.result == api.VerifyReplyVerifyResult.SUCCESS:
             assert subtask_id in model.results, "an empty or missing result was accepted"
             model.subtasks[subtask_id] = "success"
@@ -332,6 +357,7 @@ class RequestorFuzz(RuleBasedStateMachine):
             assert status is Status.OK
             if next_reply is not None and next_reply.is_set("subtask"):
                 model.subtasks[subtask_id] = "computing"
+                model.handed[subtask_id] = ("", next_reply.subtask.subtask_params_json)
 
     @rule(data=st.data())
     def abort_task(self, data: st.DataObject) -> None:

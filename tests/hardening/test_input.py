@@ -11,6 +11,10 @@ from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
 from golem_apps import ProviderClient, serve_provider
+from golem_apps._taskstatus import STATUS_FILE
+from golem_apps._validate import RESERVED_NAMES
+from golem_apps.engine._db import DB_NAME
+from golem_apps.engine._files import MERGE_TMP_DIR
 from golem_apps.proto import golem_task_api as api
 
 from . import apps
@@ -40,7 +44,26 @@ async def expect_invalid(call: Any, field: str) -> str:
     return info.value.message or ""
 
 
-@pytest.mark.parametrize("bad", BAD_IDS, ids=repr)
+#: Names of a task dir's (or the work dir's) own folders and files.
+RESERVED_IDS = [
+    "task_inputs",
+    "subtask_inputs",
+    "task_outputs",
+    "subtask_outputs",
+    STATUS_FILE,
+    DB_NAME,
+    MERGE_TMP_DIR,
+    "task_api_server_key.pem",
+    ".hidden",
+]
+
+
+def test_reserved_names_cover_the_files_golem_apps_writes() -> None:
+    assert STATUS_FILE in RESERVED_NAMES
+    assert DB_NAME.startswith(".") and MERGE_TMP_DIR.startswith(".")  # refused as dot files
+
+
+@pytest.mark.parametrize("bad", BAD_IDS + RESERVED_IDS, ids=repr)
 async def test_bad_ids_are_refused_naming_the_field(tmp_path: Path, bad: str) -> None:
     work = tmp_path / "work"
     work.mkdir()
@@ -165,7 +188,10 @@ async def test_compute_result_outside_the_task_dir_fails(tmp_path: Path, how: st
     assert "outside the task dir" in (error.message or "")
 
 
-@pytest.mark.parametrize(("task_id", "subtask_id"), [("t", "../up"), ("..", "s"), ("/abs", "s")])
+@pytest.mark.parametrize(
+    ("task_id", "subtask_id"),
+    [("t", "../up"), ("..", "s"), ("/abs", "s"), *(("t", name) for name in RESERVED_IDS)],
+)
 async def test_compute_bad_ids(tmp_path: Path, task_id: str, subtask_id: str) -> None:
     work = tmp_path / "task"
     work.mkdir()

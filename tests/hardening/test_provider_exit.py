@@ -1,5 +1,7 @@
-"""A provider process always exits in bounded time and leaves no child process behind:
-Shutdown during Compute, SIGTERM, and a sync compute that ignores its cancellation flag."""
+"""A provider process exits within 2 s of Shutdown or SIGTERM and leaves no child process
+behind: whatever its compute does (ignores its cancellation flag, swallows its cancellation,
+blocks its event loop), Shutdown is answered; only a lifespan that cannot end needs the
+hard deadline."""
 
 from __future__ import annotations
 
@@ -83,13 +85,14 @@ def descendants(pid: int) -> list[int]:
         return []
 
 
-async def run_case(python: str, tmp_path: Path, mode: str, stop: str) -> None:
+#: Where the time from Shutdown (or SIGTERM) to the exit must stay, hard deadline included.
+EXIT_WITHIN = 2.0
+
+
+async def run_case(python: str, tmp_path: Path, app: str, mode: str, stop: str) -> None:
     work = tmp_path / "task"
     work.mkdir()
-    app = "tests.hardening.apps"
-    if mode in ("stubborn_async", "block_loop"):
-        app += ":async_provider"
-    with provider_process(python, work, app) as proc:
+    with provider_process(python, work, f"tests.hardening.apps:{app}") as proc:
         line = await read_line(proc, "provider serving on ")
         port = int(line.rsplit(":", 1)[1])
         client = await ProviderClient.connect("127.0.0.1", port, timeout=15)
@@ -113,14 +116,23 @@ async def run_case(python: str, tmp_path: Path, mode: str, stop: str) -> None:
             if stop == "shutdown":
                 shutdown = await ProviderClient.connect("127.0.0.1", port, timeout=15)
                 async with shutdown:
-                    await shutdown.shutdown()
+                    stopped = time.monotonic()
+                    with anyio.fail_after(EXIT_WITHIN):  # answered, the app's loop blocked or not
+                        await shutdown.shutdown()
             else:
+                stopped = time.monotonic()
                 proc.send_signal(signal.SIGTERM)
-            code, took = await wait_exit(proc)
-            print(f"{mode}/{stop}: exit {code} after {took:.2f} s")
+            code, _ = await wait_exit(proc)
+            took = time.monotonic() - stopped
+            print(f"{app}/{mode}/{stop}: exit {code} after {took:.2f} s")
         client.close()
         assert code != 0, "a cancelled computation must exit non-zero"
+        assert took < EXIT_WITHIN, f"exited {took:.2f} s after {stop}"
         assert outcome and not isinstance(outcome[0], str), outcome
+        assert proc.stderr is not None
+        hard_exit = "did not stop within" in proc.stderr.read()
+        # Only a lifespan whose exit cannot run (its loop blocked) needs the hard deadline.
+        assert hard_exit == (app == "lifespan_provider"), f"hard exit: {hard_exit}"
         with anyio.fail_after(5):
             while any(alive(pid) for pid in kids):
                 await anyio.sleep(0.05)
@@ -128,18 +140,18 @@ async def run_case(python: str, tmp_path: Path, mode: str, stop: str) -> None:
 
 
 CASES = [
-    (mode, stop)
-    for mode in ("cooperative", "ignore_cancel", "children", "stubborn_async", "block_loop")
-    for stop in ("shutdown", "sigterm")
-    if (mode, stop) != ("block_loop", "shutdown")  # a blocked loop cannot answer an RPC
+    *(("provider", mode) for mode in ("cooperative", "ignore_cancel", "children")),
+    *(("async_provider", mode) for mode in ("stubborn_async", "block_loop")),
+    ("lifespan_provider", "block_loop"),
 ]
 
 
-@pytest.mark.parametrize(("mode", "stop"), CASES)
+@pytest.mark.parametrize("stop", ["shutdown", "sigterm"])
+@pytest.mark.parametrize(("app", "mode"), CASES)
 async def test_provider_exits_and_leaves_no_children(
-    python: str, tmp_path: Path, mode: str, stop: str
+    python: str, tmp_path: Path, app: str, mode: str, stop: str
 ) -> None:
-    await run_case(python, tmp_path, mode, stop)
+    await run_case(python, tmp_path, app, mode, stop)
 
 
 async def test_sigterm_while_idle_exits(python: str, tmp_path: Path) -> None:

@@ -3,6 +3,7 @@ dropped, and the server keeps serving others (Health SERVING, a real call works)
 
 from __future__ import annotations
 
+import logging
 import struct
 from pathlib import Path
 
@@ -15,8 +16,9 @@ from grpclib.client import Channel
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
-from golem_apps import serve_provider
+from golem_apps import ProviderClient, serve_provider
 from golem_apps.proto import golem_task_api as api
+from golem_apps.server._progress import WATCH_PATH
 
 from . import apps
 from .helpers import Live, live_requestor
@@ -210,8 +212,90 @@ async def test_garbage_mid_call_drops_only_that_connection(work_dir: Path) -> No
         await still_serving(live, "after-mid-call")
 
 
-async def test_provider_keeps_its_one_request_after_a_refused_one(tmp_path: Path) -> None:
-    """An oversized or garbage Compute is refused without using up the one-shot provider."""
+async def raw_call(port: int, path: str, body: bytes) -> str | None:
+    """One call sending ``body`` as the whole request stream; its grpc-status."""
+    raw = await RawH2.open(port)
+    try:
+        headers = grpc_headers(port)
+        headers[2] = (":path", path)
+        raw.conn.send_headers(1, headers)
+        raw.conn.send_data(1, body, end_stream=True)
+        await raw.flush()
+        return await raw.grpc_status(1)
+    finally:
+        await raw.aclose()
+
+
+def no_traceback(records: list[logging.LogRecord]) -> None:
+    bad = [r for r in records if r.exc_info or r.levelno >= logging.ERROR]
+    assert not bad, [r.getMessage() for r in bad]
+
+
+SHORT_BODIES = [b"\x00", b"\x00\x00", b"\x00\x00\x00", b"\x00\x00\x00\x00", b"\x01\xff"]
+
+
+@pytest.mark.parametrize("body", SHORT_BODIES, ids=lambda b: f"{len(b)}-bytes")
+async def test_body_shorter_than_the_prefix_is_invalid_argument(
+    work_dir: Path, body: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    """1 to 4 bytes, less than gRPC's 5-byte message prefix, on the requestor's RPCs and Health."""
+    async with live_requestor(apps.requestor, work_dir) as live:
+        port = live.server.port
+        for path in (
+            "/golem_task_api.RequestorApp/CreateTask",
+            "/golem_task_api.RequestorApp/Shutdown",
+            "/grpc.health.v1.Health/Check",
+        ):
+            assert await raw_call(port, path, body) == str(Status.INVALID_ARGUMENT.value), path
+        assert not live.server.shutdown_requested  # an unreadable Shutdown is no Shutdown
+        await still_serving(live, "after-short")
+    no_traceback(caplog.records)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        *SHORT_BODIES,
+        b"",  # no message at all
+        struct.pack(">?I", False, 3) + b"\x0a\x03\xff\xfe\xfd",  # task_id not UTF-8
+        struct.pack(">?I", False, 100) + b"\x0a\x01a",  # truncated message
+    ],
+    ids=lambda b: f"{len(b)}-bytes",
+)
+async def test_provider_ends_after_an_unreadable_compute(
+    tmp_path: Path, body: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An unreadable Compute is the provider's one request, failed: INVALID_ARGUMENT, exit 1."""
+    work = tmp_path / "task"
+    work.mkdir()
+    async with serve_provider(apps.provider, work_dir=work, port=0) as server:
+        status = await raw_call(server.port, "/golem_task_api.ProviderApp/Compute", body)
+        assert status == str(Status.INVALID_ARGUMENT.value)
+        with anyio.fail_after(10):
+            assert await server.wait() == 1
+    assert list(work.iterdir()) == []
+    no_traceback(caplog.records)
+
+
+@pytest.mark.parametrize("path", ["/grpc.health.v1.Health/Check", WATCH_PATH])
+async def test_provider_keeps_waiting_after_an_unreadable_side_call(
+    tmp_path: Path, path: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Health and progress calls are not the provider's request: refused, it still serves."""
+    work = tmp_path / "task"
+    work.mkdir()
+    async with serve_provider(apps.provider, work_dir=work, port=0) as server:
+        for body in SHORT_BODIES:
+            assert await raw_call(server.port, path, body) == str(Status.INVALID_ARGUMENT.value)
+        client = await ProviderClient.connect("127.0.0.1", server.port, timeout=10)
+        async with client:
+            assert await client.compute("t", "s", {}) == "s/result.txt"
+        assert await server.wait() == 0
+    no_traceback(caplog.records)
+
+
+async def test_oversized_compute_ends_the_provider_as_failed(tmp_path: Path) -> None:
+    """RESOURCE_EXHAUSTED before the body is read; the provider's request has failed."""
     work = tmp_path / "task"
     work.mkdir()
     async with serve_provider(apps.provider, work_dir=work, port=0) as server:
@@ -222,22 +306,7 @@ async def test_provider_keeps_its_one_request_after_a_refused_one(tmp_path: Path
             with pytest.raises(GRPCError) as info:
                 await stub.compute(big, timeout=30)
             assert info.value.status is Status.RESOURCE_EXHAUSTED
-            raw = await RawH2.open(server.port)
-            try:
-                headers = grpc_headers(server.port, "Compute")
-                headers[2] = (":path", "/golem_task_api.ProviderApp/Compute")
-                raw.conn.send_headers(1, headers)
-                body = b"\x0a\x03\xff\xfe\xfd"
-                raw.conn.send_data(1, struct.pack(">?I", False, len(body)) + body, end_stream=True)
-                await raw.flush()
-                assert await raw.grpc_status(1) == str(Status.INVALID_ARGUMENT.value)
-            finally:
-                await raw.aclose()
-            with anyio.move_on_after(0.5) as waiting:
-                await server.wait()
-            assert waiting.cancelled_caught, "the refused requests ended the provider"
-            reply = await stub.compute(api.ComputeRequest(task_id="t", subtask_id="s"), timeout=30)
-            assert reply.output_filepath == "s/result.txt"
         finally:
             channel.close()
-        assert await server.wait() == 0
+        with anyio.fail_after(10):
+            assert await server.wait() == 1

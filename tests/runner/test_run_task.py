@@ -483,3 +483,43 @@ async def test_a_provider_exiting_non_zero_after_compute_failed(
     monkeypatch.setenv("RUNNER_APP_FAIL_EXIT", "1")
     with pytest.raises(TaskFailed, match="provider exited with code 1 after Compute"):
         await run_task(APP, params=parts({"text": "x"}), max_attempts=1, work_dir=tmp_path)
+
+
+class StatusRecorder(Reporter):
+    """Keeps the statuses the runner passes on, and the counts the bar would show."""
+
+    def __init__(self) -> None:
+        self.statuses: list[Any] = []
+        self.counts: list[str] = []
+        self.stats = Stats()
+
+    def start(self, stats: Stats, task_id: str, work_dir: str) -> None:
+        self.stats = stats
+
+    def status(self, status: Any) -> None:
+        self.statuses.append(status)
+        self.counts.append(self.stats.counts())
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("in_process", [True, False])
+async def test_the_status_comes_over_the_wire_never_from_the_status_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, in_process: bool
+) -> None:
+    # No status.json at all (in-process; a child's engine writes one, which nobody reads).
+    monkeypatch.setattr("golem_apps.engine._sqlite.write_task_status", lambda *args: None)
+    recorder = StatusRecorder()
+    result = await run_task(
+        APP,
+        params=parts(*({"name": f"p{i}", "text": f"t{i}"} for i in range(4))),
+        providers=2,
+        in_process=in_process,
+        work_dir=tmp_path / "work",
+        reporter=recorder,
+    )
+    assert result.status is not None and result.status.state == "finished"
+    assert result.status.parts["total"] == result.status.parts["done"] == 4
+    assert recorder.statuses and all(s.parts["total"] == 4 for s in recorder.statuses)
+    assert recorder.counts[0].endswith("/4") and recorder.counts[-1] == "4/4"
+    if in_process:
+        assert not list((tmp_path / "work").rglob("status.json"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 from pathlib import Path
 
 import anyio
@@ -44,12 +45,17 @@ async def test_benchmark_answers_once(tmp_path: Path) -> None:
 
 async def test_shutdown_cancels_a_running_async_compute(tmp_path: Path) -> None:
     provider = Provider()
-    started = anyio.Event()
+    started = threading.Event()  # the compute runs on a loop of its own, in another thread
+    cancelled = threading.Event()
 
     @provider.compute
     async def compute(ctx: ComputeContext) -> str:
         started.set()
-        await anyio.sleep(60)
+        try:
+            await anyio.sleep(60)
+        except anyio.get_cancelled_exc_class():
+            cancelled.set()
+            raise
         return "never"
 
     async with serve_provider(provider, work_dir=tmp_path) as server:
@@ -67,10 +73,11 @@ async def test_shutdown_cancels_a_running_async_compute(tmp_path: Path) -> None:
                     outcome.append(exc)
 
             group.start_soon(run)
-            await started.wait()
+            assert await anyio.to_thread.run_sync(started.wait, 10)
             await stopping.shutdown()
         assert await server.wait() == 1
     assert outcome and outcome[0].status is Status.CANCELLED
+    assert await anyio.to_thread.run_sync(cancelled.wait, 10)
 
 
 async def test_sync_compute_sees_its_cancellation_flag(tmp_path: Path) -> None:
@@ -137,3 +144,41 @@ async def test_run_provider_reports_its_port_and_exit_code(tmp_path: Path) -> No
         async with await ProviderClient.connect(port=ports[0]) as client:
             await client.shutdown()
     assert codes == [0]
+
+
+async def test_a_second_request_is_refused_and_the_first_goes_on(tmp_path: Path) -> None:
+    """A Compute or RunBenchmark during a computation: FAILED_PRECONDITION, the work unharmed."""
+    release = threading.Event()
+    provider = Provider()
+
+    @provider.compute
+    def compute(ctx: ComputeContext) -> Path:
+        release.wait(30)
+        out = ctx.subtask_dir / "out.txt"
+        out.write_text("done")
+        return out
+
+    async with serve_provider(provider, work_dir=tmp_path) as server:
+        async with (
+            await ProviderClient.connect(port=server.port) as first,
+            await ProviderClient.connect(port=server.port) as second,
+            anyio.create_task_group() as group,
+        ):
+            outputs: list[str] = []
+
+            async def run() -> None:
+                outputs.append(await first.compute("t", "s", {}))
+
+            group.start_soon(run)
+            while not (tmp_path / "s").exists():
+                await anyio.sleep(0.01)
+            for call in (second.compute("t", "s2", {}), second.run_benchmark()):
+                with pytest.raises(GRPCError) as error:
+                    await call
+                assert error.value.status is Status.FAILED_PRECONDITION
+            with anyio.move_on_after(0.2) as waiting:
+                await server.wait()
+            assert waiting.cancelled_caught, "a refused second request ended the provider"
+            release.set()
+        assert await server.wait() == 0
+    assert outputs == ["s/out.txt"]

@@ -110,7 +110,7 @@ async def test_failed_verification_rehands_the_part(
         (
             lambda c: c.create_task(".golem_apps_engine.sqlite3", {}),
             Status.INVALID_ARGUMENT,
-            "task_id must not start with '.'",
+            "task_id must not be '.golem_apps_engine.sqlite3': reserved",
         ),
         (lambda c: c.has_pending_subtasks("nope"), Status.NOT_FOUND, "'nope'"),
         (lambda c: c.verify("nope", "s"), Status.NOT_FOUND, "'nope'"),

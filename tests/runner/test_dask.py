@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import psutil
 import pytest
 
 from golem_apps import TaskFailed
@@ -132,9 +133,11 @@ async def test_a_worker_killed_mid_subtask_is_replaced_by_another(
     pid_file.unlink(missing_ok=True)  # noqa: ASYNC240  # instant, before the run
     hold.write_text(str(victim.local_directory.resolve()))  # noqa: ASYNC240
 
+    orphans: list[psutil.Process] = []
+
     def kill_when_held() -> None:
         wait_until(pid_file.exists, "no provider was held on the victim")
-        cluster.kill(victim)  # SIGKILL, mid-subtask: its provider is waiting
+        orphans.extend(cluster.kill(victim))  # SIGKILL, mid-subtask: its provider is waiting
 
     killer = threading.Thread(target=kill_when_held)
     killer.start()
@@ -160,6 +163,10 @@ async def test_a_worker_killed_mid_subtask_is_replaced_by_another(
     )
     assert result.parts == 16
     no_providers_left([survivor])
+    # The victim's provider died with it (the runner's process code arranges that).
+    assert orphans
+    _, alive = psutil.wait_procs(orphans, timeout=10)
+    assert alive == []
 
 
 def _copies_by_part(result: RunResult, recorder: Recorder) -> dict[str, list[str]]:
@@ -335,6 +342,19 @@ def test_the_command_starts_a_local_cluster(local_png: bytes, tmp_path: Path) ->
     assert (tmp_path / "out" / "mandelbrot.png").read_bytes() == local_png
     assert "nodes:          2" in done.stdout
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.anyio
+async def test_a_cluster_without_workers_fails_the_run(
+    cluster: DaskCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cluster.ensure(0)
+    monkeypatch.setattr(dask_backend, "NO_WORKER_TIMEOUT", 1.0)
+    try:
+        with pytest.raises(TaskFailed, match="the Dask cluster has had no worker for 1 s"):
+            await run_on(cluster, "examples.mandelbrot", tmp_path, params=MANDELBROT)
+    finally:
+        cluster.ensure(2)
 
 
 @pytest.mark.anyio

@@ -68,7 +68,7 @@ def next_subtask(
             raise AlreadyExists(f"subtask {subtask_id!r} already exists in task {task_id!r}")
         # The same call again (its reply was lost): the same answer, even if the
         # subtask was verified since. A hand-out a restart may have lost is not lost.
-        if state == SubtaskState.COMPUTING:
+        if state == SubtaskState.COMPUTING and not _holds_another(conn, task_id, node, subtask_id):
             conn.execute(
                 "UPDATE subtasks SET lost = 0 WHERE task = ? AND id = ?", (task_id, subtask_id)
             )
@@ -117,6 +117,17 @@ def next_subtask(
         (task_id, subtask_id, index, node_id),
     )
     return _fresh_handout(conn, task_id, index)
+
+
+def _holds_another(conn: sqlite3.Connection, task_id: str, node_id: str, subtask_id: str) -> bool:
+    # The node took another subtask since (this one looked lost): this one stays
+    # maybe-lost, so that the node holds one live subtask at most.
+    row = conn.execute(
+        "SELECT 1 FROM subtasks INDEXED BY current_by_node"
+        " WHERE task = ? AND node = ? AND state = 'computing' AND lost = 0 AND id != ? LIMIT 1",
+        (task_id, node_id, subtask_id),
+    ).fetchone()
+    return row is not None
 
 
 def _hand_out_backup(

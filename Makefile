@@ -23,6 +23,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/hadolint docs/Dockerfile
 
 # Regenerate from protos/: the betterproto messages and grpclib stubs into
 # golem_apps/proto/, and the light messages (golem_apps/_wire.py, by our own

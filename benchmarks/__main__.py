@@ -1,7 +1,7 @@
 """``python -m benchmarks`` (``make bench``): run every benchmark, print the table, write the page.
 
 Options: ``--quick`` (few rounds: a smoke run, not figures to quote),
-``--only NAME[,NAME]`` (provider, imports, dispatch, engine, runner, files),
+``--only NAME[,NAME]`` (provider, imports, dispatch, engine, runner, files, cluster),
 ``--out PATH`` (default docs/performance.md; ``-`` to write nothing).
 """
 
@@ -184,6 +184,33 @@ def file_rows(quick: bool) -> list[Row]:
     ]  # fmt: skip
 
 
+def cluster_rows(quick: bool) -> list[Row]:
+    """Benchmark 6: providers on a Dask cluster (``benchmarks/cluster.py``)."""
+    from . import cluster
+
+    rows = []
+    forms = {"local:2": "--cluster local:2 (LocalCluster start included)", "running": "running"}
+    for form, figures in cluster.overhead(rounds=1 if quick else 3).items():
+        c = figures["wall"]
+        rows.append(
+            Row.compared(
+                f"6. Dask, 100 subtasks, 2 workers, {forms[form]}", c, unit="s", digits=2,
+                goal="<= 1.3 (baseline: the local runner, 2 providers)", met=c.median_ratio <= 1.3,
+            )
+        )  # fmt: skip
+    big = cluster.big_result(rounds=1)
+    for metric in ("runner peak RSS MB", "worker peak RSS MB"):
+        rss = big[metric]
+        rows.append(
+            Row.compared(
+                "6. Dask, 1 GiB result (baseline: 1 KiB)", rss, unit="MB",
+                goal="1 GiB max < 200 MB", met=rss.a.max < 200,
+            )
+        )  # fmt: skip
+    rows.append(Row.compared("6. Dask, 1 GiB result (baseline: 1 KiB)", big["wall s"], unit="s"))
+    return rows
+
+
 SECTIONS: dict[str, Callable[[bool], list[Row]]] = {
     "provider": provider_rows,
     "imports": import_rows,
@@ -191,6 +218,7 @@ SECTIONS: dict[str, Callable[[bool], list[Row]]] = {
     "engine": engine_rows,
     "runner": runner_rows,
     "files": file_rows,
+    "cluster": cluster_rows,
 }
 
 

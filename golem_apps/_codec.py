@@ -9,16 +9,18 @@ library's ``struct``.
 
 The generated classes only declare their fields (``FIELDS``, from the protos'
 descriptors); this one base class encodes and decodes them all. The encoding
-is byte for byte betterproto's (tests/test_wire.py checks it against
+is betterproto's, byte for byte (tests/test_wire.py checks it against
 betterproto and Google's protobuf runtime): fields in number order, proto3
 defaults left out (``-0.0`` too, as betterproto does; Google's runtime sends
 it), packed repeated numbers, a message or oneof member sent whenever it is
-set (not None), even when empty. Decoding follows Google's runtime, the
+set (not None), even when empty. One exception: a map entry's key and value
+are always sent, as Google's runtime does (betterproto leaves out an empty
+string, bytes or message there). Decoding follows Google's runtime, the
 reference: unknown fields are skipped, a singular field keeps its last value,
 a message field given twice is merged, repeated numbers are read packed or
 not, 32-bit varints are truncated to 32 bits. It is strict where Google's is
-lax: a truncated field, invalid UTF-8, or a known field with a wrong wire
-type is a :class:`DecodeError` rather than a value.
+lax: a truncated field, invalid UTF-8, a known field with a wrong wire type,
+or a map entry with an unknown field is a :class:`DecodeError`.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ __all__ = [
     "FLOAT",
     "INT32",
     "INT64",
+    "MAP",
     "OPTIONAL",
     "REPEATED",
     "SFIXED32",
@@ -71,11 +74,14 @@ SINT64 = "sint64"
 # Field labels.
 SINGULAR = "singular"  # proto3 implicit presence: left out at its default
 REPEATED = "repeated"
+MAP = "map"  # a map<key, value>: its kind is (key kind, value kind)
 OPTIONAL = "optional"  # explicit presence (a message, a oneof member, proto3 `optional`):
 # None when unset, else sent even at its default
 
-#: A field's kind: one of the names above, or the class of a nested message.
-Kind = str | type["WireMessage"]
+#: A scalar's or a message's kind: one of the names above, or the message's class.
+ValueKind = str | type["WireMessage"]
+#: A field's kind: a value kind, or for a map (key kind, value kind).
+Kind = ValueKind | tuple[str, ValueKind]
 #: One entry of a message's FIELDS: (number, name, kind, label, oneof group or None).
 Field = tuple[int, str, Kind, str, str | None]
 
@@ -98,6 +104,7 @@ _FIXED_STRUCT = {
 _WIRE_TYPE = {STRING: _LEN, BYTES: _LEN, DOUBLE: _I64, FIXED64: _I64, SFIXED64: _I64,
               FLOAT: _I32, FIXED32: _I32, SFIXED32: _I32}  # fmt: skip
 _VARINT_KINDS = frozenset((INT64, UINT64, INT32, BOOL, UINT32, ENUM, SINT32, SINT64))
+_DEFAULTS: dict[str, Any] = {STRING: "", BYTES: b"", BOOL: False, DOUBLE: 0.0, FLOAT: 0.0}
 
 
 class DecodeError(ValueError):
@@ -180,6 +187,14 @@ def _utf8(raw: bytes, name: str) -> str:
         raise DecodeError(f"field {name} is not UTF-8: {exc}") from None
 
 
+def _field_bytes(number: int, kind: ValueKind, value: Any) -> bytes:
+    """One field with its tag, even at its default (as a map entry's key and value are)."""
+    if kind is STRING or kind is BYTES or not isinstance(kind, str):
+        raw = value.encode("utf-8") if kind is STRING else bytes(value)
+        return _varint(number << 3 | _LEN) + _varint(len(raw)) + raw
+    return _varint(number << 3 | _WIRE_TYPE.get(kind, _VARINT)) + _encode_number(kind, value)
+
+
 class WireMessage:
     """A proto3 message; the generated subclasses list their ``FIELDS``.
 
@@ -192,19 +207,22 @@ class WireMessage:
     #: (number, name, kind, label, oneof group), in field number order.
     FIELDS: ClassVar[tuple[Field, ...]] = ()
     # Precomputed from FIELDS: the encoding plan, and the decoding plan by key.
-    _PLAN: ClassVar[tuple[tuple[bytes, str, Kind, str], ...]] = ()
-    _BY_KEY: ClassVar[dict[int, Field]] = {}
+    _PLAN: ClassVar[tuple[tuple[bytes, str, Any, str], ...]] = ()
+    _BY_KEY: ClassVar[dict[int, tuple[int, str, Any, str, str | None]]] = {}
     _BY_NUMBER: ClassVar[dict[int, Field]] = {}
     _GROUPS: ClassVar[dict[str, tuple[str, ...]]] = {}
+    _ENTRY: ClassVar[bool] = False  # a map entry: key and value only
     __slots__ = ()
 
     def __init_subclass__(cls) -> None:
         super().__init_subclass__()
         plan = []
-        by_key: dict[int, Field] = {}
+        by_key: dict[int, tuple[int, str, Any, str, str | None]] = {}
         groups: dict[str, list[str]] = {}
-        for field in cls.FIELDS:
-            number, name, kind, label, group = field
+        for number, name, declared, label, group in cls.FIELDS:
+            # A map's entries are messages of a class of their own.
+            kind: Any = _map_entry(*declared) if isinstance(declared, tuple) else declared
+            field = (number, name, kind, label, group)
             wire_type = _WIRE_TYPE.get(kind, _VARINT) if isinstance(kind, str) else _LEN
             packed = label is REPEATED and isinstance(kind, str) and wire_type != _LEN
             by_key[number << 3 | wire_type] = field
@@ -237,6 +255,13 @@ class WireMessage:
                         out += raw
                 else:  # numbers, packed
                     raw = b"".join([_encode_number(kind, item) for item in value])
+                    out += tag
+                    out += _varint(len(raw))
+                    out += raw
+                continue
+            elif label is MAP:
+                for item in value.items():
+                    raw = kind.entry_bytes(*item)
                     out += tag
                     out += _varint(len(raw))
                     out += raw
@@ -308,11 +333,18 @@ class WireMessage:
                 known = self._BY_NUMBER.get(key >> 3)
                 if known is not None:
                     raise DecodeError(f"field {known[1]} has wire type {wire_type}")
+                if self._ENTRY:  # protobuf drops such an entry whole: refused here
+                    raise DecodeError("a map entry with a field other than key and value")
                 continue  # an unknown field: skipped
             _, name, kind, label, group = field
             if kind is STRING:
                 value = _utf8(value, name)
             elif not isinstance(kind, str):  # a nested message
+                if label is MAP:
+                    entry = kind.FromString(value)
+                    item = entry.value
+                    getattr(self, name)[entry.key] = kind.VALUE() if item is None else item
+                    continue
                 if label is REPEATED:
                     value = kind.FromString(value)
                 else:
@@ -362,3 +394,38 @@ def _unpack(kind: str, data: bytes) -> list[Any]:
         value, pos = _read_varint(data, pos)
         values.append(_decode_varint_kind(kind, value))
     return values
+
+
+class _MapEntry(WireMessage):
+    """One entry of a map field: key 1, value 2, both always sent (as protobuf does)."""
+
+    KEY: ClassVar[str] = STRING
+    VALUE: ClassVar[Any] = STRING
+    _ENTRY = True
+    __slots__ = ("key", "value")
+
+    def __init__(self) -> None:
+        self.key = _DEFAULTS.get(self.KEY, 0)
+        value = self.VALUE
+        self.value = _DEFAULTS.get(value, 0) if isinstance(value, str) else None
+
+    @classmethod
+    def entry_bytes(cls, key: Any, value: Any) -> bytes:
+        return _field_bytes(1, cls.KEY, key) + _field_bytes(2, cls.VALUE, value)
+
+
+_ENTRIES: dict[tuple[str, ValueKind], type[_MapEntry]] = {}
+
+
+def _map_entry(key: str, value: ValueKind) -> type[_MapEntry]:
+    """The entry class of a map<key, value> (a message absent from an entry reads as empty)."""
+    entry = _ENTRIES.get((key, value))
+    if entry is None:
+        label = SINGULAR if isinstance(value, str) else OPTIONAL
+        fields: tuple[Field, ...] = (
+            (1, "key", key, SINGULAR, None),
+            (2, "value", value, label, None),
+        )
+        namespace = {"KEY": key, "VALUE": value, "FIELDS": fields, "__slots__": ()}
+        entry = _ENTRIES[key, value] = type("MapEntry", (_MapEntry,), namespace)
+    return entry

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from ._cli import Parser, load_app
+from ._cli import Parser, is_file_spec, load_app
 from ._exceptions import ConfigError, InvalidArgument, UsageError
 from ._requestor import AppInfo, Requestor
 from ._validate import safe_name
@@ -52,10 +52,11 @@ CONTAINER_WORK_DIR = "/golem/work"
 
 _DOCKERFILE = """\
 # The Docker image of the golem_apps app `{module}`.
-# Written by `python -m golem_apps.appdef {module} --dockerfile`; edit freely.
+# Written by `golem-apps appdef {module} --dockerfile`; edit freely.
 #
-# Build it in the folder that holds the app's module (and requirements.txt, if
-# the app has one), with the image and tag given to Requestor(image=, tag=):
+# Build it in the folder that holds the app's module (with requirements.txt,
+# if the app has one, and the wheels/ folder appdef wrote), with the image and
+# tag given to Requestor(image=, tag=):
 #
 #     docker build -t {image}:{tag} .
 #
@@ -69,22 +70,31 @@ FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 \\
     PYTHONUNBUFFERED=1 \\
     HOME=/tmp \\
-    PYTHONPATH=/app
+    PYTHONPATH=/app \\
+    PIP_DISABLE_PIP_VERSION_CHECK=1
 
-# The app's folder: its module, its requirements.txt (if any), and a wheels/
-# folder holding the golem_apps wheel (`pip wheel --no-deps -w wheels PATH`)
-# when golem_apps does not come from your package index.
-COPY . /app
-# --build-arg GOLEM_APPS=<requirement> picks another version or extras.
+# The dependencies first, in a layer of their own: editing the app's code does
+# not re-run pip. wheels/ holds the golem_apps wheel (appdef puts it there when
+# golem_apps is not installed from a package index); the Dockerfile itself is
+# listed so that the COPY has a source when neither of the others exists.
+COPY Dockerfile requirements.tx[t] wheel[s] /tmp/deps/
+# --build-arg GOLEM_APPS=<requirement> picks another version or extras; the
+# default is pinned (hadolint's DL3013 cannot see through the variable).
 ARG GOLEM_APPS="golem_apps[typed]=={version}"
-RUN pip install --no-cache-dir --find-links /app/wheels "$GOLEM_APPS" \\
-    && if [ -f /app/requirements.txt ]; then \\
-        pip install --no-cache-dir -r /app/requirements.txt; \\
+# hadolint ignore=DL3013
+RUN pip install --no-cache-dir --find-links /tmp/deps "$GOLEM_APPS" \\
+    && if [ -f /tmp/deps/requirements.txt ]; then \\
+        pip install --no-cache-dir -r /tmp/deps/requirements.txt; \\
     fi \\
-    && python -m compileall -q /app \\
+    && rm -rf /tmp/deps \\
     && useradd --uid 1000 --no-create-home --home-dir /tmp golem \\
     && mkdir -p /golem/work \\
     && chown golem /golem/work
+
+# Then the app's code (.dockerignore keeps virtualenvs, work dirs and results
+# out), compiled now since nothing may be written next to it at run time.
+COPY . /app
+RUN python -m compileall -q /app
 
 # A non-root user when run by hand; a node overrides it with the host's uid.
 USER 1000
@@ -96,6 +106,24 @@ EXPOSE 50005 50006
 # development mode, flags such as `--log-level DEBUG`).
 ENTRYPOINT ["python", "-m", "golem_apps.serve", "{module}", \\
             "--host", "0.0.0.0", "--work-dir", "/golem/work"]
+"""
+
+#: What ``docker build`` leaves out of the image (written next to the Dockerfile).
+DOCKERIGNORE = """\
+# Not part of the image: virtualenvs, caches, VCS data, local runs and results.
+.git
+.venv
+venv
+**/__pycache__
+**/*.pyc
+.mypy_cache
+.pytest_cache
+.ruff_cache
+*.egg-info
+build
+dist
+demo_output
+golem_apps_run_*
 """
 
 
@@ -244,6 +272,51 @@ def dockerfile(module: str, app: Requestor | AppInfo | None = None) -> str:
     return _DOCKERFILE.format(module=module, image=image, tag=tag, version=__version__)
 
 
+def own_wheel(wheels_dir: str | Path) -> Path | None:
+    """Put golem_apps's wheel in ``wheels_dir`` when an image could not get it from an index.
+
+    That is when golem_apps was installed from a local folder (a checkout,
+    editable or not) or file: the wheel is copied, or built with ``pip wheel``.
+    Returns its path, or None when golem_apps came from a package index (where
+    the image's pip finds it too). ConfigError when its source is gone.
+    """
+    import shutil
+    import subprocess
+    from importlib.metadata import distributions
+    from urllib.parse import unquote, urlparse
+
+    # The installed one: a build's golem_apps.egg-info in the current folder
+    # may come first on sys.path, without the record of where pip got it.
+    found = (d.read_text("direct_url.json") for d in distributions(name="golem_apps"))
+    direct = next((text for text in found if text), None)
+    url = json.loads(direct).get("url", "") if direct else ""
+    if not url.startswith("file:"):
+        return None  # from a package index (or a VCS URL pip can fetch again)
+    source = Path(unquote(urlparse(url).path))
+    wheels = Path(wheels_dir)
+    wheels.mkdir(parents=True, exist_ok=True)
+    if source.suffix == ".whl" and source.is_file():
+        return Path(shutil.copy2(source, wheels / source.name))
+    if not source.exists():
+        raise ConfigError(
+            f"golem_apps was installed from {source}, which is gone: put its wheel in {wheels}"
+        )
+    before = set(wheels.glob("golem_apps-*.whl"))
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(wheels),
+         str(source)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if result.returncode != 0:
+        last = (result.stderr.strip().splitlines() or ["pip failed"])[-1]
+        raise ConfigError(f"cannot build the golem_apps wheel from {source}: {last}")
+    built = sorted(
+        set(wheels.glob(f"golem_apps-{__version__}-*.whl")) - before
+        or wheels.glob(f"golem_apps-{__version__}-*.whl")
+    )
+    return built[-1] if built else None
+
+
 def build_parser(prog: str = f"python -m {PROG}") -> argparse.ArgumentParser:
     """The command line of ``python -m golem_apps.appdef`` (``prog`` names it in usage lines)."""
     parser = Parser(
@@ -258,7 +331,9 @@ def build_parser(prog: str = f"python -m {PROG}") -> argparse.ArgumentParser:
     parser.add_argument(
         "--dockerfile",
         action="store_true",
-        help="also write a Dockerfile serving the app (refused if one exists, unless --force)",
+        help="also write a Dockerfile serving the app, its .dockerignore and (when golem_apps "
+        "is not from a package index) wheels/ with the golem_apps wheel; refused if a "
+        "Dockerfile exists, unless --force",
     )
     parser.add_argument("--force", action="store_true", help="overwrite an existing Dockerfile")
     parser.add_argument(
@@ -281,7 +356,10 @@ def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
         if out.exists() and not out.is_dir():
             raise UsageError(f"--out {out} is not a folder")
         target = out / "Dockerfile"
-        docker_text = dockerfile(args.app.partition(":")[0], app) if args.dockerfile else None
+        target_module = args.app.partition(":")[0]
+        if is_file_spec(target_module):  # the image has the file in /app, on PYTHONPATH
+            target_module = Path(target_module).stem
+        docker_text = dockerfile(target_module, app) if args.dockerfile else None
         if docker_text is not None and target.exists() and not args.force:
             raise UsageError(f"{target} exists; pass --force to overwrite it")
         info = app.info if args.pyproject is None else with_pyproject(app.info, args.pyproject)
@@ -289,6 +367,13 @@ def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
         if docker_text is not None:
             target.write_text(docker_text, encoding="utf-8")
             written.append(target)
+            ignore = out / ".dockerignore"
+            if not ignore.exists():  # the user's own wins
+                ignore.write_text(DOCKERIGNORE, encoding="utf-8")
+                written.append(ignore)
+            wheel = own_wheel(out / "wheels")
+            if wheel is not None:
+                written.append(wheel)
     except (UsageError, ConfigError, OSError) as exc:
         print(f"{prog or PROG}: error: {exc}", file=sys.stderr)
         return 2

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
+import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from golem_apps import ConfigError, Requestor
+from golem_apps import ConfigError, Requestor, __version__
 from golem_apps.appdef import (
+    DOCKERIGNORE,
     app_definition,
     app_id,
     dockerfile,
@@ -22,6 +26,7 @@ from golem_apps.appdef import (
 )
 
 from .conftest import ROOT
+from .test_entrypoint import instructions
 
 SPEC_ORDER = [
     "name",
@@ -140,7 +145,14 @@ def test_cli_writes_definition_and_dockerfile(tmp_path: Path) -> None:
         cwd=ROOT, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    json_path, docker_path = (Path(line) for line in result.stdout.split())
+    json_path, docker_path, ignore_path, wheel_path = (Path(line) for line in result.stdout.split())
+    assert ignore_path == out / ".dockerignore" and ignore_path.read_text() == DOCKERIGNORE
+    # golem_apps is installed from this checkout, not an index: its wheel goes along.
+    assert wheel_path.parent == out / "wheels"
+    assert wheel_path.name == f"golem_apps-{__version__}-py3-none-any.whl"
+    with zipfile.ZipFile(wheel_path) as wheel:
+        assert f'__version__ = "{__version__}"' in wheel.read("golem_apps/__init__.py").decode()
+    check_build_context(out, docker_path.read_text())
     definition = json.loads(json_path.read_text())
     assert definition["name"] == "sample"
     assert json_path.name == f"sample_0.0_{node_id(definition)}.json"
@@ -207,3 +219,51 @@ def test_cli_pyproject_option(tmp_path: Path) -> None:
     assert written.name == f"sample_3.1_{node_id(json.loads(written.read_text()))}.json"
     pyproject.write_text("[project\n")
     assert main(["tests.apps.sample", "--out", str(tmp_path), "--pyproject", str(pyproject)]) == 2
+
+
+def check_build_context(context: Path, text: str) -> None:
+    """What ``docker build`` would do with ``context``, read off the Dockerfile (no engine here).
+
+    Every COPY has a source that exists (the others are optional wildcards),
+    nothing it needs is in .dockerignore, the dependencies are installed
+    before the app's code is copied (the cached layer), and the folder pip is
+    pointed at holds a golem_apps it can install without an index.
+    """
+    ignored = [
+        line for line in (context / ".dockerignore").read_text().splitlines()
+        if line and not line.startswith("#")
+    ]  # fmt: skip
+    steps = list(instructions(text))
+    copies = [args.split() for keyword, args in steps if keyword == "COPY"]
+    assert copies[-1] == [".", "/app"], "the app's code is copied last"
+    deps = context.parent / "image-deps"
+    deps.mkdir()
+    for *sources, destination in copies[:-1]:
+        assert destination == "/tmp/deps/"
+        found = []
+        for source in sources:
+            matches = sorted(context.glob(source))
+            assert matches or any(c in source for c in "*?["), f"COPY {source}: not in the context"
+            for match in matches:
+                assert not any(fnmatch.fnmatch(match.name, pattern) for pattern in ignored)
+                found.append(match)
+                for path in match.iterdir() if match.is_dir() else [match]:  # a folder's content
+                    shutil.copy2(path, deps / path.name)
+        assert found, "a COPY without any source fails the build"
+    pip_install = next(
+        i for i, (keyword, args) in enumerate(steps) if keyword == "RUN" and "pip install" in args
+    )
+    assert pip_install < steps.index(("COPY", ". /app")), "pip runs again on every code edit"
+    assert "--find-links /tmp/deps" in steps[pip_install][1]
+    # pip, offline, finds the pinned golem_apps in what the COPY brought.
+    download = subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--no-index", "--no-deps", "--quiet",
+         "--find-links", str(deps), "-d", str(context.parent / "download"),
+         f"golem_apps=={__version__}"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert download.returncode == 0, download.stderr
+
+
+def test_docs_dockerignore_is_the_generated_one() -> None:
+    assert (ROOT / "docs" / "dockerignore").read_text() == DOCKERIGNORE

@@ -36,6 +36,10 @@ def generate(tmp_path: Path, files: dict[str, str]) -> subprocess.CompletedProce
 
 
 P3 = 'syntax = "proto3";\npackage p;\n'
+IMPORTED_MAP = (
+    'import "google/protobuf/timestamp.proto";\n'
+    "message M { map<string, google.protobuf.Timestamp> m = 1; }"
+)
 IMPORTED = (
     'import "google/protobuf/timestamp.proto";\nmessage M { google.protobuf.Timestamp t = 1; }'
 )
@@ -45,7 +49,7 @@ IMPORTED = (
     ("files", "error"),
     [
         ({"a.proto": 'syntax = "proto2";\nmessage M { optional int32 x = 1; }'}, "only proto3"),
-        ({"a.proto": P3 + "message M { map<string, int32> m = 1; }"}, "p.M.m: p.M.MEntry"),
+        ({"a.proto": P3 + IMPORTED_MAP}, "p.M.m: google.protobuf.Timestamp is not a message"),
         ({"a.proto": P3 + "message M { M again = 1; }"}, "p.M: recursive"),
         ({"a.proto": P3 + "message M { N n = 1; }\nmessage N { M m = 1; }"}, "recursive"),
         ({"a.proto": P3 + "message M { string from = 1; }"}, "p.M.from: the field name"),
@@ -61,7 +65,15 @@ IMPORTED = (
             "google.protobuf.Timestamp is not a message of the generated files",
         ),
     ],
-    ids=["proto2", "map", "recursive", "mutually-recursive", "keyword", "collision", "imported"],
+    ids=[
+        "proto2",
+        "imported-map-value",
+        "recursive",
+        "mutually-recursive",
+        "keyword",
+        "collision",
+        "imported",
+    ],
 )
 def test_unsupported_protos_are_refused(tmp_path: Path, files: dict[str, str], error: str) -> None:
     done = generate(tmp_path, files)

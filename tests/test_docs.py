@@ -69,6 +69,10 @@ def test_site_builds_strictly_and_offline(tmp_path: Path) -> None:
     for name in golem_apps.__all__:
         assert f'id="golem_apps.{name}"' in reference, name
     assert not re.search(r":(class|meth|func|data):<code>", reference), "Sphinx roles left raw"
+    # The performance table is wide: that page hides both sidebars (no clipping at 1280 px).
+    performance = (tmp_path / "s" / "performance" / "index.html").read_text(encoding="utf-8")
+    for sidebar in ("navigation", "toc"):
+        assert re.search(rf'data-md-type="{sidebar}"\s+hidden>', performance), sidebar
     # The registries: every public method shown, the decorators before the plumbing.
     for registry in (golem_apps.Requestor, golem_apps.Provider):
         prefix = f"golem_apps.{registry.__name__}."
@@ -79,3 +83,15 @@ def test_site_builds_strictly_and_offline(tmp_path: Path) -> None:
         assert set(shown) == public, registry
         first = "task" if registry is golem_apps.Requestor else "compute"
         assert shown[0] == first and shown.index("handler") > shown.index("lifespan")
+
+
+def test_site_and_repository_urls_are_pyprojects() -> None:
+    import tomllib
+
+    with (ROOT / "pyproject.toml").open("rb") as file:
+        urls = tomllib.load(file)["project"]["urls"]
+    mkdocs = (ROOT / "mkdocs.yml").read_text(encoding="utf-8")
+    site_url = re.search(r"^site_url: (\S+)$", mkdocs, re.MULTILINE)
+    repo_url = re.search(r"^repo_url: (\S+)$", mkdocs, re.MULTILINE)
+    assert site_url and site_url.group(1) == urls["Documentation"]
+    assert repo_url and repo_url.group(1) == urls["Repository"]

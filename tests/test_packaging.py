@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tarfile
 import tomllib
+import zipfile
 from importlib.metadata import metadata, version
 from pathlib import Path
 
@@ -83,3 +85,95 @@ def test_console_script_is_installed() -> None:
         capture_output=True, text=True, check=True,
     )  # fmt: skip
     assert result.stdout.strip() == f"golem-apps {golem_apps.__version__}"
+
+
+APP = """\
+from pathlib import Path
+
+from golem_apps import ComputeContext, Part, Provider, Requestor, TaskContext
+
+requestor = Requestor("upper")
+provider = Provider()
+
+
+@requestor.task
+def split(task: TaskContext) -> list[Part]:
+    return [Part(params={"text": t}, name=t) for t in task.params["texts"]]
+
+
+@provider.compute
+def compute(ctx: ComputeContext) -> Path:
+    out = ctx.subtask_dir / "upper.txt"
+    out.write_text(ctx.params["text"].upper())
+    return out
+"""
+
+#: Not part of the project's source: the venv, caches, build and run output, VCS data.
+NOT_SOURCE = {
+    ".git", ".venv", "site", "build", "dist", "demo_output", "__pycache__", ".pytest_cache",
+    ".mypy_cache", ".ruff_cache", ".hypothesis", ".coverage",
+}  # fmt: skip
+
+
+def project_files() -> set[str]:
+    """Every file of the project (relative paths): all of it goes into the sdist."""
+    found = set()
+    for path in ROOT.rglob("*"):
+        relative = path.relative_to(ROOT)
+        if not path.is_file() or path.suffix == ".pyc":
+            continue
+        if any(part in NOT_SOURCE or part.endswith(".egg-info") for part in relative.parts):
+            continue
+        found.add(str(relative))
+    return found
+
+
+def run(*argv: str | Path, cwd: Path = ROOT, timeout: float = 300) -> str:
+    result = subprocess.run(
+        [str(arg) for arg in argv], cwd=cwd, capture_output=True, text=True, timeout=timeout
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result.stdout + result.stderr
+
+
+@pytest.mark.slow
+def test_the_built_wheel_works_alone_and_the_sdist_is_complete(tmp_path: Path) -> None:
+    """Build both, install the wheel without extras in a fresh venv, run an app file with it."""
+    dist = tmp_path / "dist"
+    output = run(sys.executable, "-m", "build", "--outdir", dist, ROOT)
+    assert "deprecat" not in output.lower(), output  # e.g. a license table
+    (wheel,) = dist.glob("golem_apps-*.whl")
+    (sdist,) = dist.glob("golem_apps-*.tar.gz")
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+    # The wheel holds the package only: no tests, examples or docs.
+    assert {name.split("/")[0] for name in names} == {
+        "golem_apps",
+        f"golem_apps-{golem_apps.__version__}.dist-info",
+    }
+    with tarfile.open(sdist) as archive:
+        prefix = f"golem_apps-{golem_apps.__version__}/"
+        members = {m.name.removeprefix(prefix) for m in archive.getmembers() if m.isfile()}
+    assert project_files() - members == set(), "missing from the sdist"
+    # A fresh venv, the wheel alone (pip fetches grpclib, betterproto, anyio; its cache is reused).
+    venv = tmp_path / "venv"
+    run(sys.executable, "-m", "venv", venv)
+    pip: list[str | Path] = [venv / "bin" / "python", "-m", "pip", "--disable-pip-version-check"]
+    run(*pip, "install", "--quiet", wheel)
+    run(*pip, "check")
+    installed = run(*pip, "list", "--format=freeze").lower()
+    assert "rich==" not in installed and "pydantic==" not in installed  # no extras
+    script = venv / "bin" / "golem-apps"
+    assert run(script, "--version").strip() == f"golem-apps {golem_apps.__version__}"
+    # An app file in a folder of its own: nothing from this checkout is importable there.
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "app.py").write_text(APP)
+    summary = run(
+        script, "run", "app.py", "--providers", "2", "--params", '{"texts": ["a", "b", "c"]}',
+        "--out", "out", cwd=project,
+    )  # fmt: skip
+    assert "parts verified: 3" in summary
+    outputs = sorted(p.name for p in (project / "out").iterdir())
+    assert outputs == ["a-upper.txt", "b-upper.txt", "c-upper.txt"]
+    assert (project / "out" / "b-upper.txt").read_text() == "B"

@@ -103,8 +103,7 @@ def walk(
         for index, proto in enumerate(protos):
             here = (*path, index)
             name, full_name = outer + proto.name, full + proto.name
-            if not proto.options.map_entry:
-                yield Message(name, full_name, proto, file.name), here
+            yield Message(name, full_name, proto, file.name), here
             yield from messages(list(proto.nested_type), name, f"{full_name}.", (*here, 3))
             yield from enums(list(proto.enum_type), name, f"{full_name}.", (*here, 4))
 
@@ -127,39 +126,81 @@ def comments(file: FileDescriptorProto) -> dict[tuple[int, ...], str]:
     }
 
 
-def field_spec(
-    message: Message, field: FieldDescriptorProto, classes: dict[str, str]
-) -> tuple[str, str, str, str | None, str, str]:
-    """(kind, label, Python type, oneof group, constructor parameter, attribute annotation)."""
-    where = f"{message.full_name}.{field.name}"
-    if keyword.iskeyword(field.name) or not field.name.isidentifier():
-        raise GeneratorError(f"{where}: the field name is not a Python identifier")
+@dataclass
+class Spec:
+    """How one field is generated."""
+
+    kind: str  # its FIELDS kind: a runtime constant, a class name, or "(KEY, VALUE)"
+    label: str  # SINGULAR, OPTIONAL, REPEATED or MAP
+    group: str | None  # its oneof
+    parameter: str  # the constructor's parameter
+    annotation: str  # the attribute's type
+    assignment: str  # the constructor's line setting it
+    constants: tuple[str, ...]  # the runtime names it uses
+
+
+def value_kind(
+    where: str, field: FieldDescriptorProto, classes: dict[str, str]
+) -> tuple[str, str, str]:
+    """(kind, Python type, default literal) of a field's values."""
     if field.type == F.TYPE_GROUP:
         raise GeneratorError(f"{where}: groups are not supported")
-    group: str | None = None
-    if field.type == F.TYPE_MESSAGE:
-        full_name = field.type_name.lstrip(".")
-        if full_name not in classes:
-            raise GeneratorError(
-                f"{where}: {full_name} is not a message of the generated files (a map, or an "
-                "imported message: not supported)"
-            )
-        kind = python = classes[full_name]
-        default = "None"
-    else:
-        kind, python, default = SCALARS[field.type]
+    if field.type != F.TYPE_MESSAGE:
+        return SCALARS[field.type]
+    full_name = field.type_name.lstrip(".")
+    if full_name not in classes:
+        raise GeneratorError(
+            f"{where}: {full_name} is not a message of the generated files (a message of a "
+            "file outside PROTOS, such as a well-known type, is not supported)"
+        )
+    return classes[full_name], classes[full_name], "None"
+
+
+def field_spec(
+    message: Message,
+    field: FieldDescriptorProto,
+    classes: dict[str, str],
+    entries: dict[str, DescriptorProto],
+) -> Spec:
+    where = f"{message.full_name}.{field.name}"
+    name = field.name
+    if keyword.iskeyword(name) or not name.isidentifier():
+        raise GeneratorError(f"{where}: the field name is not a Python identifier")
+    entry = entries.get(field.type_name.lstrip(".")) if field.type == F.TYPE_MESSAGE else None
+    if entry is not None:  # a map<key, value>
+        key_field, value_field = sorted(entry.field, key=lambda f: f.number)
+        key, key_python, _ = value_kind(where, key_field, classes)
+        value, python, _ = value_kind(where, value_field, classes)
+        constants = tuple(c for c in (key, value) if c.isupper())
+        return Spec(
+            f"({key}, {value})", "MAP", None,
+            f"{name}: Mapping[{key_python}, {python}] | None = None",
+            f"dict[{key_python}, {python}]",
+            f"self.{name} = {{}} if {name} is None else dict({name})",
+            ("MAP", "Mapping", *constants),
+        )  # fmt: skip
+    kind, python, default = value_kind(where, field, classes)
+    constants = (kind,) if kind.isupper() else ()
     if field.label == F.LABEL_REPEATED:
-        parameter = f"{field.name}: Iterable[{python}] = ()"
-        return kind, "REPEATED", python, None, parameter, f"list[{python}]"
+        return Spec(
+            kind, "REPEATED", None, f"{name}: Iterable[{python}] = ()", f"list[{python}]",
+            f"self.{name} = list({name})", ("REPEATED", "Iterable", *constants),
+        )  # fmt: skip
+    group = None
     if field.HasField("oneof_index"):
         group = message.proto.oneof_decl[field.oneof_index].name
     if field.type == F.TYPE_MESSAGE or group is not None:
-        parameter = f"{field.name}: {python} | None = None"
-        return kind, "OPTIONAL", python, group, parameter, f"{python} | None"
-    return kind, "SINGULAR", python, None, f"{field.name}: {python} = {default}", python
+        return Spec(
+            kind, "OPTIONAL", group, f"{name}: {python} | None = None", f"{python} | None",
+            f"self.{name} = {name}", ("OPTIONAL", *constants),
+        )  # fmt: skip
+    return Spec(
+        kind, "SINGULAR", None, f"{name}: {python} = {default}", python,
+        f"self.{name} = {name}", ("SINGULAR", *constants),
+    )  # fmt: skip
 
 
-def ordered(messages: list[Message], classes: dict[str, str]) -> list[Message]:
+def ordered(messages: list[Message], entries: dict[str, DescriptorProto]) -> list[Message]:
     """The messages, each after the ones its fields refer to (its FIELDS name their classes)."""
     by_name = {message.full_name: message for message in messages}
     done: dict[str, bool] = {}  # full name -> finished (False: being visited)
@@ -173,6 +214,9 @@ def ordered(messages: list[Message], classes: dict[str, str]) -> list[Message]:
             return
         done[message.full_name] = False
         for field in message.proto.field:
+            entry = entries.get(field.type_name.lstrip("."))
+            if entry is not None:  # a map: its value's message
+                field = max(entry.field, key=lambda f: f.number)
             if field.type == F.TYPE_MESSAGE and field.type_name.lstrip(".") in by_name:
                 visit(by_name[field.type_name.lstrip(".")])
         done[message.full_name] = True
@@ -205,13 +249,18 @@ def generate(request: plugin_pb2.CodeGeneratorRequest, runtime: str = RUNTIME) -
     files = {file.name: file for file in request.proto_file}
     messages: list[Message] = []
     enums: list[Enum] = []
-    owner: dict[str, str] = {}  # class name -> the full name that took it
+    entries: dict[str, DescriptorProto] = {}  # map entry messages by full name
+    # class name -> the full name that took it (or the runtime's names)
+    owner = dict.fromkeys(("DecodeError", "WireMessage", "Iterable", "Mapping"), "golem_apps")
     for file_name in request.file_to_generate:
         file = files[file_name]
         if file.syntax != "proto3":
             raise GeneratorError(f"{file_name}: only proto3 files are supported")
         notes = comments(file)
         for item, path in walk(file):
+            if isinstance(item, Message) and item.proto.options.map_entry:
+                entries[item.full_name] = item.proto  # not a class: a map's (key, value)
+                continue
             if item.name in owner:
                 raise GeneratorError(
                     f"{item.full_name} and {owner[item.name]} would both be the class {item.name}"
@@ -234,16 +283,15 @@ def generate(request: plugin_pb2.CodeGeneratorRequest, runtime: str = RUNTIME) -
     classes = {message.full_name: message.name for message in messages}
 
     body: list[str] = []
-    used = {"WireMessage"}
-    iterable = False
+    used: set[str] = set()
     for enum in enums:
         body += ["", "", f"class {enum.name}:"]
         body += docstring(f"{enum.full_name}: its values, as ints.", "    ")
         body += ["", f'    PROTO_NAME = "{enum.full_name}"']
         body += [f"    {value.name} = {value.number}" for value in enum.proto.value]
-    for message in ordered(messages, classes):
+    for message in ordered(messages, entries):
         fields = sorted(message.proto.field, key=lambda field: field.number)
-        specs = [field_spec(message, field, classes) for field in fields]
+        specs = [field_spec(message, field, classes, entries) for field in fields]
         body += ["", "", f"class {message.name}(WireMessage):"]
         text = f"{message.full_name} ({message.file})."
         if message.comment:
@@ -251,26 +299,21 @@ def generate(request: plugin_pb2.CodeGeneratorRequest, runtime: str = RUNTIME) -
         body += docstring(text, "    ")
         body += ["", f'    PROTO_NAME = "{message.full_name}"']
         if fields:
-            entries = []
-            for field, (kind, label, _, group, _, _) in zip(fields, specs, strict=True):
-                used.update((label,) if kind in classes.values() else (kind, label))
-                oneof = "None" if group is None else f'"{group}"'
-                entries.append(f'({field.number}, "{field.name}", {kind}, {label}, {oneof})')
-            body += sequence("FIELDS = (", entries, "    ")
+            rows = []
+            for field, spec in zip(fields, specs, strict=True):
+                used.update(spec.constants)
+                oneof = "None" if spec.group is None else f'"{spec.group}"'
+                rows.append(f'({field.number}, "{field.name}", {spec.kind}, {spec.label}, {oneof})')
+            body += sequence("FIELDS = (", rows, "    ")
             body += sequence("__slots__ = (", sorted(f'"{field.name}"' for field in fields), "    ")
             for field, spec in zip(fields, specs, strict=True):
                 note = message.field_comments.get(field.number, "")
                 body += [f"    #: {line}".rstrip() for line in note.splitlines()]
-                body.append(f"    {field.name}: {spec[5]}")
+                body.append(f"    {field.name}: {spec.annotation}")
             body += ["", "    def __init__(", "        self,", "        *,"]
-            body += [f"        {spec[4]}," for spec in specs]
+            body += [f"        {spec.parameter}," for spec in specs]
             body.append("    ) -> None:")
-            for field, (_, label, *_) in zip(fields, specs, strict=True):
-                if label == "REPEATED":
-                    iterable = True
-                    body.append(f"        self.{field.name} = list({field.name})")
-                else:
-                    body.append(f"        self.{field.name} = {field.name}")
+            body += [f"        {spec.assignment}" for spec in specs]
         else:
             body.append("    __slots__ = ()")
 
@@ -288,8 +331,10 @@ def generate(request: plugin_pb2.CodeGeneratorRequest, runtime: str = RUNTIME) -
         "from __future__ import annotations",
         "",
     ]
-    if iterable:
-        head += ["from collections.abc import Iterable", ""]
+    abc = [name for name in ("Iterable", "Mapping") if name in used]
+    if abc:
+        head += [f"from collections.abc import {', '.join(abc)}", ""]
+    used -= {"Iterable", "Mapping"}
     constants = sorted(name for name in used if name.isupper())
     head += sequence(f"from {runtime} import (", [*constants, "DecodeError", "WireMessage"], "")
     head += ["", *sequence("__all__ = [", [f'"{name}"' for name in names], "", "]")]

@@ -457,6 +457,8 @@ async def dask_machines(
             )
         except (OSError, TimeoutError) as exc:
             raise TaskFailed(f"cannot reach the Dask scheduler at {address}: {exc}") from None
+        log.info("Dask scheduler %s; its dashboard (with bokeh there): %s", address,
+                 client.dashboard_link)  # fmt: skip
         app_file, worker_app = None, None
         if provider_command is None:
             assert app is not None

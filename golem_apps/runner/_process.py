@@ -15,6 +15,7 @@ the runner is killed instead, :mod:`._reaper` kills them.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import itertools
 import os
 import shlex
@@ -22,6 +23,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -114,17 +116,51 @@ def child_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
 
 #: Ports handed to children that may still be starting: never hand one out twice.
 _ports_in_use: set[int] = set()
+#: The same across the golem_apps processes of this machine (other runners, the
+#: Dask workers of one host): a lock file per port, locked (flock) while its child
+#: lives, so that no other process hands out a port whose child has not bound it
+#: yet, whose Health it would then poll. The kernel drops a dead process's locks.
+PORT_LOCKS = Path(tempfile.gettempdir()) / "golem_apps-ports"
+_port_locks: dict[int, int] = {}
+
+
+def _reserve(port: int) -> bool:
+    """Lock the port's file for this process; False when another process holds it."""
+    try:
+        PORT_LOCKS.mkdir(exist_ok=True)
+        fd = os.open(PORT_LOCKS / str(port), os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError:
+        return True  # no shared folder to lock in: the kernel's pick alone
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return False
+    _port_locks[port] = fd
+    return True
 
 
 def free_port() -> int:
-    """A port nobody listens on now (the kernel's pick), not given to a live child."""
+    """A port nobody listens on now (the kernel's pick), not given to a live child, reserved.
+
+    Blocking (a lock file): call it in a worker thread. :func:`release_port` gives it back.
+    """
     for _ in range(100):
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
             probe.bind((HOST, 0))
             port: int = probe.getsockname()[1]
-        if port not in _ports_in_use:
+        if port not in _ports_in_use and _reserve(port):
+            _ports_in_use.add(port)
             return port
     raise OSError("no free port")
+
+
+def release_port(port: int) -> None:
+    """The port's child is gone: the port may be handed out again."""
+    _ports_in_use.discard(port)
+    fd = _port_locks.pop(port, None)
+    if fd is not None:
+        os.close(fd)
 
 
 def startup_delays() -> Iterator[float]:
@@ -172,13 +208,16 @@ class ServerProcess:
 
         ComputeFailed when the command cannot be started.
         """
-        port = free_port()
+        port = await anyio.to_thread.run_sync(free_port)
         argv = command.argv(role, port, work_dir)
         try:
             process = await _spawn(argv, work_dir, log_path, env)
-        except OSError as exc:
-            raise ComputeFailed(f"cannot start the {role} ({command}): {exc}") from None
-        _ports_in_use.add(port)
+        except BaseException as exc:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(release_port, port)
+            if isinstance(exc, OSError):
+                raise ComputeFailed(f"cannot start the {role} ({command}): {exc}") from None
+            raise
         return cls(process, role, port, log_path)
 
     async def connect(self, client_type: type[C], timeout: float = START_TIMEOUT) -> C:
@@ -230,7 +269,7 @@ class ServerProcess:
         with anyio.CancelScope(shield=True):
             code = await self.process.wait()
             if self.port in _ports_in_use:
-                _ports_in_use.discard(self.port)
+                await anyio.to_thread.run_sync(release_port, self.port)
                 await anyio.to_thread.run_sync(reaper.forget, self.process.pid)
         return code
 

@@ -83,6 +83,24 @@ async def in_thread(func: Callable[..., object], *args: object) -> object:
     return await future
 
 
+def _cancel_and_stop(loop: asyncio.AbstractEventLoop) -> None:  # on the app's loop
+    tasks = asyncio.all_tasks(loop)
+    if not tasks:
+        loop.stop()
+        return
+    for task in tasks:
+        task.cancel()
+    asyncio.gather(*tasks, return_exceptions=True).add_done_callback(lambda _: loop.stop())
+    loop.call_later(CANCEL_WAIT, loop.stop)
+
+
+def _run_until_stopped(loop: asyncio.AbstractEventLoop) -> None:
+    try:
+        loop.run_forever()
+    finally:
+        loop.close()
+
+
 class AppLoop:
     """The app's own event loop, started on first use in a daemon thread."""
 
@@ -92,7 +110,8 @@ class AppLoop:
     def _started(self) -> asyncio.AbstractEventLoop:
         if self._loop is None:
             loop = asyncio.new_event_loop()
-            thread = threading.Thread(target=loop.run_forever, name="golem_apps app loop")
+            thread = threading.Thread(target=_run_until_stopped, args=(loop,))
+            thread.name = "golem_apps app loop"
             thread.daemon = True
             thread.start()
             self._loop = loop
@@ -157,10 +176,14 @@ class AppLoop:
             await self.run(manager.__aexit__, None, None, None)
 
     def close(self) -> None:
-        """Stop the app's loop (a loop its code blocks stays with its daemon thread)."""
+        """Cancel what still runs on the app's loop, and stop it once that ended.
+
+        It stops at the latest ``CANCEL_WAIT`` later; a loop the app's code
+        blocks stays with its daemon thread.
+        """
         if self._loop is not None:
             with suppress(RuntimeError):
-                self._loop.call_soon_threadsafe(self._loop.stop)
+                self._loop.call_soon_threadsafe(_cancel_and_stop, self._loop)
             self._loop = None
 
 

@@ -1,4 +1,4 @@
-"""Starting and stopping the grpclib server: our own listening socket, and a flushed stop.
+"""The grpclib server's edges: our own listening socket, a flushed stop, raw request reads.
 
 We bind the socket ourselves, so that port 0 reports the port it got. And a
 server about to stop makes sure its clients have read its last replies
@@ -11,6 +11,12 @@ While the server runs, accept()'s resource errors (file descriptors
 exhausted) are logged at most once a second, with a count
 (:class:`_AcceptErrors`): asyncio logs one traceback per failed accept(),
 up to a hundred per loop tick.
+
+This is the one module that reaches into grpclib's internals, where it has
+no public hook: its protocol factory and h2 connection (the PING), and a
+stream's buffer, codec and events (:func:`recv_bytes` and the next two: its
+``recv_message`` would buffer any length a client announces, and fail with
+an AssertionError on a stream that ends early).
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from grpclib.protocol import H2Protocol
-from grpclib.server import Server
+from grpclib.server import Server, Stream
 
 from .._exceptions import ConfigError
 
@@ -164,6 +170,31 @@ class _Server(Server):
         protocol = _Protocol(default.handler, default.config, default.h2_config)
         self.protocols.add(protocol)
         return protocol
+
+
+async def recv_bytes(stream: Stream[Any, Any], size: int) -> bytes | None:
+    """The next ``size`` bytes of a call's request stream; None if it ends before them."""
+    try:
+        return await stream._stream.recv_data(size)
+    except AssertionError:  # grpclib's buffer: the stream ended within the ``size`` bytes
+        return None
+
+
+def request_type(stream: Stream[Any, Any]) -> type:
+    """The message type of a call's requests."""
+    kind: type = stream._recv_type
+    return kind
+
+
+def decode_request(stream: Stream[Any, Any], data: bytes) -> Any:
+    """A request message from its bytes, with the call's codec."""
+    return stream._codec.decode(data, stream._recv_type)
+
+
+async def dispatch_request(stream: Stream[Any, Any], request: Any) -> Any:
+    """The request after grpclib's RecvMessage event (its listeners may replace it)."""
+    (request,) = await stream._dispatch.recv_message(request)
+    return request
 
 
 async def confirm_delivery(server: _Server, timeout: float = DELIVERY_TIMEOUT) -> None:

@@ -10,6 +10,7 @@ from grpclib.const import Cardinality, Handler, Status
 from grpclib.exceptions import GRPCError
 from grpclib.server import Stream
 
+from ._listen import decode_request, dispatch_request, recv_bytes, request_type
 from ._status import to_grpc_error
 
 #: Largest request message accepted, in bytes (gRPC's usual default). grpclib's
@@ -20,16 +21,12 @@ MAX_REQUEST_BYTES = 4 * 1024 * 1024
 async def recv_request(stream: Stream[Any, Any], limit: int = MAX_REQUEST_BYTES) -> Any:
     """The request message of a unary call, read with a size limit.
 
-    Too large: RESOURCE_EXHAUSTED before its body is read. Undecodable:
-    INVALID_ARGUMENT. Uses grpclib's stream internals (``_stream``, ``_codec``,
-    ``_recv_type``), the same ones its own ``recv_message`` uses.
+    Missing, truncated (1 to 4 bytes of the 5-byte prefix included) or
+    undecodable: INVALID_ARGUMENT. Too large: RESOURCE_EXHAUSTED before its
+    body is read. Compressed: UNIMPLEMENTED.
     """
-    h2_stream = stream._stream
-    try:
-        prefix = await h2_stream.recv_data(5)
-    except AssertionError:  # grpclib: the stream ended within the 5 bytes (1 to 4 came)
-        prefix = b""
-    if len(prefix) < 5:
+    prefix = await recv_bytes(stream, 5)
+    if prefix is None or len(prefix) < 5:
         raise GRPCError(Status.INVALID_ARGUMENT, "the request message is missing or truncated")
     compressed, size = struct.unpack(">?I", prefix)
     if compressed:
@@ -39,20 +36,17 @@ async def recv_request(stream: Stream[Any, Any], limit: int = MAX_REQUEST_BYTES)
             Status.RESOURCE_EXHAUSTED,
             f"the request message has {size} bytes, more than the limit of {limit}",
         )
+    data = await recv_bytes(stream, size)
+    if data is None:
+        raise GRPCError(Status.INVALID_ARGUMENT, "the request message is truncated")
     try:
-        data = await h2_stream.recv_data(size)
-    except AssertionError:  # grpclib: the stream ended before the announced length
-        raise GRPCError(Status.INVALID_ARGUMENT, "the request message is truncated") from None
-    request_type = stream._recv_type
-    try:
-        request = stream._codec.decode(data, request_type)
+        request = decode_request(stream, data)
     except Exception as exc:
         raise GRPCError(
             Status.INVALID_ARGUMENT,
-            f"malformed {request_type.__name__} message: {type(exc).__name__}",
+            f"malformed {request_type(stream).__name__} message: {type(exc).__name__}",
         ) from None
-    (request,) = await stream._dispatch.recv_message(request)
-    return request
+    return await dispatch_request(stream, request)
 
 
 def unary(

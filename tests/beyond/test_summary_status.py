@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -95,3 +96,21 @@ def test_task_options_reach_the_registry() -> None:
 
     assert (app.task_options.redundancy, app.task_options.ban_after) == (3, 2)
     assert app.handler("compare") is same
+
+
+def test_one_retries_figure_and_aborted_subtasks_say_why() -> None:
+    crashed = TaskStatus(
+        task_id="t",
+        state="finished",
+        parts={"ready": 0, "blocked": 0, "computing": 0, "done": 2, "total": 2},
+        nodes={"p1": NodeStatus(subtasks={"aborted": 3, "success": 2})},
+        failures=0,
+        max_retries=3,
+        redundancy=1,
+        ban_after=0,
+    )
+    text = format_summary(RunResult("t", 2, 5, (), 1.0, Path("/out"), (), None, crashed))
+    assert len(re.findall(r"\d+ retr", text)) == 1  # one retries figure: "5 (3 retries)"
+    assert "  subtasks:       5 (3 retries)" in text
+    assert "  failed verifications: 0 (the app allows 3: max_retries)" in text
+    assert "    - p1: 3 aborted (the compute failed), 2 success" in text

@@ -7,7 +7,6 @@ so that killing it is killing the worker.
 
 from __future__ import annotations
 
-import contextlib
 import re
 import signal
 import subprocess
@@ -103,15 +102,13 @@ class DaskCluster:
         self.workers.append(worker)
         return worker
 
-    def kill(self, worker: DaskWorker) -> None:
-        """SIGKILL the worker; then its orphaned providers (a node's machine is gone with them)."""
-        orphans = worker.providers()
+    def kill(self, worker: DaskWorker) -> list[psutil.Process]:
+        """SIGKILL the worker; the providers it was running then."""
+        providers = worker.providers()
         worker.process.send_signal(signal.SIGKILL)
         worker.process.wait()
-        for orphan in orphans:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                orphan.kill()
         self.workers.remove(worker)
+        return providers
 
     def ensure(self, count: int) -> list[DaskWorker]:
         """Exactly ``count`` live workers (the oldest kept)."""

@@ -67,7 +67,7 @@ async def test_errors_reach_the_caller(app_loop: AppLoop) -> None:
 
 
 async def test_an_async_handler_blocking_its_loop_leaves_ours_free(app_loop: AppLoop) -> None:
-    """``time.sleep`` in an async handler: our loop still runs, and cancelling returns at once."""
+    """``time.sleep`` in an async handler: our loop still runs; cancelling abandons it."""
     release = threading.Event()
     started = threading.Event()
 
@@ -86,7 +86,8 @@ async def test_an_async_handler_blocking_its_loop_leaves_ours_free(app_loop: App
     assert ticks == 5 and not task.done()
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
-        await task  # at once, although the handler's loop is still blocked
+        await task  # after CANCEL_WAIT, although the handler's loop is still blocked
+    assert not release.is_set()
     release.set()
 
 
@@ -175,3 +176,24 @@ async def test_no_lifespan_no_app_loop() -> None:
         assert await call(lambda: 1, app_loop=app_loop) == 1
         started = set(threading.enumerate()) - before
     assert "golem_apps app loop" not in {thread.name for thread in started}
+
+
+async def test_closing_cancels_what_still_runs_on_the_app_loop() -> None:
+    """Work abandoned by its caller still gets its cancellation before the loop stops."""
+    app_loop = AppLoop()
+    started = threading.Event()
+    cleaned = threading.Event()
+
+    async def waiting() -> None:
+        started.set()
+        try:
+            await asyncio.sleep(60)
+        finally:
+            cleaned.set()
+
+    task = asyncio.ensure_future(call(waiting, app_loop=app_loop))
+    assert await asyncio.to_thread(started.wait, 10)
+    app_loop.close()  # the caller has not even been cancelled yet
+    assert await asyncio.to_thread(cleaned.wait, 10)
+    with pytest.raises(asyncio.CancelledError):
+        await task

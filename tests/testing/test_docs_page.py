@@ -1,4 +1,4 @@
-"""docs/testing.md's examples pass, in a scratch project with the README's app."""
+"""docs/testing.md's examples and the README's pass, in a scratch project with its app."""
 
 from __future__ import annotations
 
@@ -23,5 +23,11 @@ def test_the_testing_pages_examples_pass(pytester: pytest.Pytester) -> None:
         conftest=conftest,
         test_fixtures=fixtures_test,
     )
+    (readme_test,) = [b for b in python_blocks("README.md") if "run_local" in b]
+    pytester.makepyfile(test_readme="import upper\n\n\ndef test_it():\n" + indent(readme_test))
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
-    result.assert_outcomes(passed=4)
+    result.assert_outcomes(passed=5)
+
+
+def indent(code: str) -> str:
+    return "".join(f"    {line}\n" for line in code.splitlines())

@@ -223,12 +223,14 @@ empty would save one requestor call per subtask.
 Per subtask a cluster adds what the local runner has not: the pinned Dask
 task (client -> scheduler -> worker and back), an event loop in the worker's
 thread that starts the provider as the local runner does, and, for a result
-over 1 MiB, one more Dask task per 8 MiB chunk. On a running cluster that
-costs about nothing next to the provider's own start (ratios of ~0.99 in the
-first measurements); with `local:2` the LocalCluster's start (~1.5-3 s on
-this machine) is most of the difference (~1.2). The 1 GiB result costs the
-runner ~50 MB over its baseline (two 8 MiB chunks in flight, and their
-copies in Dask's comms) and the worker a few MB; sent in one piece, the same
+over 1 MiB, one more Dask task per 8 MiB chunk. That is small next to the
+provider's own start: ratios of 1.05 (`local:2`, its LocalCluster start
+included; pairwise 1.26) and 1.13 (a running cluster) in the table's run,
+1.22 and 0.99 in an earlier one, on this shared, loaded machine (load
+average ~7 on 2 cores); the cluster's scheduler and workers share the two
+cores with everything else. The 1 GiB result cost the runner ~34 MB over its
+baseline (two 8 MiB chunks in flight, and their copies in Dask's comms; ~50
+MB in the earlier run) and the worker ~10 MB; sent in one piece, the same
 result took the runner to 2.2 GB and the worker to 1.1 GB (measured once,
 with the inline limit raised past 1 GiB).
 

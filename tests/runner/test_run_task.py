@@ -507,7 +507,7 @@ async def test_the_status_comes_over_the_wire_never_from_the_status_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, in_process: bool
 ) -> None:
     # No status.json at all (in-process; a child's engine writes one, which nobody reads).
-    monkeypatch.setattr("golem_apps.engine._sqlite.write_task_status", lambda *args: None)
+    monkeypatch.setattr("golem_apps.engine._status.write_task_status", lambda *args: None)
     recorder = StatusRecorder()
     result = await run_task(
         APP,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
@@ -421,17 +422,24 @@ async def test_a_killed_requestor_is_restarted_on_its_work_dir_and_the_task_fini
     killed: list[int] = []
 
     def kill_requestor_while_a_computes() -> None:
-        deadline = time.monotonic() + WAIT_LIMIT
-        while not (gate / "a.started").exists():
-            if time.monotonic() > deadline:
-                return
-            time.sleep(0.01)
-        requestor = requestor_of(psutil.Process())
-        requestor.kill()
-        while requestor.is_running() and requestor.status() != psutil.STATUS_ZOMBIE:
-            time.sleep(0.01)  # dead; the runner reaps it (psutil's wait would reap it first)
-        killed.append(requestor.pid)
-        (gate / "a.go").touch()  # a's result now reaches a dead requestor
+        # a.go is touched whatever happens here: without it a's provider waits at
+        # its gate, and the run (which the test's finally waits for) never ends.
+        try:
+            deadline = time.monotonic() + WAIT_LIMIT
+            while not (gate / "a.started").exists():
+                if time.monotonic() > deadline:
+                    return
+                time.sleep(0.01)
+            requestor = requestor_of(psutil.Process())
+            requestor.kill()
+            # Dead once a zombie, or gone: the runner may reap it between two looks
+            # (status() then raises). psutil's wait would reap it first.
+            with contextlib.suppress(psutil.NoSuchProcess):
+                while requestor.is_running() and requestor.status() != psutil.STATUS_ZOMBIE:
+                    time.sleep(0.01)
+            killed.append(requestor.pid)
+        finally:
+            (gate / "a.go").touch()  # a's result now reaches a dead requestor
 
     killer = threading.Thread(target=kill_requestor_while_a_computes)
     killer.start()

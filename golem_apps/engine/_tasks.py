@@ -169,27 +169,46 @@ def recover(conn: sqlite3.Connection) -> list[str]:
     return [row[0] for row in conn.execute("SELECT id FROM tasks WHERE state = 'merging'")]
 
 
-def merge_inputs(
-    conn: sqlite3.Connection, task_id: str, outputs: Path, with_params: bool
-) -> tuple[dict[str, Any], list[PartResult]]:
-    """The task params and each part's result, in the parts' order.
+def task_params(conn: sqlite3.Connection, task_id: str) -> dict[str, Any]:
+    """The task's params."""
+    row = conn.execute("SELECT params FROM tasks WHERE id = ?", (task_id,)).fetchone()
+    return dict(json.loads(row[0]))
+
+
+def part_results(
+    conn: sqlite3.Connection,
+    task_id: str,
+    outputs: Path,
+    with_params: bool,
+    after: int,
+    limit: int,
+) -> list[tuple[int, PartResult]]:
+    """(index, result) of up to ``limit`` done parts after index ``after``, in part order.
 
     ``outputs`` is the task's subtask_outputs folder. Without ``with_params``
     (the default merge needs none) the parts' params are left empty.
     """
-    params = conn.execute("SELECT params FROM tasks WHERE id = ?", (task_id,)).fetchone()[0]
     columns = "p.params" if with_params else "'{}'"
     rows = conn.execute(
-        f"SELECT p.name, {columns}, s.id, s.result FROM parts p"
+        f"SELECT p.idx, p.name, {columns}, s.id, s.result FROM parts p"
         " JOIN subtasks s ON s.task = p.task AND s.id = p.subtask"
-        " WHERE p.task = ? ORDER BY p.idx",
+        " WHERE p.task = ? AND p.idx > ? AND p.status = 'done' ORDER BY p.idx LIMIT ?",
+        (task_id, after, limit),
+    )
+    return [
+        (index, PartResult(name, json.loads(part_params), outputs / subtask_id / result))
+        for index, name, part_params, subtask_id, result in rows
+    ]
+
+
+def shared_result_names(conn: sqlite3.Connection, task_id: str) -> frozenset[str]:
+    """Result file names that more than one done part uses (the default merge prefixes them)."""
+    rows = conn.execute(
+        "SELECT s.result FROM parts p JOIN subtasks s ON s.task = p.task AND s.id = p.subtask"
+        " WHERE p.task = ? AND p.status = 'done' GROUP BY s.result HAVING count(*) > 1",
         (task_id,),
     )
-    results = [
-        PartResult(name, json.loads(part_params), outputs / subtask_id / result)
-        for name, part_params, subtask_id, result in rows
-    ]
-    return json.loads(params), results
+    return frozenset(row[0] for row in rows)
 
 
 def finish_merge(conn: sqlite3.Connection, task_id: str) -> None:

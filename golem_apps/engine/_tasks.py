@@ -105,6 +105,13 @@ def insert_parts(
     if conn.total_changes - before != len(deps):
         raise InvalidTask(_missing_dependency(conn, task_id, deps))
     conn.execute("UPDATE tasks SET total = total + ? WHERE id = ?", (len(rows), task_id))
+    blocked = sum(1 for row in rows if row[5])
+    for status, count in (("ready", len(rows) - blocked), ("blocked", blocked)):
+        conn.execute(
+            "INSERT INTO part_counts (task, status, n) VALUES (?, ?, ?)"
+            " ON CONFLICT (task, status) DO UPDATE SET n = n + excluded.n",
+            (task_id, status, count),
+        )
 
 
 def _duplicate_name(conn: sqlite3.Connection, task_id: str, rows: list[tuple[Any, ...]]) -> str:
@@ -147,7 +154,7 @@ def finish_task(conn: sqlite3.Connection, task_id: str) -> None:
 
 def delete_task(conn: sqlite3.Connection, task_id: str) -> None:
     """Forget a task whose creation failed."""
-    for table in ("parts", "deps", "subtasks", "nodes"):
+    for table in ("parts", "deps", "subtasks", "nodes", "part_counts", "subtask_counts"):
         conn.execute(f"DELETE FROM {table} WHERE task = ?", (task_id,))
     conn.execute("DELETE FROM tasks WHERE id = ?", (task_id,))
 
@@ -230,22 +237,19 @@ def abort_task(conn: sqlite3.Connection, task_id: str) -> None:
 def task_status(conn: sqlite3.Connection, task_id: str, max_retries: int) -> TaskStatus:
     """The task's status: parts by status, subtasks per node, bans.
 
-    Aggregates over the task's parts and subtasks (index scans): the engine
-    computes it on request and for the status file, never on every RPC.
+    Read from the counters the transactions keep (``part_counts``,
+    ``subtask_counts``): the same cost at 100 parts and at 1,000,000.
     """
     task = task_row(conn, task_id)
     parts = {str(status): 0 for status in PartStatus}
     for status, count in conn.execute(
-        "SELECT status, count(*) FROM parts INDEXED BY parts_by_status"
-        " WHERE task = ? GROUP BY status",
-        (task_id,),
+        "SELECT status, n FROM part_counts WHERE task = ?", (task_id,)
     ):
         parts[status] = int(count)
     parts["total"] = task.total
     subtasks: dict[str, dict[str, int]] = {}
     for node, state, count in conn.execute(
-        "SELECT node, state, count(*) FROM subtasks WHERE task = ? GROUP BY node, state",
-        (task_id,),
+        "SELECT node, state, n FROM subtask_counts WHERE task = ? AND n > 0", (task_id,)
     ):
         subtasks.setdefault(node, {})[state] = int(count)
     strikes = {

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import shutil
-from collections import Counter
 import sqlite3
 import tempfile
+from collections import Counter
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any

@@ -186,7 +186,10 @@ class Fleet:
                 break
             except Exception:
                 # Restarted by another provider meanwhile, or dead: go on; else a real error.
-                if self.generation == generation and not await self.server.died():
+                # The generation is read after died(): while another provider restarts
+                # the server, died() looks at the new process (alive), and the restart
+                # has ended (the generation moved) by the time died() gives up.
+                if not await self.server.died() and self.generation == generation:
                     raise
                 await self.restart(generation)
         async with anyio.create_task_group() as group:
@@ -234,7 +237,10 @@ class Fleet:
                 to_verify = subtask_id
             except Exception:
                 # Restarted by another provider meanwhile, or dead: go on; else a real error.
-                if self.generation == generation and not await self.server.died():
+                # The generation is read after died(): while another provider restarts
+                # the server, died() looks at the new process (alive), and the restart
+                # has ended (the generation moved) by the time died() gives up.
+                if not await self.server.died() and self.generation == generation:
                     raise
                 if subtask_id is not None and to_verify is None:
                     # The NextSubtask died under us: its reply never came.

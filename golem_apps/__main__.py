@@ -38,7 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
-    parser.add_argument("command", choices=COMMANDS, metavar="COMMAND", help=", ".join(COMMANDS))
+    parser.add_argument(
+        "command", nargs="?", choices=COMMANDS, metavar="COMMAND", help=", ".join(COMMANDS)
+    )
     parser.add_argument("args", nargs=argparse.REMAINDER, help="the command's arguments")
     return parser
 
@@ -47,6 +49,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run ``golem-apps``; returns the exit code (serve and run end the process themselves)."""
     try:
         args = build_parser().parse_args(argv)
+        if args.command is None:
+            raise UsageError(f"a command is required: {', '.join(COMMANDS)} (see {PROG} --help)")
     except UsageError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2

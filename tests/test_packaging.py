@@ -70,6 +70,10 @@ def test_an_unknown_command_is_one_line_and_exit_2(capsys: pytest.CaptureFixture
     err = capsys.readouterr().err
     assert err.startswith("golem-apps: error: argument COMMAND: invalid choice: 'deploy'")
     assert err.count("\n") == 1
+    assert main([]) == 2
+    assert capsys.readouterr().err == (
+        "golem-apps: error: a command is required: serve, run, appdef (see golem-apps --help)\n"
+    )
 
 
 def test_command_errors_name_the_front_door(capsys: pytest.CaptureFixture[str]) -> None:

@@ -20,7 +20,14 @@ from grpclib.exceptions import GRPCError, StreamTerminatedError
 from .._client import ProgressReport, ProviderClient, RequestorClient
 from .._exceptions import ComputeFailed, ConfigError, TaskFailed
 from ..server._progress import SERVICE as PROGRESS_SERVICE
-from ._process import PROVIDER_EXIT_TIMEOUT, ServerCommand, ServerProcess, child_env, describe_exit
+from ._process import (
+    PROVIDER_EXIT_TIMEOUT,
+    ServerCommand,
+    ServerProcess,
+    StartupTimes,
+    child_env,
+    describe_exit,
+)
 from ._requestor import RequestorSupervisor
 from ._workdir import tail
 
@@ -153,6 +160,7 @@ class SubprocessNodes:
         self.env = child_env(env)
         self.on_restart = on_restart
         self._watch: bool | None = None  # does the provider serve ProviderProgress?
+        self._startup = StartupTimes()  # the providers' start-up times
 
     @asynccontextmanager
     async def requestor(self, work_dir: Path, log_path: Path) -> AsyncIterator[RequestorClient]:
@@ -178,7 +186,7 @@ class SubprocessNodes:
             self.provider_command, "provider", job.task_dir, job.log_path, self.env
         )
         try:
-            client = await child.connect(ProviderClient)
+            client = await child.connect(ProviderClient, startup=self._startup)
             try:
                 if self._watch is None:
                     # Asked once, of the first provider, before any Compute: a

@@ -22,9 +22,11 @@ import shlex
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import tempfile
 import time
+from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +37,7 @@ from grpclib.client import Channel
 
 from .._client import _Client, wait_serving
 from .._exceptions import ComputeFailed
-from ._reaper import die_with_parent, reaper
+from ._reaper import reaper
 from ._workdir import tail
 
 #: How long a child may take to answer Health SERVING (as a node waits).
@@ -163,13 +165,36 @@ def release_port(port: int) -> None:
         os.close(fd)
 
 
-def startup_delays() -> Iterator[float]:
-    """The pauses between Health polls: quick at first, then the node's 0.1 s.
+class StartupTimes:
+    """How long one command's servers took to answer SERVING: when to poll the next one.
 
-    A server takes some 0.1 s to start; a refused connection costs a fraction
-    of a millisecond, so short first pauses cut the wait without a busy loop.
+    A node polls Health every 0.1 s; a provider that serves after 0.11 s would
+    then wait 0.2 s, on every subtask. The runner polls at once, and then
+    often around the moment the last servers of the same command were ready:
+    a refused connection costs a fraction of a millisecond, a late poll costs
+    the whole gap. After a second it falls back to the node's pace.
     """
-    return itertools.chain((0.01,) * 5, (0.02,) * 5, itertools.repeat(NODE_POLL_INTERVAL))
+
+    #: Pause between polls around the expected moment.
+    FINE = 0.005
+    #: Pause between polls when there is no history, or past the expected moment.
+    COARSE = 0.02
+
+    def __init__(self) -> None:
+        self._recent: deque[float] = deque(maxlen=16)
+
+    def record(self, seconds: float) -> None:
+        """A server of the command answered SERVING ``seconds`` after it was started."""
+        self._recent.append(seconds)
+
+    def delays(self) -> Iterator[float]:
+        """The pauses between polls (the first poll goes out at once)."""
+        if self._recent:
+            expected = statistics.median(self._recent)
+            yield 0.7 * expected  # nothing serves much sooner than its peers did
+            yield from itertools.repeat(self.FINE, int(0.6 * expected / self.FINE) + 1)
+        yield from itertools.repeat(self.COARSE, int(1.0 / self.COARSE))
+        yield from itertools.repeat(NODE_POLL_INTERVAL)
 
 
 def describe_exit(code: int | None) -> str:
@@ -194,6 +219,7 @@ class ServerProcess:
         self.role = role
         self.port = port
         self.log_path = log_path
+        self.started = time.monotonic()
 
     @classmethod
     async def start(
@@ -208,20 +234,28 @@ class ServerProcess:
 
         ComputeFailed when the command cannot be started.
         """
-        port = await anyio.to_thread.run_sync(free_port)
+        # One trip to a worker thread for the blocking steps (lock file, log file, watchdog).
+        port, log = await anyio.to_thread.run_sync(_before_spawn, log_path)
         argv = command.argv(role, port, work_dir)
         try:
-            process = await _spawn(argv, work_dir, log_path, env)
+            process = await _spawn(argv, work_dir, log, env)
         except BaseException as exc:
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(release_port, port)
             if isinstance(exc, OSError):
                 raise ComputeFailed(f"cannot start the {role} ({command}): {exc}") from None
             raise
+        finally:
+            os.close(log)
         return cls(process, role, port, log_path)
 
-    async def connect(self, client_type: type[C], timeout: float = START_TIMEOUT) -> C:
-        """A client once the server's Health says SERVING.
+    async def connect(
+        self,
+        client_type: type[C],
+        timeout: float = START_TIMEOUT,
+        startup: StartupTimes | None = None,
+    ) -> C:
+        """A client once the server's Health says SERVING (polled as ``startup`` suggests).
 
         ComputeFailed (with the last line of its log) when the child exits or
         does not serve within ``timeout`` seconds.
@@ -234,8 +268,9 @@ class ServerProcess:
                 raise _Exited()
 
         try:
+            startup = startup or StartupTimes()
             await wait_serving(
-                channel, f"{HOST}:{self.port}", timeout, delays=startup_delays(), check=check_alive
+                channel, f"{HOST}:{self.port}", timeout, delays=startup.delays(), check=check_alive
             )
         except _Exited:
             channel.close()
@@ -248,6 +283,7 @@ class ServerProcess:
             channel.close()
             waited = time.monotonic() - started
             raise ComputeFailed(f"{self.role} did not serve within {waited:.0f} s: {exc}") from None
+        startup.record(time.monotonic() - self.started)
         return client_type(channel)
 
     async def wait_exit(self, timeout: float) -> int | None:
@@ -269,8 +305,7 @@ class ServerProcess:
         with anyio.CancelScope(shield=True):
             code = await self.process.wait()
             if self.port in _ports_in_use:
-                await anyio.to_thread.run_sync(release_port, self.port)
-                await anyio.to_thread.run_sync(reaper.forget, self.process.pid)
+                await anyio.to_thread.run_sync(_after_stop, self.port, self.process.pid)
         return code
 
 
@@ -278,28 +313,36 @@ class _Exited(Exception):
     """The child exited while the runner waited for it to serve."""
 
 
-async def _spawn(
-    argv: Sequence[str], cwd: Path, log_path: Path, env: Mapping[str, str]
-) -> asyncio.subprocess.Process:
-    def open_log() -> int:
-        return os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-
-    await anyio.to_thread.run_sync(reaper.start)  # the first time: a process start
-    log = await anyio.to_thread.run_sync(open_log)
+def _before_spawn(log_path: Path) -> tuple[int, int]:
+    """A reserved port and the opened log (its fd); the watchdog started. Blocking."""
+    reaper.start()  # the first time: a process start
+    port = free_port()
     try:
-        # asyncio's, not anyio.open_process: that one takes no preexec_fn.
-        process = await asyncio.create_subprocess_exec(
-            *argv,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
-            cwd=cwd,
-            env=dict(env),
-            start_new_session=True,
-            preexec_fn=die_with_parent(),
-        )
-    finally:
-        os.close(log)
+        return port, os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    except BaseException:
+        release_port(port)
+        raise
+
+
+def _after_stop(port: int, pgid: int) -> None:
+    """The child's port and process group are free again. Blocking."""
+    release_port(port)
+    reaper.forget(pgid)
+
+
+async def _spawn(
+    argv: Sequence[str], cwd: Path, log: int, env: Mapping[str, str]
+) -> asyncio.subprocess.Process:
+    # asyncio's (grpclib is asyncio-only), with a session (a group) of its own.
+    process = await asyncio.create_subprocess_exec(
+        *argv,
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=log,
+        cwd=cwd,
+        env=reaper.mark(dict(env)),  # the watchdog finds the child (and its own) by it
+        start_new_session=True,
+    )
     # The group is the child's pid (a new session): the watchdog kills it if we die.
     with anyio.CancelScope(shield=True):
         await anyio.to_thread.run_sync(reaper.watch, process.pid)

@@ -2,16 +2,21 @@
 
 A killed process runs no clean-up, so the runner's side arranges it
 beforehand, for apps it cannot change (a foreign app's command, and whatever
-that starts):
+that starts). One small watchdog process per runner process (this module,
+run as a script) holds the read end of a pipe whose write end only the
+runner holds; EOF comes when the runner dies, however it dies. Then the
+watchdog kills:
 
-- each child it starts gets ``PR_SET_PDEATHSIG`` (Linux): the kernel sends it
-  SIGKILL when the runner dies;
-- each child runs in a process group of its own, and one small watchdog
-  process per runner process (this module, run as a script) holds the read
-  end of a pipe whose write end only the runner holds. The runner tells it
-  each group it starts and each group it has stopped; at EOF, which comes when
-  the runner dies however it dies, the watchdog kills every group still
-  listed (the children's own children too), then exits.
+- every process group the runner told it about: each child runs in a group
+  of its own, so its own children go too;
+- on Linux, every process whose environment carries the runner's mark
+  (:data:`MARK`, set in each child's environment and inherited by their
+  children): this covers a child started just before the runner died, not
+  yet told, and a helper that left its group.
+
+The watchdog then exits. It costs one process per runner, nothing per child
+(``PR_SET_PDEATHSIG`` would need a ``preexec_fn``, which makes every spawn
+fork the runner: some 2 ms of its event loop each).
 
 The script side uses the standard library only and never imports golem_apps.
 """
@@ -24,47 +29,11 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
+import uuid
 from pathlib import Path
 
-#: Linux's PR_SET_PDEATHSIG (linux/prctl.h).
-_PR_SET_PDEATHSIG = 1
-
-
-def _load_prctl() -> Callable[[int, int], int] | None:
-    if not sys.platform.startswith("linux"):
-        return None
-    import ctypes
-
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        prctl: Callable[[int, int], int] = libc.prctl
-    except (OSError, AttributeError):
-        return None
-    return prctl
-
-
-_prctl = _load_prctl()
-
-
-def die_with_parent() -> Callable[[], None] | None:
-    """A ``preexec_fn`` that has the kernel SIGKILL the child when the runner dies (Linux).
-
-    None where there is no such thing (the watchdog still covers those systems).
-    The signal follows the thread that forks the child: the runner starts
-    children from its event loop thread, which lives as long as the run.
-    """
-    prctl = _prctl
-    if prctl is None:
-        return None
-    parent = os.getpid()
-
-    def arm() -> None:  # runs in the forked child, before exec
-        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-        if os.getppid() != parent:  # the runner died before the signal was armed
-            os.kill(os.getpid(), signal.SIGKILL)
-
-    return arm
+#: The environment variable that marks the runner's children (its value: the watchdog's token).
+MARK = "GOLEM_APPS_RUNNER_TOKEN"
 
 
 class Reaper:
@@ -73,11 +42,13 @@ class Reaper:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._process: subprocess.Popen[bytes] | None = None
+        #: Marks this process's children (the value of :data:`MARK` in their environment).
+        self.token = uuid.uuid4().hex
 
     def _started(self) -> subprocess.Popen[bytes]:
         if self._process is None or self._process.poll() is not None:
             self._process = subprocess.Popen(
-                [sys.executable, "-I", "-S", str(Path(__file__))],
+                [sys.executable, "-I", "-S", str(Path(__file__)), self.token],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
@@ -87,20 +58,25 @@ class Reaper:
 
     def _send(self, line: bytes) -> None:
         with self._lock:
-            process = self._started()
-            assert process.stdin is not None
-            try:
-                # A few bytes into a pipe that the watchdog drains: never blocks for long.
-                os.write(process.stdin.fileno(), line)
-            except BrokenPipeError:  # the watchdog was killed: start another
-                process.stdin.close()
-                self._process = None
-                os.write(self._started().stdin.fileno(), line)  # type: ignore[union-attr]
+            for _ in range(2):
+                stdin = self._started().stdin
+                assert stdin is not None
+                try:
+                    # A few bytes into a pipe the watchdog drains: never blocks for long.
+                    os.write(stdin.fileno(), line)
+                    return
+                except BrokenPipeError:  # the watchdog was killed: start another
+                    stdin.close()
+                    self._process = None
 
     def start(self) -> None:
         """Start the watchdog now (blocking: a process start), not with the first child."""
         with self._lock:
             self._started()
+
+    def mark(self, env: dict[str, str]) -> dict[str, str]:
+        """``env`` with this runner's mark: the watchdog finds such processes by it."""
+        return {**env, MARK: self.token}
 
     def watch(self, pgid: int) -> None:
         """Kill process group ``pgid`` if this process dies before :meth:`forget`."""
@@ -115,7 +91,30 @@ class Reaper:
 reaper = Reaper()
 
 
-def _watchdog() -> None:
+def _marked(token: str) -> list[int]:
+    """Pids of the processes whose environment has ``MARK=token`` (Linux; else none)."""
+    wanted = f"{MARK}={token}".encode()
+    found = []
+    try:
+        pids = [int(name) for name in os.listdir("/proc") if name.isdigit()]  # noqa: PTH208
+    except OSError:
+        return []
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as file:  # noqa: PTH123
+                if wanted in file.read().split(b"\0"):
+                    found.append(pid)
+        except OSError:
+            continue  # gone, or not ours
+    return found
+
+
+def _kill_group(pgid: int) -> None:
+    with contextlib.suppress(OSError):  # already gone
+        os.killpg(pgid, signal.SIGKILL)
+
+
+def _watchdog(token: str) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, signal.SIG_IGN)  # only the runner's death ends it
     groups: set[int] = set()
@@ -129,9 +128,13 @@ def _watchdog() -> None:
         else:
             groups.discard(pgid)
     for pgid in groups:
-        with contextlib.suppress(OSError):  # already gone
-            os.killpg(pgid, signal.SIGKILL)
+        _kill_group(pgid)
+    for pid in _marked(token):
+        with contextlib.suppress(OSError):
+            _kill_group(os.getpgid(pid))
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
 
 
 if __name__ == "__main__":
-    _watchdog()
+    _watchdog(sys.argv[1])

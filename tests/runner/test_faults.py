@@ -51,6 +51,16 @@ def alive(processes: list[psutil.Process]) -> list[psutil.Process]:
     return left
 
 
+#: The helpers' sleeps, in seconds: numbers no other test uses, to find them by.
+HELPER, LOOSE = 3011, 3021
+
+
+def helpers() -> list[psutil.Process]:
+    """The ``sleep`` helpers the providers' commands left running."""
+    wanted = (["sleep", str(HELPER)], ["sleep", str(LOOSE)])
+    return [p for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"] in wanted]
+
+
 def gated(gate: Path, *names: str) -> dict[str, Any]:
     return {"parts": [{"name": n, "text": f"text {n}", "gate": str(gate)} for n in names]}
 
@@ -59,11 +69,13 @@ def gated(gate: Path, *names: str) -> dict[str, Any]:
 def test_a_killed_runner_leaves_no_process_behind(tmp_path: Path) -> None:
     gate = tmp_path / "gate"
     gate.mkdir()
-    # Each provider's command is a shell that leaves a helper running (a process
-    # of the app's own that the runner never started) and then execs the server.
+    # Each provider's command is a shell that leaves two helpers running (processes
+    # of the app's own that the runner never started): one in the provider's process
+    # group, one double-forked into a session of its own (out of the group, and no
+    # longer the provider's descendant), and then execs the server.
     provider_cmd = (
-        f"sh -c 'sleep 300 & exec \"$@\"' sh {sys.executable} -m golem_apps.serve {APP} "
-        "--work-dir {work_dir}"
+        f"sh -c 'sleep {HELPER} & (setsid sleep {LOOSE} &) ; exec \"$@\"' sh {sys.executable} "
+        f"-m golem_apps.serve {APP} --work-dir {{work_dir}}"
     )
     runner = start_runner(tmp_path / "work", gated(gate, "a", "b"), "--provider-cmd", provider_cmd)
     children: list[psutil.Process] = []
@@ -74,9 +86,10 @@ def test_a_killed_runner_leaves_no_process_behind(tmp_path: Path) -> None:
             "both providers computing",
         )
         children = psutil.Process(runner.pid).children(recursive=True)
-        names = sorted(c.name() for c in children)
-        assert names.count("sleep") == 2  # the providers' helpers, grandchildren of the runner
-        assert len(children) == 6  # requestor, 2 providers, 2 helpers, the watchdog
+        wait_until(runner, lambda: len(helpers()) == 4, "the helpers started")
+        children = psutil.Process(runner.pid).children(recursive=True)
+        assert len(children) == 6  # requestor, 2 providers, their 2 grouped helpers, the watchdog
+        children += [h for h in helpers() if h not in children]  # and the 2 loose ones
         runner.send_signal(signal.SIGKILL)
         runner.wait()
         deadline = time.monotonic() + GONE_WITHIN

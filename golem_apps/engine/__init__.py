@@ -5,6 +5,7 @@ and the server binding translates them into statuses. The provider never
 imports this package.
 """
 
-from ._base import Assignment, Engine, Hooks, open_engine
+from ._base import Assignment, Engine, Hooks
+from ._open import open_engine
 
 __all__ = ["Assignment", "Engine", "Hooks", "open_engine"]

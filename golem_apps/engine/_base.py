@@ -1,11 +1,9 @@
-"""The seam between the RPC binding and the task bookkeeping."""
+"""The seam between the RPC binding and the task bookkeeping: what each side sees."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterable, Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol
 
 from .._contexts import MergeContext, Part, TaskContext, Verdict, VerifyContext
@@ -70,16 +68,3 @@ class Engine(Protocol):
 
     async def aclose(self) -> None:
         """Release files and connections."""
-
-
-@asynccontextmanager
-async def open_engine(work_dir: Path, hooks: Hooks) -> AsyncIterator[Engine]:
-    """Open the engine that keeps the state of every task under ``work_dir``.
-
-    The state lives in a SQLite database in ``work_dir`` and survives restarts.
-    """
-    # Deferred: only the requestor pays for sqlite3.
-    from ._sqlite import open_sqlite_engine
-
-    async with open_sqlite_engine(work_dir, hooks) as engine:
-        yield engine

@@ -14,110 +14,12 @@ from typing import Any, Generic, TypeVar
 import anyio
 from anyio.lowlevel import checkpoint_if_cancelled
 
+from ._schema import prepare
+
 T = TypeVar("T")
 
 #: The database file, in the requestor's work dir (never inside a task's folders).
 DB_NAME = ".golem_apps_engine.sqlite3"
-
-# Part status: ready (may be handed out), blocked (a dependency is not done),
-# computing (a live subtask holds it), done (a subtask succeeded; `subtask` names it).
-# Subtask state: computing, standby (a hand-out a restart may have lost, whose part was
-# handed out again as a backup copy: the first of the two verified wins), awaiting
-# (redundant tasks: a result waiting for the vote), success, failure, superseded (the
-# other copy was verified first), aborted, discarded. ``lost`` is 1 on a subtask that
-# was computing when the requestor (re)started: the node may never have received it.
-# ``copy_of`` names the subtask a backup copy stands in for. ``verdict`` and ``reason``
-# hold the verdict answered (again) to every Verify of a decided subtask; ``told`` is
-# kept for older databases and no longer read.
-# Redundant tasks: ``parts.wanted`` counts the subtasks still to hand out for a part.
-# ``nodes`` counts each node's failed verifications per task and holds its ban.
-# Task state: creating (parts still being recorded; removed on restart),
-# active, merging (every part done, merge running or interrupted), finished, aborted.
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS tasks (
-    id TEXT PRIMARY KEY,
-    state TEXT NOT NULL,
-    params TEXT NOT NULL,
-    total INTEGER NOT NULL DEFAULT 0,
-    done INTEGER NOT NULL DEFAULT 0,
-    failures INTEGER NOT NULL DEFAULT 0,
-    redundancy INTEGER NOT NULL DEFAULT 1,
-    ban_after INTEGER NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS parts (
-    task TEXT NOT NULL,
-    idx INTEGER NOT NULL,
-    name TEXT NOT NULL,
-    params TEXT NOT NULL,
-    resources TEXT NOT NULL,
-    status TEXT NOT NULL,
-    waiting INTEGER NOT NULL,
-    subtask TEXT,
-    wanted INTEGER NOT NULL DEFAULT 1,
-    PRIMARY KEY (task, idx)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS deps (
-    task TEXT NOT NULL,
-    part INTEGER NOT NULL,
-    dep INTEGER NOT NULL,
-    PRIMARY KEY (task, part, dep)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS subtasks (
-    task TEXT NOT NULL,
-    id TEXT NOT NULL,
-    part INTEGER NOT NULL,
-    node TEXT NOT NULL,
-    state TEXT NOT NULL,
-    result TEXT,
-    reason TEXT,
-    told INTEGER NOT NULL DEFAULT 1,
-    lost INTEGER NOT NULL DEFAULT 0,
-    copy_of TEXT,
-    verdict INTEGER,
-    PRIMARY KEY (task, id)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS nodes (
-    task TEXT NOT NULL,
-    node TEXT NOT NULL,
-    failures INTEGER NOT NULL DEFAULT 0,
-    banned TEXT,
-    PRIMARY KEY (task, node)
-) WITHOUT ROWID;
-"""
-
-#: Indexes, created once the columns they cover exist (after the migrations).
-INDEXES = """
-CREATE UNIQUE INDEX IF NOT EXISTS parts_by_name ON parts (task, name);
-CREATE INDEX IF NOT EXISTS parts_by_status ON parts (task, status, idx);
-CREATE INDEX IF NOT EXISTS deps_by_dep ON deps (task, dep);
-DROP INDEX IF EXISTS live_by_node;
-CREATE INDEX IF NOT EXISTS current_by_node ON subtasks (task, node)
-    WHERE state = 'computing' AND lost = 0;
-CREATE INDEX IF NOT EXISTS lost_by_part ON subtasks (task, part)
-    WHERE state = 'computing' AND lost = 1;
-CREATE INDEX IF NOT EXISTS awaiting_by_node ON subtasks (task, node) WHERE state = 'awaiting';
-CREATE INDEX IF NOT EXISTS subtasks_by_part ON subtasks (task, part);
-"""
-
-#: Columns added after the first release: (table, column, definition), added to older databases.
-MIGRATIONS = (
-    ("tasks", "redundancy", "INTEGER NOT NULL DEFAULT 1"),
-    ("tasks", "ban_after", "INTEGER NOT NULL DEFAULT 0"),
-    ("parts", "wanted", "INTEGER NOT NULL DEFAULT 1"),
-    ("subtasks", "reason", "TEXT"),
-    ("subtasks", "told", "INTEGER NOT NULL DEFAULT 1"),
-    ("subtasks", "lost", "INTEGER NOT NULL DEFAULT 0"),
-    ("subtasks", "copy_of", "TEXT"),
-    ("subtasks", "verdict", "INTEGER"),
-)
-
-
-def _migrate(conn: sqlite3.Connection) -> None:
-    # A database made by an older golem_apps lacks the newer columns: add them.
-    for table, column, definition in MIGRATIONS:
-        columns = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
-        if column not in columns:
-            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
 
 
 class _Call(Generic[T]):
@@ -183,9 +85,7 @@ class Database:
         # kernel holds the written pages); only a power loss may drop the last ones.
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.execute("PRAGMA cache_size=-16000")  # 16 MB: bounded memory at any size
-        self._conn.executescript(SCHEMA)
-        _migrate(self._conn)
-        self._conn.executescript(INDEXES)
+        prepare(self._conn)
         self._calls: queue.SimpleQueue[_Call[Any] | None] = queue.SimpleQueue()
         # A daemon: a process that exits without close() is not held up by it
         # (an unfinished transaction is rolled back at the next open, as after a crash).

@@ -61,7 +61,8 @@ def install(engine: Any) -> None:
 
         engine._hand_out = handed_out
         return
-    merge: Callable[..., Any] = engine._merge
+    merges = engine._merges
+    merge: Callable[..., Any] = merges.merge
 
     @functools.wraps(merge)
     async def merging(*args: Any) -> None:
@@ -71,4 +72,4 @@ def install(engine: Any) -> None:
         if point == "merge_end":
             reached()
 
-    engine._merge = merging
+    merges.merge = merging

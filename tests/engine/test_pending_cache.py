@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from golem_apps import EngineError
 from golem_apps.constants import SUBTASK_OUTPUTS_DIR
-from golem_apps.engine import Hooks, _db, _ops, open_engine
+from golem_apps.engine import Hooks, _db, _handouts, open_engine
 from golem_apps.engine._sqlite import SqliteEngine
 
 from .helpers import DIAMOND, TASK, create, verdict_from_content, write_result
@@ -61,7 +61,7 @@ configs = st.fixed_dictionaries(
 def uncached(conn: sqlite3.Connection, max_retries: int) -> bool | str:
     """The database's answer, or the name of the error HasPendingSubtasks raises."""
     try:
-        return _ops.has_pending(conn, TASK, max_retries)
+        return _handouts.has_pending(conn, TASK, max_retries)
     except EngineError as exc:
         return type(exc).__name__
 
@@ -80,7 +80,7 @@ class Watch:
         engine = self.engine
         if engine is None or engine._db._closed:
             return
-        kept = engine._pending.get(TASK)
+        kept = engine._changes.kept.get(TASK)
         truth = engine._db.run(uncached, self.max_retries)
         self.checks += 1
         if kept is not None and kept != truth:

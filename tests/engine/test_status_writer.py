@@ -11,7 +11,7 @@ import anyio
 import pytest
 
 from golem_apps import Part, read_task_status
-from golem_apps.engine._sqlite import STATUS_INTERVAL, STATUS_PAUSE_FACTOR, SqliteEngine
+from golem_apps.engine._status import STATUS_INTERVAL, STATUS_PAUSE_FACTOR, StatusWriter
 
 from .helpers import TASK, create, engine_on
 
@@ -25,19 +25,19 @@ async def test_the_pause_after_a_round_of_writes_follows_its_duration(
     pauses: list[float] = []
     written = anyio.Event()
     move_on_after = anyio.move_on_after
-    status_to_file = SqliteEngine._status_to_file
+    to_file = StatusWriter._to_file
 
     def spy(delay: float, *args: Any, **kwargs: Any) -> anyio.CancelScope:
         pauses.append(delay)
         return move_on_after(delay, *args, **kwargs)
 
-    def slow_write(engine: SqliteEngine, task_id: str) -> float:
-        status_to_file(engine, task_id)  # really written; reported as taking ``took``
+    def slow_write(writer: StatusWriter, task_id: str) -> float:
+        to_file(writer, task_id)  # really written; reported as taking ``took``
         written.set()
         return took
 
     monkeypatch.setattr(anyio, "move_on_after", spy)
-    monkeypatch.setattr(SqliteEngine, "_status_to_file", slow_write)
+    monkeypatch.setattr(StatusWriter, "_to_file", slow_write)
     async with engine_on(work_dir) as engine:
         await create(engine, work_dir, [Part(), Part()])  # marks the task's status dirty
         with anyio.fail_after(10):

@@ -507,7 +507,7 @@ async def test_the_status_comes_over_the_wire_never_from_the_status_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, in_process: bool
 ) -> None:
     # No status.json at all (in-process; a child's engine writes one, which nobody reads).
-    monkeypatch.setattr("golem_apps.engine._sqlite.write_task_status", lambda *args: None)
+    monkeypatch.setattr("golem_apps.engine._status.write_task_status", lambda *args: None)
     recorder = StatusRecorder()
     result = await run_task(
         APP,
@@ -523,3 +523,52 @@ async def test_the_status_comes_over_the_wire_never_from_the_status_file(
     assert recorder.counts[0].endswith("/4") and recorder.counts[-1] == "4/4"
     if in_process:
         assert not list((tmp_path / "work").rglob("status.json"))
+
+
+def settled_count(work_dir: Path) -> int:
+    """Subtasks with a verdict so far, from the runner's journal (a test may read it)."""
+    path = work_dir / "runner" / "subtasks.jsonl"
+    try:
+        lines = path.read_text().splitlines()
+    except FileNotFoundError:
+        return 0
+    return sum('"step": "settled"' in line and '"verified": true' in line for line in lines)
+
+
+@pytest.mark.anyio
+@pytest.mark.slow
+async def test_mandelbrot_survives_its_requestor_killed_three_times(tmp_path: Path) -> None:
+    # Killed as the 3rd, 7th and 11th results are verified: whatever it was doing
+    # (a Verify, a merge, a NextSubtask in flight), it is restarted on its work dir.
+    params = {"size": 64, "tiles": 4, "max_iter": 60}
+    work_dir = tmp_path / "work"
+    kills: list[int] = []
+    done = threading.Event()
+
+    def kill_at_thresholds() -> None:
+        for threshold in (3, 7, 11):
+            while settled_count(work_dir) < threshold:
+                if done.wait(0.005):
+                    return
+            try:
+                requestor_of(psutil.Process()).kill()
+            except (ValueError, psutil.Error):
+                continue  # between two requestors: this threshold passes
+            kills.append(threshold)
+
+    killer = threading.Thread(target=kill_at_thresholds)
+    killer.start()
+    try:
+        result = await run_task(
+            "examples.mandelbrot", params=params, providers=3, work_dir=work_dir
+        )
+    finally:
+        done.set()
+        await anyio.to_thread.run_sync(killer.join)
+    assert kills and result.requestor_restarts == len(kills)
+    undisturbed = await run_task(
+        "examples.mandelbrot", params=params, providers=3, work_dir=tmp_path / "undisturbed"
+    )
+    assert undisturbed.requestor_restarts == 0
+    assert file_bytes(result) == file_bytes(undisturbed)
+    assert list(file_bytes(result)) == ["mandelbrot.png"]

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 import sys
 from pathlib import Path
 
 import pytest
 
-from golem_apps.runner._process import ServerCommand
+from golem_apps.runner._process import NODE_POLL_INTERVAL, ServerCommand, StartupTimes
 
 
 def test_the_role_and_port_are_appended_and_the_work_dir_replaced(tmp_path: Path) -> None:
@@ -38,3 +39,32 @@ def test_unusable_commands_are_refused_naming_the_option(text: str, message: str
     with pytest.raises(ValueError) as caught:
         ServerCommand.parse(text, "--provider-cmd")
     assert str(caught.value).startswith(message)
+
+
+def test_polls_come_quick_around_the_moment_peers_served_then_at_the_nodes_pace() -> None:
+    fresh = list(itertools.islice(StartupTimes().delays(), 60))
+    assert fresh[:50] == [StartupTimes.COARSE] * 50  # no history: every 20 ms for a second
+    assert fresh[50:] == [NODE_POLL_INTERVAL] * 10
+    times = StartupTimes()
+    for seconds in (0.1, 0.2, 0.1):
+        times.record(seconds)
+    delays = list(itertools.islice(times.delays(), 200))
+    assert delays[0] == pytest.approx(0.07)  # 0.7 x the median: nothing serves sooner
+    fine = delays[1 : delays.index(StartupTimes.COARSE)]
+    assert set(fine) == {StartupTimes.FINE}
+    assert sum(delays[: len(fine) + 1]) >= 0.13  # fine polls up to 1.3 x the median
+
+
+@pytest.mark.anyio
+async def test_a_command_that_exits_before_serving_says_so_with_its_last_words(
+    tmp_path: Path,
+) -> None:
+    from golem_apps import TaskFailed
+    from golem_apps.runner import run_task
+
+    said = f"{sys.executable} -c 'import sys; print(\"no port for me\"); sys.exit(3)'"
+    with pytest.raises(TaskFailed) as caught:
+        await run_task(requestor_cmd=said, provider_cmd=said, work_dir=tmp_path)
+    assert str(caught.value).startswith(
+        "the requestor did not start: requestor exited with code 3 before serving: no port for me"
+    )

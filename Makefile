@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo lint proto proto-check bench docs clean
+.PHONY: test demo lint proto proto-check bench bench-million docs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,10 @@ proto-check: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m benchmarks
+
+# The engine at 1,000,000 parts (a few minutes): its section of docs/performance.md.
+bench-million: $(STAMP)
+	$(PY) -m benchmarks.engine_million
 
 # The documentation site, into site/: offline, and any warning is an error.
 docs: $(STAMP)

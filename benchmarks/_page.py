@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 INTRO = """\
 ---
 # The table is wide: the page takes the whole window (no navigation or
@@ -283,6 +285,10 @@ def page(
     if missing:
         parts += ["Not in this run:", "", *(f"- {line}" for line in missing), ""]
     parts.append(BODY)
+    from . import engine_million  # its own target: the figures of its last run
+
+    if engine_million.FIGURES.exists():
+        parts.append(engine_million.section(json.loads(engine_million.FIGURES.read_text())))
     if importtime:
         parts += [
             "## Provider imports (python -X importtime, cumulative)",

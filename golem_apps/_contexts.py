@@ -8,10 +8,10 @@ from __future__ import annotations
 import enum
 import math
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from .constants import SUBTASK_INPUTS_DIR, TASK_INPUTS_DIR, TASK_OUTPUTS_DIR
 
@@ -121,6 +121,24 @@ class PartResult:
     path: Path
 
 
+@runtime_checkable
+class PartResults(Protocol):
+    """Every part's verified result, in the order the parts were yielded, read lazily.
+
+    A task of a million parts is never held in memory: the results are read a
+    batch at a time as they are iterated, each iteration from the start. A
+    sync merge handler (run in a worker thread) iterates with ``for``; an
+    async one with ``async for`` (a plain ``for`` on the event loop raises,
+    since it would block the loop). ``len()`` is the number of parts.
+    """
+
+    def __iter__(self) -> Iterator[PartResult]: ...
+
+    def __aiter__(self) -> AsyncIterator[PartResult]: ...
+
+    def __len__(self) -> int: ...
+
+
 @dataclass(frozen=True)
 class MergeContext:
     """What the ``@requestor.merge`` handler receives once every part is verified.
@@ -132,7 +150,8 @@ class MergeContext:
     task_id: str
     params: dict[str, Any]
     task_dir: Path
-    results: Sequence[PartResult]
+    results: PartResults
+    """Every part's result in part order, streamed (see :class:`PartResults`)."""
 
     @property
     def outputs_dir(self) -> Path:

@@ -43,3 +43,28 @@ def test_table_marks_missed_goals() -> None:
     text = table([row])
     assert "| bench | t | 2000.0 [2000.0-2000.0] ms | 1000.0 [1000.0-1000.0] ms |" in text
     assert "2.000 (pairwise 2.000) | <= 1.05 | **no** |" in text
+
+
+def test_the_million_parts_section_is_spliced_into_the_page() -> None:
+    from benchmarks import engine_million
+
+    figures = {
+        "create_task_s": 12.0,
+        "latency_ms": 3.0,
+        "latency_100_ms": 2.5,
+        "latency_ratio": 1.2,
+        "task_status_ms": 0.05,
+        "cycles": 10_000,
+        "peak_rss_mib": 250.0,
+        "last_cycle_with_merge_s": 9.0,
+        "fast_forwarded": 989_999,
+        "date": "today",
+    }
+    page = "# Performance\n\nintro\n"
+    once = engine_million.splice(page, figures)
+    assert once.startswith(page.rstrip("\n")) and engine_million.HEADING in once
+    assert "| 12.0 s | < 15 s | yes |" in once
+    assert "| < 200 MB | no |" in once  # 250 MiB misses the memory goal
+    again = engine_million.splice(once + "\n## Later section\n\ntext\n", {**figures, "cycles": 5})
+    assert again.count(engine_million.HEADING) == 1 and "## Later section" in again
+    assert "5 cycles" in again and "10,000 cycles" not in again

@@ -7,10 +7,10 @@ import hashlib
 import os
 import shutil
 import uuid
-from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from .._contexts import PartResult
 from ..constants import SUBTASK_INPUTS_DIR, SUBTASK_OUTPUTS_DIR, TASK_INPUTS_DIR, TASK_OUTPUTS_DIR
 
 #: Scratch folder of a task dir where merged files are written before being moved in.
@@ -119,34 +119,28 @@ def clear_outputs(task_dir: Path) -> None:
     shutil.rmtree(task_dir / MERGE_TMP_DIR, ignore_errors=True)
 
 
-def output_names(results: Sequence[tuple[str, str]]) -> list[str]:
-    """Names in task_outputs for (part name, result file name) pairs.
-
-    A file name used by a single part is kept; names shared by several parts
-    become ``<part name>-<file name>``.
-    """
-    counts = Counter(file_name for _, file_name in results)
-    return [
-        file_name if counts[file_name] == 1 else f"{part}-{file_name}"
-        for part, file_name in results
-    ]
+def output_name(part: str, file_name: str, shared: frozenset[str]) -> str:
+    """The name in task_outputs of a part's result: its file name, or
+    ``<part name>-<file name>`` when several parts' results share that file name."""
+    return f"{part}-{file_name}" if file_name in shared else file_name
 
 
-def copy_results(task_dir: Path, results: Sequence[tuple[str, Path]]) -> None:
-    """The default merge: copy each (part name, result path) into task_outputs.
+def copy_results(task_dir: Path, results: Iterable[PartResult], shared: frozenset[str]) -> None:
+    """The default merge: copy each part's result into task_outputs (``results`` is
+    iterated once, in part order; ``shared``: the file names several parts use).
 
     Each file is written under a scratch name outside task_outputs and renamed
     in, so task_outputs never holds a half-written file.
     """
     clear_outputs(task_dir)
-    names = output_names([(part, path.name) for part, path in results])
     scratch = task_dir / MERGE_TMP_DIR
     scratch.mkdir(exist_ok=True)
     outputs = task_dir / TASK_OUTPUTS_DIR
     try:
-        for name, (_, path) in zip(names, results, strict=True):
+        for result in results:
+            name = output_name(result.name, result.path.name, shared)
             temp = scratch / name
-            shutil.copyfile(path, temp)
+            shutil.copyfile(result.path, temp)
             temp.replace(outputs / name)
     finally:  # a failed copy (a full disk) leaves no scratch file taking space
         shutil.rmtree(scratch, ignore_errors=True)

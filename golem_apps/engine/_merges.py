@@ -15,6 +15,7 @@ from . import _files, _rows, _tasks
 from ._base import Hooks
 from ._db import Database
 from ._pending import Changes
+from ._results import StoredResults
 from ._states import TaskState
 from ._status import StatusWriter
 
@@ -67,11 +68,13 @@ class Merges:
             task_dir = self._work_dir / task_id
             outputs = task_dir / SUBTASK_OUTPUTS_DIR
             custom = self._hooks.merge is not None
-            params, results = await self._db.call(_tasks.merge_inputs, task_id, outputs, custom)
+            total = (await self._db.call(_rows.task_row, task_id)).total
+            results = StoredResults(self._db, task_id, outputs, custom, total)
             if self._hooks.merge is None:
-                pairs = [(r.name, r.path) for r in results]
-                await to_thread.run_sync(_files.copy_results, task_dir, pairs)
+                shared = await self._db.call(_tasks.shared_result_names, task_id)
+                await to_thread.run_sync(_files.copy_results, task_dir, results, shared)
             else:
+                params = await self._db.call(_tasks.task_params, task_id)
                 await to_thread.run_sync(_files.clear_outputs, task_dir)
                 await self._hooks.merge(MergeContext(task_id, params, task_dir, results))
             await self._changes.write(task_id, _tasks.finish_merge)

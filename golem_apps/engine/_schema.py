@@ -73,6 +73,50 @@ CREATE TABLE IF NOT EXISTS nodes (
 ) WITHOUT ROWID;
 """
 
+#: Counters kept by every transaction (triggers), so that a task's status costs the
+#: same at any size: parts per status (CreateTask adds its batches' counts itself:
+#: a trigger per inserted part would slow it down), subtasks per node and state.
+COUNTERS = """
+CREATE TABLE IF NOT EXISTS part_counts (
+    task TEXT NOT NULL,
+    status TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    PRIMARY KEY (task, status)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS subtask_counts (
+    task TEXT NOT NULL,
+    node TEXT NOT NULL,
+    state TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    PRIMARY KEY (task, node, state)
+) WITHOUT ROWID;
+CREATE TRIGGER IF NOT EXISTS count_part_status AFTER UPDATE OF status ON parts
+WHEN old.status IS NOT new.status BEGIN
+    INSERT INTO part_counts (task, status, n) VALUES (new.task, new.status, 1)
+        ON CONFLICT (task, status) DO UPDATE SET n = n + 1;
+    UPDATE part_counts SET n = n - 1 WHERE task = old.task AND status = old.status;
+END;
+CREATE TRIGGER IF NOT EXISTS count_new_subtask AFTER INSERT ON subtasks BEGIN
+    INSERT INTO subtask_counts (task, node, state, n) VALUES (new.task, new.node, new.state, 1)
+        ON CONFLICT (task, node, state) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS count_subtask_state AFTER UPDATE OF state ON subtasks
+WHEN old.state IS NOT new.state BEGIN
+    INSERT INTO subtask_counts (task, node, state, n) VALUES (new.task, new.node, new.state, 1)
+        ON CONFLICT (task, node, state) DO UPDATE SET n = n + 1;
+    UPDATE subtask_counts SET n = n - 1
+        WHERE task = old.task AND node = old.node AND state = old.state;
+END;
+"""
+
+#: Counters of a database made before they existed, computed once.
+COUNT_ALL = """
+INSERT INTO part_counts (task, status, n) SELECT task, status, count(*) FROM parts
+    GROUP BY task, status;
+INSERT INTO subtask_counts (task, node, state, n) SELECT task, node, state, count(*)
+    FROM subtasks GROUP BY task, node, state;
+"""
+
 #: Indexes, created once the columns they cover exist (after the migrations).
 INDEXES = """
 CREATE UNIQUE INDEX IF NOT EXISTS parts_by_name ON parts (task, name);
@@ -108,4 +152,10 @@ def prepare(conn: sqlite3.Connection) -> None:
         columns = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
         if column not in columns:
             conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
+    counted = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'part_counts'"
+    ).fetchone()
+    conn.executescript(COUNTERS)
+    if not counted:
+        conn.executescript(f"BEGIN; {COUNT_ALL} COMMIT;")
     conn.executescript(INDEXES)

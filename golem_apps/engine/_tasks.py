@@ -105,6 +105,13 @@ def insert_parts(
     if conn.total_changes - before != len(deps):
         raise InvalidTask(_missing_dependency(conn, task_id, deps))
     conn.execute("UPDATE tasks SET total = total + ? WHERE id = ?", (len(rows), task_id))
+    blocked = sum(1 for row in rows if row[5])
+    for status, count in (("ready", len(rows) - blocked), ("blocked", blocked)):
+        conn.execute(
+            "INSERT INTO part_counts (task, status, n) VALUES (?, ?, ?)"
+            " ON CONFLICT (task, status) DO UPDATE SET n = n + excluded.n",
+            (task_id, status, count),
+        )
 
 
 def _duplicate_name(conn: sqlite3.Connection, task_id: str, rows: list[tuple[Any, ...]]) -> str:
@@ -147,7 +154,7 @@ def finish_task(conn: sqlite3.Connection, task_id: str) -> None:
 
 def delete_task(conn: sqlite3.Connection, task_id: str) -> None:
     """Forget a task whose creation failed."""
-    for table in ("parts", "deps", "subtasks", "nodes"):
+    for table in ("parts", "deps", "subtasks", "nodes", "part_counts", "subtask_counts"):
         conn.execute(f"DELETE FROM {table} WHERE task = ?", (task_id,))
     conn.execute("DELETE FROM tasks WHERE id = ?", (task_id,))
 
@@ -169,27 +176,46 @@ def recover(conn: sqlite3.Connection) -> list[str]:
     return [row[0] for row in conn.execute("SELECT id FROM tasks WHERE state = 'merging'")]
 
 
-def merge_inputs(
-    conn: sqlite3.Connection, task_id: str, outputs: Path, with_params: bool
-) -> tuple[dict[str, Any], list[PartResult]]:
-    """The task params and each part's result, in the parts' order.
+def task_params(conn: sqlite3.Connection, task_id: str) -> dict[str, Any]:
+    """The task's params."""
+    row = conn.execute("SELECT params FROM tasks WHERE id = ?", (task_id,)).fetchone()
+    return dict(json.loads(row[0]))
+
+
+def part_results(
+    conn: sqlite3.Connection,
+    task_id: str,
+    outputs: Path,
+    with_params: bool,
+    after: int,
+    limit: int,
+) -> list[tuple[int, PartResult]]:
+    """(index, result) of up to ``limit`` done parts after index ``after``, in part order.
 
     ``outputs`` is the task's subtask_outputs folder. Without ``with_params``
     (the default merge needs none) the parts' params are left empty.
     """
-    params = conn.execute("SELECT params FROM tasks WHERE id = ?", (task_id,)).fetchone()[0]
     columns = "p.params" if with_params else "'{}'"
     rows = conn.execute(
-        f"SELECT p.name, {columns}, s.id, s.result FROM parts p"
+        f"SELECT p.idx, p.name, {columns}, s.id, s.result FROM parts p"
         " JOIN subtasks s ON s.task = p.task AND s.id = p.subtask"
-        " WHERE p.task = ? ORDER BY p.idx",
+        " WHERE p.task = ? AND p.idx > ? AND p.status = 'done' ORDER BY p.idx LIMIT ?",
+        (task_id, after, limit),
+    )
+    return [
+        (index, PartResult(name, json.loads(part_params), outputs / subtask_id / result))
+        for index, name, part_params, subtask_id, result in rows
+    ]
+
+
+def shared_result_names(conn: sqlite3.Connection, task_id: str) -> frozenset[str]:
+    """Result file names that more than one done part uses (the default merge prefixes them)."""
+    rows = conn.execute(
+        "SELECT s.result FROM parts p JOIN subtasks s ON s.task = p.task AND s.id = p.subtask"
+        " WHERE p.task = ? AND p.status = 'done' GROUP BY s.result HAVING count(*) > 1",
         (task_id,),
     )
-    results = [
-        PartResult(name, json.loads(part_params), outputs / subtask_id / result)
-        for name, part_params, subtask_id, result in rows
-    ]
-    return json.loads(params), results
+    return frozenset(row[0] for row in rows)
 
 
 def finish_merge(conn: sqlite3.Connection, task_id: str) -> None:
@@ -211,22 +237,19 @@ def abort_task(conn: sqlite3.Connection, task_id: str) -> None:
 def task_status(conn: sqlite3.Connection, task_id: str, max_retries: int) -> TaskStatus:
     """The task's status: parts by status, subtasks per node, bans.
 
-    Aggregates over the task's parts and subtasks (index scans): the engine
-    computes it on request and for the status file, never on every RPC.
+    Read from the counters the transactions keep (``part_counts``,
+    ``subtask_counts``): the same cost at 100 parts and at 1,000,000.
     """
     task = task_row(conn, task_id)
     parts = {str(status): 0 for status in PartStatus}
     for status, count in conn.execute(
-        "SELECT status, count(*) FROM parts INDEXED BY parts_by_status"
-        " WHERE task = ? GROUP BY status",
-        (task_id,),
+        "SELECT status, n FROM part_counts WHERE task = ?", (task_id,)
     ):
         parts[status] = int(count)
     parts["total"] = task.total
     subtasks: dict[str, dict[str, int]] = {}
     for node, state, count in conn.execute(
-        "SELECT node, state, count(*) FROM subtasks WHERE task = ? GROUP BY node, state",
-        (task_id,),
+        "SELECT node, state, n FROM subtask_counts WHERE task = ? AND n > 0", (task_id,)
     ):
         subtasks.setdefault(node, {})[state] = int(count)
     strikes = {

@@ -262,6 +262,7 @@ async def test_an_old_database_gets_the_new_columns(work_dir: Path) -> None:
         " node TEXT NOT NULL, state TEXT NOT NULL, result TEXT, PRIMARY KEY (task, id))"
         " WITHOUT ROWID;"
         "CREATE INDEX live_by_node ON subtasks (task, node) WHERE state = 'computing';"
+        "INSERT INTO subtasks VALUES ('t', 's1', 0, 'n1', 'success', 'r.txt');"
     )
     conn.close()
     Database(path).close()
@@ -270,9 +271,12 @@ async def test_an_old_database_gets_the_new_columns(work_dir: Path) -> None:
     conn = sqlite3.connect(path)
     rows = conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")
     indexes = {row[0] for row in rows}
-    conn.close()
     assert {"current_by_node", "lost_by_part", "awaiting_by_node"} <= indexes
     assert "live_by_node" not in indexes
+    # The status counters are computed once from the existing rows.
+    counts = conn.execute("SELECT task, node, state, n FROM subtask_counts").fetchall()
+    assert counts == [("t", "n1", "success", 1)]
+    conn.close()
 
 
 def query_columns(path: Path, table: str) -> set[str]:

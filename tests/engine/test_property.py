@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import sqlite3
 import tempfile
+from collections import Counter
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,11 @@ class Snapshot:
             lost = conn.execute("SELECT id FROM subtasks WHERE lost = 1 AND state = 'computing'")
             self.lost = {row[0] for row in lost}
             self.deps = conn.execute("SELECT part, dep FROM deps").fetchall()
+            # The counters the transactions keep for the task's status.
+            counts = conn.execute("SELECT status, n FROM part_counts WHERE n > 0")
+            self.part_counts = dict(counts.fetchall())
+            counts = conn.execute("SELECT node, state, n FROM subtask_counts WHERE n > 0")
+            self.subtask_counts = {(node, state): n for node, state, n in counts}
         finally:
             conn.close()
 
@@ -112,6 +118,8 @@ def check_invariants(snap: Snapshot) -> None:
         assert live == ([subtask] if status == "computing" else [])
         assert won == ([subtask] if status == "done" else [])
         assert not standby or live
+    assert snap.part_counts == dict(Counter(status for _, status, _, _ in snap.parts.values()))
+    assert snap.subtask_counts == dict(Counter((n, s) for _, n, s in snap.subtasks.values()))
     for node in {n for _, n, _ in snap.subtasks.values()}:
         live = [
             sid

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -20,7 +21,7 @@ from golem_apps import (
     WrongState,
 )
 from golem_apps.constants import SUBTASK_INPUTS_DIR, TASK_INPUTS_DIR
-from golem_apps.engine import Hooks
+from golem_apps.engine import Hooks, _results, _tasks
 
 from .helpers import (
     TASK,
@@ -416,8 +417,10 @@ async def test_custom_merge_sees_every_result_in_order(work_dir: Path) -> None:
 
     async def merge(task: MergeContext) -> None:
         seen.append(task)
-        text = "".join(r.path.read_text() for r in task.results)
+        text = "".join([r.path.read_text() async for r in task.results])
         (task.outputs_dir / "all.txt").write_text(text)
+        with pytest.raises(RuntimeError, match="async for"):
+            list(task.results)  # a plain for would block the event loop
 
     async with engine_on(work_dir, Hooks(merge=merge)) as engine:
         await create(engine, work_dir, THREE, params={"title": "t"})
@@ -428,9 +431,44 @@ async def test_custom_merge_sees_every_result_in_order(work_dir: Path) -> None:
             await engine.verify(TASK, f"s{n}")
         assert outputs(work_dir) == {"all.txt": "012"}
         (context,) = seen
-        assert context.params == {"title": "t"}
-        assert [r.name for r in context.results] == ["p0", "p1", "p2"]
-        assert [r.params for r in context.results] == [{"n": 0}, {"n": 1}, {"n": 2}]
+        assert context.params == {"title": "t"} and len(context.results) == 3
+        results = [r async for r in context.results]
+        assert [r.name for r in results] == ["p0", "p1", "p2"]
+        assert [r.params for r in results] == [{"n": 0}, {"n": 1}, {"n": 2}]
+
+
+async def test_a_merge_streams_the_results_a_batch_at_a_time(
+    work_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A sync merge (in a worker thread) iterates with a plain for; the results are
+    # read a batch per transaction, never all at once.
+    monkeypatch.setattr(_results, "MERGE_BATCH", 4)
+    batches: list[int] = []
+    part_results = _tasks.part_results
+
+    def counted(*args: Any) -> Any:
+        batch = part_results(*args)
+        batches.append(len(batch))
+        return batch
+
+    monkeypatch.setattr(_tasks, "part_results", counted)
+    names: list[str] = []
+
+    async def merge(task: MergeContext) -> None:
+        def sync_merge() -> None:
+            names.extend(r.name for r in task.results)
+
+        await anyio.to_thread.run_sync(sync_merge)
+
+    parts = [Part(params={"n": n}, name=f"p{n:02d}") for n in range(10)]
+    async with engine_on(work_dir, Hooks(merge=merge)) as engine:
+        await create(engine, work_dir, parts)
+        for n in reversed(range(10)):
+            await engine.next_subtask(TASK, f"s{n}", f"node{n}")
+            write_result(work_dir, f"s{n}", str(n))
+            await engine.verify(TASK, f"s{n}")
+    assert names == [f"p{n:02d}" for n in range(10)]
+    assert batches == [4, 4, 2]
 
 
 async def test_discard_on_a_finished_task_reopens_it_and_merges_again(work_dir: Path) -> None:

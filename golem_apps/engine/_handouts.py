@@ -15,6 +15,11 @@ from ._states import LIVE, PartStatus, SubtaskState, TaskState
 
 log = logging.getLogger("golem_apps.engine")
 
+#: The states of a copy that make its node ineligible for another copy of the part
+#: (distinct nodes): a superseded copy's node may have computed the part too, so a
+#: backup copy of the same part never goes back to it.
+_COPY_STATES = "('computing', 'standby', 'awaiting', 'success', 'failure', 'superseded')"
+
 
 def has_pending(conn: sqlite3.Connection, task_id: str, max_retries: int) -> bool:
     """True iff a part is ready and the retry budget is not spent."""
@@ -98,7 +103,7 @@ def next_subtask(
             " WHERE task = ?1 AND status = 'ready' AND NOT EXISTS ("
             "  SELECT 1 FROM subtasks INDEXED BY subtasks_by_part"
             "  WHERE task = ?1 AND part = parts.idx AND node = ?2"
-            "  AND state IN ('computing', 'standby', 'awaiting', 'success', 'failure'))"
+            f"  AND state IN {_COPY_STATES})"
             " ORDER BY idx LIMIT 1",
             (task_id, node_id),
         ).fetchone()
@@ -140,7 +145,7 @@ def _hand_out_backup(
         " WHERE task = ?1 AND state = 'computing' AND lost = 1 AND (NOT ?3 OR NOT EXISTS ("
         "  SELECT 1 FROM subtasks INDEXED BY subtasks_by_part"
         "  WHERE task = ?1 AND part = s.part AND node = ?2"
-        "  AND state IN ('computing', 'standby', 'awaiting', 'success', 'failure')))"
+        f"  AND state IN {_COPY_STATES}))"
         " ORDER BY part LIMIT 1",
         (task_id, node_id, distinct),
     ).fetchone()

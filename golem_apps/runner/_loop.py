@@ -119,7 +119,8 @@ class Scheduler:
                     await self._recover()
                 await self._schedule(tg)
             except TaskFailed as exc:
-                self._fatal = str(exc)
+                if self._fatal is None:
+                    self._fatal = str(exc)
             tg.cancel_scope.cancel()  # stops (and kills) whatever still runs after a failure
         if self._fatal is not None:
             raise TaskFailed(self._fatal)
@@ -241,13 +242,17 @@ class Scheduler:
             computing = False
             self.stats.running -= 1
             if reason is not None:
-                await self._abort_subtask(subtask_id)
+                # The verdict on the attempts first: once they are spent the task
+                # fails here, before an AbortSubtask could free the part for a
+                # hand-out to another machine.
                 self._failed(subtask, reason)
+                await self._abort_subtask(subtask_id)
             else:
                 subtask.computed = True
                 await self._verify(subtask)
         except TaskFailed as exc:
-            self._fatal = str(exc)
+            if self._fatal is None:  # the first failure is the task's (others follow from it)
+                self._fatal = str(exc)
         finally:
             if computing:
                 self.stats.running -= 1

@@ -101,10 +101,9 @@ class Server:
         """True while the current process runs."""
         return self.process is not None and self.process.poll() is None
 
-    async def died(self) -> bool:
-        """True if the current process is dead or dies within a few seconds (a
-        process that killed itself may still be exiting when its connection drops)."""
-        process = self.process
+    async def died(self, process: subprocess.Popen[str] | None) -> bool:
+        """True if ``process`` is dead or dies within a few seconds (a process that
+        killed itself may still be exiting when its connection drops)."""
         if process is None:
             return True
         try:
@@ -179,17 +178,16 @@ class Fleet:
     async def run(self) -> RequestorClient:
         """Drive the task to its end, restarting the server whenever it died; the last client."""
         while True:
-            generation = self.generation
+            generation, process = self.generation, self.server.process
             try:
                 create = self.client.create_task(TASK, {"parts": self.parts})
                 await _tolerate(self.call(create), Status.ALREADY_EXISTS)
                 break
             except Exception:
                 # Restarted by another provider meanwhile, or dead: go on; else a real error.
-                # The generation is read after died(): while another provider restarts
-                # the server, died() looks at the new process (alive), and the restart
-                # has ended (the generation moved) by the time died() gives up.
-                if not await self.server.died() and self.generation == generation:
+                async with self.lock:  # a restart under way ends first
+                    pass
+                if self.generation == generation and not await self.server.died(process):
                     raise
                 await self.restart(generation)
         async with anyio.create_task_group() as group:
@@ -201,7 +199,9 @@ class Fleet:
         to_verify: str | None = None
         retry: str | None = None
         while True:
-            generation = self.generation
+            # The process this call talks to (another provider may restart the server
+            # while this call fails on the dead one's connection).
+            generation, process = self.generation, self.server.process
             client = self.client
             subtask_id = None
             try:
@@ -237,10 +237,9 @@ class Fleet:
                 to_verify = subtask_id
             except Exception:
                 # Restarted by another provider meanwhile, or dead: go on; else a real error.
-                # The generation is read after died(): while another provider restarts
-                # the server, died() looks at the new process (alive), and the restart
-                # has ended (the generation moved) by the time died() gives up.
-                if not await self.server.died() and self.generation == generation:
+                async with self.lock:  # a restart under way ends first
+                    pass
+                if self.generation == generation and not await self.server.died(process):
                     raise
                 if subtask_id is not None and to_verify is None:
                     # The NextSubtask died under us: its reply never came.

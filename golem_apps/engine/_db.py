@@ -202,24 +202,32 @@ class Database:
             self._writers = []
         writers = self._writers
         hooks = len(self._after_commit)
-        conn.execute("SAVEPOINT call")
+        # The transaction's first call needs no savepoint: a ROLLBACK undoes it alone.
+        alone = not writers
+        if not alone:
+            conn.execute("SAVEPOINT call")
         try:
             result = func(conn, *args)
         except BaseException as exc:
-            if conn.in_transaction:
+            if not alone and conn.in_transaction:
                 conn.execute("ROLLBACK TO call")
                 conn.execute("RELEASE call")
                 del self._after_commit[hooks:]
             else:
-                # SQLite rolled the whole transaction back (a full disk, say): the
-                # group's earlier writes are gone too, and their callers hear why.
+                # This call's or the whole group's (SQLite rolls the transaction back
+                # itself on a full disk, say): the earlier writes are gone too, and
+                # their callers hear why.
+                with suppress(sqlite3.Error):
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
                 self._writers = None
                 self._after_commit = []
                 self._lock.release()
                 for earlier in writers:
                     earlier.undone(exc)
             raise
-        conn.execute("RELEASE call")
+        if not alone:
+            conn.execute("RELEASE call")
         if not writers or writers[-1] is not call:  # calls run one after the other
             writers.append(call)
         return result

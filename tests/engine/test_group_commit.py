@@ -36,9 +36,12 @@ def db(work_dir: Path) -> Iterator[_db.Database]:
 class Insert:
     """A transaction recording a task (then waiting for ``gate``, if given)."""
 
-    def __init__(self, task_id: str, gate: threading.Event | None = None) -> None:
+    def __init__(
+        self, task_id: str, gate: threading.Event | None = None, fail: bool = False
+    ) -> None:
         self.task_id = task_id
         self.gate = gate
+        self.fail = fail
         self.entered = threading.Event()
 
     def __call__(self, conn: sqlite3.Connection) -> str:
@@ -48,6 +51,8 @@ class Insert:
         if self.gate is not None:
             self.entered.set()
             assert self.gate.wait(10)
+        if self.fail:
+            raise KeyError(self.task_id)
         return self.task_id
 
 
@@ -78,10 +83,14 @@ class Group:
             self.answers[name] = exc
 
     async def start(
-        self, group: anyio.abc.TaskGroup, first: str, rest: Mapping[str, Callable[..., Any]]
+        self,
+        group: anyio.abc.TaskGroup,
+        first: str,
+        rest: Mapping[str, Callable[..., Any]],
+        first_fails: bool = False,
     ) -> None:
         """Start the gated first call, then queue ``rest`` while it waits."""
-        gated = Insert(first, self.gate)
+        gated = Insert(first, self.gate, first_fails)
         group.start_soon(self._call, first, gated)
         await until(gated.entered.is_set)
         for name, func in rest.items():
@@ -125,6 +134,16 @@ async def test_an_error_undoes_its_own_call_only(work_dir: Path, db: _db.Databas
     assert isinstance(group.answers.pop("bad"), KeyError)
     assert group.answers == {"t0": "t0", "t2": "t2"}
     assert tasks(work_dir) == ["t0", "t2"]
+
+
+async def test_an_error_of_the_first_call_undoes_it_alone(work_dir: Path, db: _db.Database) -> None:
+    group = Group(db)
+    async with anyio.create_task_group() as tg:
+        await group.start(tg, "t0", {"t1": Insert("t1"), "t2": Insert("t2")}, first_fails=True)
+        group.gate.set()
+    assert isinstance(group.answers.pop("t0"), KeyError)
+    assert group.answers == {"t1": "t1", "t2": "t2"}
+    assert tasks(work_dir) == ["t1", "t2"]
 
 
 async def test_a_failed_commit_undoes_every_call_that_wrote_in_it(

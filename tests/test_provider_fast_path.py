@@ -29,6 +29,10 @@ FORBIDDEN = (
     "importlib.metadata",  # golem_apps.__version__ is a literal
     "golem_apps._events",  # requestor-side names of golem_apps, loaded on first use
     "golem_apps._taskstatus",
+    # Start-up costs the path avoids: argparse's formatters would import shutil
+    # (and bz2, lzma); a str host would make getaddrinfo load the idna codec.
+    "shutil",
+    "encodings.idna",
 )
 
 

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
-from ._cli import Parser
+from ._cli import Parser, RawDescriptionHelpFormatter
 from ._exceptions import UsageError
 
 PROG = "golem-apps"
@@ -35,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Commands:\n"
         + "\n".join(f"  {name:8} {text}" for name, text in COMMANDS.items())
         + f"\n\nSee '{PROG} COMMAND --help' for a command's options.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     parser.add_argument(

@@ -13,8 +13,8 @@ from functools import partial
 from itertools import islice
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from ._contexts import Part
 from ._exceptions import HandlerError
+from ._task import Part
 
 T = TypeVar("T")
 

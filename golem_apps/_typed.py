@@ -17,8 +17,8 @@ from collections.abc import Callable, Mapping
 from functools import cache
 from typing import Any
 
-from ._contexts import Part
 from ._exceptions import HandlerError, InvalidArgument
+from ._task import Part
 
 #: At most this many field errors are spelled out in an INVALID_ARGUMENT message.
 MAX_ERRORS_SHOWN = 10

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import re
 import socket
 import subprocess
 from pathlib import Path
@@ -29,6 +28,11 @@ FORBIDDEN = (
     "importlib.metadata",  # golem_apps.__version__ is a literal
     "golem_apps._events",  # requestor-side names of golem_apps, loaded on first use
     "golem_apps._taskstatus",
+    "golem_apps._contexts",  # verdicts and results, for the verify and merge handlers
+    # Start-up costs the path avoids: argparse's formatters would import shutil
+    # (and bz2, lzma); a str host would make getaddrinfo load the idna codec.
+    "shutil",
+    "encodings.idna",
 )
 
 
@@ -50,14 +54,28 @@ async def start_provider(app: Provider, work_dir: Path) -> tuple[asyncio.Future[
     return server, port
 
 
-def imported_modules(importtime_stderr: str) -> set[str]:
-    """Module names from ``python -X importtime`` output."""
-    names = set()
-    for line in importtime_stderr.splitlines():
-        match = re.match(r"import time:\s+\d+ \|\s+\d+ \|\s*(\S+)", line)
-        if match:
-            names.add(match.group(1))
-    return names
+#: Runs ``python -m <argv[1]> <argv[2:]>`` and, as the process ends (serve ends it
+#: with os._exit), writes every module then in sys.modules to stderr. sys.modules, not
+#: ``-X importtime``: that misses what importlib.import_module loads (golem_apps'
+#: lazily loaded names).
+_REPORT_MODULES = """
+import os, runpy, sys
+exit_now = os._exit
+def report_and_exit(code):
+    sys.stderr.write("modules: " + " ".join(sorted(sys.modules)) + "\\n")
+    sys.stderr.flush()
+    exit_now(code)
+os._exit = report_and_exit
+sys.argv = sys.argv[1:]
+runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
+"""
+
+
+def imported_modules(stderr: str) -> set[str]:
+    """The module names the provider reported as it exited."""
+    lines = [line for line in stderr.splitlines() if line.startswith("modules: ")]
+    assert len(lines) == 1, stderr[-2000:]
+    return set(lines[0].split()[1:])
 
 
 @pytest.mark.anyio
@@ -65,13 +83,13 @@ def imported_modules(importtime_stderr: str) -> set[str]:
 async def test_provider_process_imports_nothing_forbidden(
     python: str, tmp_path: Path, command: list[str]
 ) -> None:
-    """A whole provider cycle (Health, Compute, exit) under -X importtime.
+    """A whole provider cycle (Health, Compute, exit), then what was imported.
 
     Both forms: ``python -m golem_apps.serve`` and the ``golem-apps serve`` front door.
     """
     port = free_port()
     proc = await asyncio.create_subprocess_exec(
-        python, "-X", "importtime", "-m", *command, "tests.apps.sample", "provider",
+        python, "-c", _REPORT_MODULES, *command, "tests.apps.sample", "provider",
         str(port), "--work-dir", str(tmp_path),
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip

@@ -6,7 +6,8 @@ from collections.abc import AsyncIterable, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .._contexts import MergeContext, Part, TaskContext, Verdict, VerifyContext
+from .._contexts import MergeContext, Verdict, VerifyContext
+from .._task import Part, TaskContext
 from .._taskstatus import TaskStatus
 
 

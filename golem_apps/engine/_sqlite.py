@@ -26,8 +26,9 @@ from pathlib import Path
 import anyio
 from anyio import to_thread
 
-from .._contexts import Part, TaskContext, Verdict
+from .._contexts import Verdict
 from .._exceptions import InvalidTask, WrongState
+from .._task import Part, TaskContext
 from .._taskstatus import TaskStatus
 from . import _faults, _files, _handouts, _tasks
 from ._base import Assignment, Hooks

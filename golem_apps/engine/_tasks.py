@@ -9,8 +9,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .._contexts import Part, PartResult
+from .._contexts import PartResult
 from .._exceptions import AlreadyExists, InvalidArgument, InvalidTask
+from .._task import Part
 from .._taskstatus import NodeStatus, TaskStatus
 from .._validate import safe_name
 from ._policy import policy_of

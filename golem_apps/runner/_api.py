@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shlex
 import shutil
@@ -101,16 +102,19 @@ async def _create(
         await anyio.to_thread.run_sync(save_task, root, record)
 
 
-def _copy_out(task_dir: Path, out: str | Path) -> tuple[Path, list[Path]]:
+def _copy_out(
+    task_dir: Path, out: str | Path, files: list[Path]
+) -> tuple[Path, list[Path]] | TaskFailed:
+    """Copy the outputs ``files`` into ``out``; the TaskFailed to raise (returned) if it fails."""
     target = Path(out).absolute()
     try:
-        return target, copy_outputs(task_dir, target)
+        return target, copy_outputs(task_dir, target, files)
     except OSError as exc:
         # The results are still in the work dir: say where.
-        raise TaskFailed(
+        return TaskFailed(
             f"cannot copy the outputs to {out}: {exc.strerror or exc} "
             f"(they are in {task_dir / TASK_OUTPUTS_DIR})"
-        ) from None
+        )
 
 
 def _load_apps(module: str | tuple[Requestor, Provider]) -> tuple[Requestor, Provider]:
@@ -279,6 +283,7 @@ async def run_task(
         )  # fmt: skip
     else:
         machines_cm = nullcontext(LocalMachines(nodes, providers or 2, root))
+    copying: asyncio.Future[tuple[Path, list[Path]] | TaskFailed] | None = None
     cleanup = ExitStack()
     capture = cleanup.enter_context(captured()) if isinstance(nodes, InProcessNodes) else None
     try:
@@ -329,6 +334,12 @@ async def run_task(
                     await _end(root, record)
                 raise
             await _end(root, record)
+            if out is not None:
+                # The outputs are final once the task is done: copy them while the
+                # requestor shuts down (a copy that fails returns its error, raised below).
+                copying = asyncio.ensure_future(
+                    anyio.to_thread.run_sync(_copy_out, task_dir, out, outputs)
+                )
     except TaskFailed as exc:
         message = str(exc)
         if capture is not None:
@@ -346,8 +357,11 @@ async def run_task(
     finally:
         reporter.stop()
         cleanup.close()
-    if out is not None:
-        out_dir, outputs = await anyio.to_thread.run_sync(_copy_out, task_dir, out)
+    if copying is not None:
+        copied = await copying
+        if isinstance(copied, TaskFailed):
+            raise copied
+        out_dir, outputs = copied
     else:
         out_dir = task_dir / TASK_OUTPUTS_DIR
     kept: Path | None = root

@@ -95,14 +95,15 @@ class LocalMachines:
         machine.node_id = new_node_id(machine.index)
         return True
 
+    def _prepare(self, job: SubtaskJob) -> Path:
+        # One worker-thread trip for both: a subtask waits for them before its provider starts.
+        task_dir = prepare_provider(self._work_dir, job.node_id, job.task_id)
+        ship_resources(job.requestor_task_dir, task_dir, job.resources)
+        return task_dir
+
     async def run(self, job: SubtaskJob) -> Path:
-        """Lay out the provider's dir in the work dir, copy resources in, compute, copy back."""
-        task_dir = await anyio.to_thread.run_sync(
-            prepare_provider, self._work_dir, job.node_id, job.task_id
-        )
-        await anyio.to_thread.run_sync(
-            ship_resources, job.requestor_task_dir, task_dir, job.resources
-        )
+        """Lay out the provider's dir in the work dir, copy resources in, compute, move back."""
+        task_dir = await anyio.to_thread.run_sync(self._prepare, job)
         output = await self._nodes.compute(
             ComputeJob(
                 job.task_id,

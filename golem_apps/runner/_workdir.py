@@ -112,10 +112,18 @@ def result_folder(requestor_task_dir: Path, subtask_id: str) -> Path:
 def ship_result(
     provider_task_dir: Path, output_filepath: str, requestor_task_dir: Path, subtask_id: str
 ) -> Path:
-    """Copy the provider's result into ``subtask_outputs/<subtask_id>/`` under its own name."""
+    """Move the provider's result into ``subtask_outputs/<subtask_id>/`` under its own name.
+
+    The provider has exited: the file is the requestor's now, as if sent over
+    the network. A rename within the work dir's file system costs nothing,
+    whatever the result's size; elsewhere (another mount) it is copied.
+    """
     source = result_file(provider_task_dir, output_filepath)
     target = result_folder(requestor_task_dir, subtask_id) / source.name
-    shutil.copyfile(source, target)
+    try:
+        source.replace(target)
+    except OSError:  # another file system (EXDEV), or a file the runner may not move
+        shutil.copyfile(source, target)
     return target
 
 
@@ -125,11 +133,21 @@ def list_outputs(task_dir: Path) -> list[Path]:
     return sorted(path for path in outputs.rglob("*") if path.is_file())
 
 
-def copy_outputs(task_dir: Path, out: Path) -> list[Path]:
-    """Copy task_outputs into ``out`` (created; same-named files replaced). The copied files."""
-    shutil.copytree(task_dir / TASK_OUTPUTS_DIR, out, dirs_exist_ok=True)
+def copy_outputs(task_dir: Path, out: Path, files: Sequence[Path] | None = None) -> list[Path]:
+    """Copy task_outputs into ``out`` (created; same-named files replaced). The copied files.
+
+    ``files``: what :func:`list_outputs` found there, if it was asked already.
+    """
     root = task_dir / TASK_OUTPUTS_DIR
-    return [out / path.relative_to(root) for path in list_outputs(task_dir)]
+    copied = []
+    out.mkdir(parents=True, exist_ok=True)
+    for path in list_outputs(task_dir) if files is None else files:
+        target = out / path.relative_to(root)
+        if target.parent != out:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, target)
+        copied.append(target)
+    return copied
 
 
 def tail(path: Path, lines: int = 1) -> str:

@@ -18,10 +18,10 @@ from grpclib.const import Handler, Status
 from grpclib.exceptions import GRPCError
 
 from .. import _wire as api
-from .._contexts import ComputeContext
 from .._exceptions import ConfigError
 from .._handlers import is_async
 from .._provider import Provider
+from .._task import ComputeContext
 from .._validate import parse_params, safe_id
 from ._apploop import AppLoop, call
 from ._health import Health

@@ -16,11 +16,12 @@ from anyio import to_thread
 from grpclib.const import Handler
 
 from .. import _wire as wire
-from .._contexts import MergeContext, Part, TaskContext, Verdict, VerifyContext
+from .._contexts import MergeContext, Verdict, VerifyContext
 from .._events import Event
 from .._exceptions import ConfigError, InvalidArgument, InvalidTask
 from .._handlers import call, iterate_parts
 from .._requestor import Requestor
+from .._task import Part, TaskContext
 from .._taskstatus import TaskStatus
 from .._validate import parse_params, safe_id, safe_name
 from ..constants import SUBTASK_INPUTS_DIR, SUBTASK_OUTPUTS_DIR, TASK_INPUTS_DIR, TASK_OUTPUTS_DIR

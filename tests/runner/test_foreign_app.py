@@ -53,9 +53,12 @@ async def test_a_foreign_app_runs_through_the_command_options(stubs: Path, tmp_p
         f"{n} {n * n}\n" for n in numbers
     )
     assert (tmp_path / "out" / "total.txt").read_text() == f"{sum(n * n for n in numbers)}\n"
-    # Not one Compute lost: one per part, each answered and verified.
-    computed = list((tmp_path / "work" / "providers").glob("*/*/*/square.txt"))
-    assert len(computed) == len(numbers)
+    # Not one Compute lost: one per part, each answered, shipped (moved out of the
+    # provider's dir) and verified; a lost reply would leave its result behind.
+    work = tmp_path / "work"
+    shipped = list((work / "requestor").glob("*/subtask_outputs/*/square.txt"))
+    assert len(shipped) == len(numbers)
+    assert list((work / "providers").rglob("square.txt")) == []
     assert (result.parts, result.subtasks, result.failures) == (8, 8, ())
     # Health tells the runner that ProviderProgress is not there (NOT_FOUND): no Watch
     # beside Compute, nor any other call of a method these servers do not have.

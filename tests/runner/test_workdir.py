@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 
 import pytest
@@ -45,3 +46,20 @@ def test_result_lands_under_its_own_name(dirs: tuple[Path, Path]) -> None:
     target = ship_result(provider, "sub/out.bin", requestor, "sub")
     assert target == requestor / "subtask_outputs" / "sub" / "out.bin"
     assert target.read_bytes() == b"data"
+    # Moved, not copied: the provider has exited, and a big result costs no copy.
+    assert not (provider / "sub" / "out.bin").exists()
+
+
+def test_result_is_copied_when_it_cannot_be_moved(
+    dirs: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    requestor, provider = dirs
+    (provider / "out.bin").write_bytes(b"data")
+
+    def cross_device(self: Path, target: Path) -> Path:
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr(Path, "replace", cross_device)
+    target = ship_result(provider, "out.bin", requestor, "sub")
+    assert target.read_bytes() == b"data"
+    assert (provider / "out.bin").read_bytes() == b"data"  # a copy: the source stays

@@ -64,13 +64,14 @@ def list_inputs(task_dir: Path, work_dir: Path) -> frozenset[str]:
 
 def result_file(task_dir: Path, subtask_id: str) -> Path | None:
     """The subtask's result: the (first, by name) file in subtask_outputs/<subtask_id>/."""
-    folder = task_dir / SUBTASK_OUTPUTS_DIR / subtask_id
+    # Strings, not Paths, until the answer (a Verify pays this for every result).
+    folder = f"{task_dir}{os.sep}{SUBTASK_OUTPUTS_DIR}{os.sep}{subtask_id}"
     try:
         with os.scandir(folder) as entries:
             files = [entry.name for entry in entries if entry.is_file()]
     except (FileNotFoundError, NotADirectoryError):
         return None
-    return folder / min(files) if files else None
+    return Path(folder, min(files)) if files else None
 
 
 def default_verdict(path: Path) -> bool:

@@ -130,6 +130,10 @@ _ports_in_use: set[int] = set()
 #: lives, so that no other process hands out a port whose child has not bound it
 #: yet, whose Health it would then poll. The kernel drops a dead process's locks.
 PORT_LOCKS = Path(tempfile.gettempdir()) / "golem_apps-ports"
+#: Ports share :data:`PORT_LOCK_FILES` lock files (port modulo the count): a bounded
+#: set, made once, instead of a new file (an inode) for each new port. Two ports of
+#: one file exclude each other too: the second is skipped, as if taken.
+PORT_LOCK_FILES = 4096
 _port_locks: dict[int, int] = {}
 
 
@@ -137,7 +141,8 @@ def _reserve(port: int) -> bool:
     """Lock the port's file for this process; False when another process holds it."""
     try:
         PORT_LOCKS.mkdir(exist_ok=True)
-        fd = os.open(PORT_LOCKS / str(port), os.O_RDWR | os.O_CREAT, 0o666)
+        name = f"bucket-{port % PORT_LOCK_FILES}"
+        fd = os.open(PORT_LOCKS / name, os.O_RDWR | os.O_CREAT, 0o666)
     except OSError:
         return True  # no shared folder to lock in: the kernel's pick alone
     try:

@@ -134,13 +134,18 @@ def engine_rows(quick: bool) -> list[Row]:
         create_goal = size == max(sizes)
         rss_mb = f["peak_rss_mib"] * 2**20 / 1e6
         rate = f["cycles_per_s"]
+        # Issue 12: no regression at 100,000 parts, measured against the floor of the
+        # same run (the other sizes show the same ratio, for information).
+        flight_ratio = rate / floor["cycles_per_s"]
+        flight_goal = size == max(sizes)
         rows += [
             Row("3. engine", f"CreateTask, {n}", f"{f['create_task_s']:.2f} s", "", "",
                 "< 3 s" if create_goal else "", f["create_task_s"] < 3 if create_goal else None),
             Row("3. engine", f"subtask cycles/s, {n}, {flight} (baseline: no engine)",
                 f"{rate:.0f} [{f['cycles_per_s_min']:.0f}-{f['cycles_per_s_max']:.0f}]/s",
-                f"{floor['cycles_per_s']:.0f}/s", f"{rate / floor['cycles_per_s']:.3f}",
-                ">= 500/s", rate >= 500),
+                f"{floor['cycles_per_s']:.0f}/s", f"{flight_ratio:.3f}",
+                ">= 0.75x the floor" if flight_goal else "",
+                flight_ratio >= 0.75 if flight_goal else None),
             Row("3. engine", f"requestor CPU per cycle, {n}, {flight}",
                 f"{f['requestor_cpu_ms_per_cycle']:.2f} ms",
                 f"{floor['requestor_cpu_ms_per_cycle']:.2f} ms",

@@ -50,16 +50,17 @@ def install(engine: Any) -> None:
                 _die()
 
     if point == "handed_out":
-        hand_out: Callable[..., Any] = engine._hand_out
+        next_subtask: Callable[..., Any] = engine.next_subtask
 
-        @functools.wraps(hand_out)
-        def handed_out(*args: Any) -> Any:
-            result = hand_out(*args)
+        @functools.wraps(next_subtask)
+        async def handed_out(*args: Any) -> Any:
+            # The hand-out's group has committed once the call returns.
+            result = await next_subtask(*args)
             if result is not None:
                 reached()
             return result
 
-        engine._hand_out = handed_out
+        engine.next_subtask = handed_out
         return
     merges = engine._merges
     merge: Callable[..., Any] = merges.merge

@@ -6,6 +6,7 @@ import errno
 import hashlib
 import os
 import shutil
+import stat
 import uuid
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -23,7 +24,30 @@ def inside(path: Path, work_dir: Path) -> bool:
     A result or input linked to a file elsewhere (``/etc/passwd``) must never
     be read, copied or shipped: only files the work dir really holds are.
     """
+    if _plainly_inside(os.fspath(path), os.fspath(work_dir)):
+        return True
     return path.resolve().is_relative_to(work_dir.resolve())
+
+
+def _plainly_inside(path: str, work_dir: str) -> bool:
+    # The common case, cheaply (a Verify checks each result): ``path`` names a place
+    # under ``work_dir`` and none of the steps after ``work_dir`` is a symbolic link
+    # (or a "..") — then it is inside, whatever ``work_dir`` itself resolves to.
+    # Anything else (a link, a missing step) is left to the full resolve.
+    prefix = work_dir.rstrip(os.sep) + os.sep
+    if not path.startswith(prefix):
+        return False
+    current = prefix[:-1]
+    for step in path[len(prefix) :].split(os.sep):  # noqa: PTH206 (strings: cheaper)
+        if step in ("", ".", ".."):
+            return False
+        current = f"{current}{os.sep}{step}"
+        try:
+            if stat.S_ISLNK(os.lstat(current).st_mode):
+                return False
+        except OSError:
+            return False
+    return True
 
 
 def list_inputs(task_dir: Path, work_dir: Path) -> frozenset[str]:
@@ -41,10 +65,12 @@ def list_inputs(task_dir: Path, work_dir: Path) -> frozenset[str]:
 def result_file(task_dir: Path, subtask_id: str) -> Path | None:
     """The subtask's result: the (first, by name) file in subtask_outputs/<subtask_id>/."""
     folder = task_dir / SUBTASK_OUTPUTS_DIR / subtask_id
-    if not folder.is_dir():
+    try:
+        with os.scandir(folder) as entries:
+            files = [entry.name for entry in entries if entry.is_file()]
+    except (FileNotFoundError, NotADirectoryError):
         return None
-    files = sorted(entry.name for entry in os.scandir(folder) if entry.is_file())
-    return folder / files[0] if files else None
+    return folder / min(files) if files else None
 
 
 def default_verdict(path: Path) -> bool:

@@ -7,10 +7,18 @@ import json
 import logging
 import sqlite3
 from collections.abc import Sequence
+from typing import Any
 
 from .._exceptions import AlreadyExists, TaskNotFound, WrongState
 from ._policy import policy_of
-from ._rows import Handout, is_banned, live_subtask, live_task, ready_or_blocked, subtask_row
+from ._rows import (
+    Handout,
+    check_live,
+    live_subtask,
+    live_task,
+    ready_or_blocked,
+    subtask_row,
+)
 from ._states import LIVE, PartStatus, SubtaskState, TaskState
 
 log = logging.getLogger("golem_apps.engine")
@@ -23,23 +31,23 @@ _COPY_STATES = "('computing', 'standby', 'awaiting', 'success', 'failure', 'supe
 
 def has_pending(conn: sqlite3.Connection, task_id: str, max_retries: int) -> bool:
     """True iff a part is ready and the retry budget is not spent."""
-    task = live_task(conn, task_id)
-    if task.state is not TaskState.ACTIVE or task.failures > max_retries:
-        return False
+    # One statement (every transaction that changes a task asks it): the task's
+    # row, then a ready part, else a hand-out a restart may have lost (due for a
+    # backup copy once nothing is ready).
     row = conn.execute(
-        "SELECT 1 FROM parts INDEXED BY parts_by_status"
-        " WHERE task = ? AND status = 'ready' LIMIT 1",
+        "SELECT state, failures, CASE"
+        " WHEN EXISTS (SELECT 1 FROM parts INDEXED BY parts_by_status"
+        "  WHERE task = ?1 AND status = 'ready') THEN 1"
+        " WHEN EXISTS (SELECT 1 FROM subtasks INDEXED BY lost_by_part"
+        "  WHERE task = ?1 AND state = 'computing' AND lost = 1) THEN 1"
+        " ELSE 0 END FROM tasks WHERE id = ?1",
         (task_id,),
     ).fetchone()
-    if row is not None:
-        return True
-    # Nothing ready: a hand-out a restart may have lost is due for a backup copy.
-    row = conn.execute(
-        "SELECT 1 FROM subtasks INDEXED BY lost_by_part"
-        " WHERE task = ? AND state = 'computing' AND lost = 1 LIMIT 1",
-        (task_id,),
-    ).fetchone()
-    return row is not None
+    if row is None:
+        raise TaskNotFound(f"task {task_id!r} not found")
+    state = TaskState(row[0])
+    check_live(task_id, state)
+    return state is TaskState.ACTIVE and row[1] <= max_retries and bool(row[2])
 
 
 def pending_or_none(conn: sqlite3.Connection, task_id: str, max_retries: int) -> bool | None:
@@ -81,25 +89,17 @@ def next_subtask(
     if task.state is not TaskState.ACTIVE or task.failures > max_retries:
         return None
     # One live subtask per node and task; an anonymous node ("") is not limited.
-    # A hand-out a restart may have lost does not count.
-    if (
-        node_id
-        and conn.execute(
-            "SELECT 1 FROM subtasks INDEXED BY current_by_node"
-            " WHERE task = ? AND node = ? AND state = 'computing' AND lost = 0 LIMIT 1",
-            (task_id, node_id),
-        ).fetchone()
-    ):
-        return None
-    if node_id and is_banned(conn, task_id, node_id):
+    # A hand-out a restart may have lost does not count. A banned node gets nothing.
+    if node_id and _busy_or_banned(conn, task_id, node_id):
         return None
     policy = policy_of(task)
     distinct = policy.distinct_nodes and bool(node_id)
+    # The first ready part, with what its hand-out needs (one statement).
     if distinct:
         # Each copy of a part goes to a distinct node: skip the parts this node
         # already computed (or computes) a copy of.
         row = conn.execute(
-            "SELECT idx FROM parts INDEXED BY parts_by_status"
+            f"SELECT {_PART_COLUMNS} FROM parts INDEXED BY parts_by_status"
             " WHERE task = ?1 AND status = 'ready' AND NOT EXISTS ("
             "  SELECT 1 FROM subtasks INDEXED BY subtasks_by_part"
             "  WHERE task = ?1 AND part = parts.idx AND node = ?2"
@@ -109,8 +109,8 @@ def next_subtask(
         ).fetchone()
     else:
         row = conn.execute(
-            "SELECT idx FROM parts INDEXED BY parts_by_status"
-            " WHERE task = ? AND status = 'ready' ORDER BY idx LIMIT 1",
+            f"SELECT {_PART_COLUMNS} FROM parts INDEXED BY parts_by_status"
+            " WHERE task = ?1 AND status = 'ready' ORDER BY idx LIMIT 1",
             (task_id,),
         ).fetchone()
     if row is None:
@@ -121,7 +121,20 @@ def next_subtask(
         "INSERT INTO subtasks (task, id, part, node, state) VALUES (?, ?, ?, ?, 'computing')",
         (task_id, subtask_id, index, node_id),
     )
-    return _fresh_handout(conn, task_id, index)
+    handout = _handout_of(conn, task_id, index, row[1:])
+    assert handout is not None, "a ready part has its dependencies done"
+    return handout
+
+
+def _busy_or_banned(conn: sqlite3.Connection, task_id: str, node_id: str) -> bool:
+    # The node holds a live subtask of the task, or is banned from it.
+    busy, banned = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM subtasks INDEXED BY current_by_node"
+        "  WHERE task = ?1 AND node = ?2 AND state = 'computing' AND lost = 0),"
+        " EXISTS (SELECT 1 FROM nodes WHERE task = ?1 AND node = ?2 AND banned IS NOT NULL)",
+        (task_id, node_id),
+    ).fetchone()
+    return bool(busy or banned)
 
 
 def _holds_another(conn: sqlite3.Connection, task_id: str, node_id: str, subtask_id: str) -> bool:
@@ -176,21 +189,38 @@ def _fresh_handout(conn: sqlite3.Connection, task_id: str, index: int) -> Handou
     return handout
 
 
+#: A part's columns a hand-out needs, in the order :func:`_handout_of` takes them.
+_PART_COLUMNS = (
+    "idx, name, params, resources,"
+    " EXISTS (SELECT 1 FROM deps WHERE deps.task = parts.task AND deps.part = parts.idx)"
+)
+
+
 def _handout(conn: sqlite3.Connection, task_id: str, index: int) -> Handout | None:
     # What NextSubtask answers for the part: its params and resources (the verified
     # results of its dependencies); None if a dependency is not done (any more).
-    name, params, resources = conn.execute(
-        "SELECT name, params, resources FROM parts WHERE task = ? AND idx = ?", (task_id, index)
+    row = conn.execute(
+        f"SELECT {_PART_COLUMNS} FROM parts WHERE task = ? AND idx = ?", (task_id, index)
     ).fetchone()
-    results = conn.execute(
-        "SELECT p.name, s.id, s.result FROM deps d"
-        " JOIN parts p ON p.task = d.task AND p.idx = d.dep"
-        " LEFT JOIN subtasks s ON s.task = p.task AND s.id = p.subtask AND p.status = 'done'"
-        " WHERE d.task = ? AND d.part = ? ORDER BY d.dep",
-        (task_id, index),
-    ).fetchall()
-    if any(dep_subtask is None for _, dep_subtask, _ in results):
-        return None
+    return _handout_of(conn, task_id, index, row[1:])
+
+
+def _handout_of(
+    conn: sqlite3.Connection, task_id: str, index: int, part: tuple[Any, ...]
+) -> Handout | None:
+    # ``part``: (name, params, resources, has dependencies) of the part's row.
+    name, params, resources, has_deps = part
+    results = []
+    if has_deps:
+        results = conn.execute(
+            "SELECT p.name, s.id, s.result FROM deps d"
+            " JOIN parts p ON p.task = d.task AND p.idx = d.dep"
+            " LEFT JOIN subtasks s ON s.task = p.task AND s.id = p.subtask AND p.status = 'done'"
+            " WHERE d.task = ? AND d.part = ? ORDER BY d.dep",
+            (task_id, index),
+        ).fetchall()
+        if any(dep_subtask is None for _, dep_subtask, _ in results):
+            return None
     return Handout(
         name,
         json.loads(params),

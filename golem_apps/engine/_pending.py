@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from sqlite3 import Connection
 from typing import Any, TypeVar
 
@@ -17,12 +18,13 @@ class Changes:
     answer that each one computes.
 
     Why the kept answer is never stale for a caller: transactions run one at a
-    time on the database thread, and each stores its answer right after its
-    commit, before its caller is woken up. So the answer read on the event
-    loop is the one of the latest transaction whose store is done; a
-    transaction committed but not yet stored has not answered its caller, and
-    HasPendingSubtasks may be ordered before it. A transaction that raises was
-    rolled back and changed nothing. A restart starts empty.
+    time on the database thread, and each stores its answer once it has
+    committed (an after-commit hook: with its group, in commit order), before
+    its caller is woken up. So the answer read on the event loop is the one of
+    the latest transaction whose store is done; a transaction not yet
+    committed and stored has not answered its caller, and HasPendingSubtasks
+    may be ordered before it. A transaction rolled back stores nothing. A
+    restart starts empty.
     """
 
     def __init__(self, db: Database, max_retries: int) -> None:
@@ -34,29 +36,34 @@ class Changes:
 
     def change(self, task_id: str, func: Callable[..., T], *args: Any) -> T:
         """On the database thread: ``func(conn, task_id, *args)`` in one transaction that
-        also computes the task's has-pending answer."""
-        done: tuple[T, bool | None] = self._db.run(self._then_pending, task_id, func, args)
-        result, pending = done
-        if pending is None:
-            self.kept.pop(task_id, None)  # has_pending raises for it: ask the database
-        else:
-            self.kept[task_id] = pending
+        also computes the task's has-pending answer (kept once it has committed)."""
+        result: T = self._db.run(self._then_pending, task_id, func, args)
         return result
 
     def _then_pending(
         self, conn: Connection, task_id: str, func: Callable[..., T], args: tuple[Any, ...]
-    ) -> tuple[T, bool | None]:
+    ) -> T:
         result = func(conn, task_id, *args)
-        return result, _handouts.pending_or_none(conn, task_id, self._max_retries)
+        pending = _handouts.pending_or_none(conn, task_id, self._max_retries)
+        self._keep_after_commit(task_id, pending)
+        return result
+
+    def _keep_after_commit(self, task_id: str, pending: bool | None) -> None:
+        self._db.after_commit(partial(self._keep, task_id, pending))
+
+    def _keep(self, task_id: str, pending: bool | None) -> None:
+        if pending is None:
+            self.kept.pop(task_id, None)  # has_pending raises for it: ask the database
+        else:
+            self.kept[task_id] = pending
 
     async def write(self, task_id: str, func: Callable[..., T], *args: Any) -> T:
         """:meth:`change` in one trip to the database thread."""
         return await self._db.in_thread(self.change, task_id, func, *args)
 
-    def _ask(self, task_id: str) -> bool:
-        # On the database thread: the uncached answer, kept like change's.
-        pending = self._db.run(_handouts.has_pending, task_id, self._max_retries)
-        self.kept[task_id] = pending
+    def _pending(self, conn: Connection, task_id: str) -> bool:
+        pending = _handouts.has_pending(conn, task_id, self._max_retries)
+        self._keep_after_commit(task_id, pending)
         return pending
 
     async def has_pending(self, task_id: str) -> bool:
@@ -64,4 +71,4 @@ class Changes:
         pending = self.kept.get(task_id)
         if pending is not None:
             return pending
-        return await self._db.in_thread(self._ask, task_id)
+        return await self._db.call(self._pending, task_id)

@@ -61,6 +61,8 @@ class Pending:
     state: SubtaskState = SubtaskState.COMPUTING
     decided: Verdict | None = None
     """The verdict stored for a decided subtask."""
+    task: TaskRow | None = None
+    """The task's row, as read with the subtask's (in the same transaction)."""
 
 
 @dataclass(frozen=True)
@@ -90,11 +92,16 @@ def task_row(conn: sqlite3.Connection, task_id: str) -> TaskRow:
 def live_task(conn: sqlite3.Connection, task_id: str) -> TaskRow:
     """The task, or WrongState once aborted or while it is still being created."""
     task = task_row(conn, task_id)
-    if task.state is TaskState.ABORTED:
-        raise WrongState(f"task {task_id!r} was aborted")
-    if task.state is TaskState.CREATING:
-        raise WrongState(f"task {task_id!r} is still being created")
+    check_live(task_id, task.state)
     return task
+
+
+def check_live(task_id: str, state: TaskState) -> None:
+    """WrongState for a task aborted or still being created."""
+    if state is TaskState.ABORTED:
+        raise WrongState(f"task {task_id!r} was aborted")
+    if state is TaskState.CREATING:
+        raise WrongState(f"task {task_id!r} is still being created")
 
 
 def task_state(conn: sqlite3.Connection, task_id: str) -> TaskState:
@@ -181,14 +188,11 @@ def supersede(conn: sqlite3.Connection, task_id: str, part: int, subtask_id: str
     Their verdict is SUCCESS, counted against nobody: their nodes did the work
     they were given.
     """
-    root = conn.execute(
-        "SELECT coalesce(copy_of, id) FROM subtasks WHERE task = ? AND id = ?",
-        (task_id, subtask_id),
-    ).fetchone()[0]
     others = conn.execute(
-        "SELECT id FROM subtasks INDEXED BY subtasks_by_part WHERE task = ? AND part = ?"
-        " AND state IN ('computing', 'standby') AND coalesce(copy_of, id) = ? AND id != ?",
-        (task_id, part, root, subtask_id),
+        "SELECT id FROM subtasks INDEXED BY subtasks_by_part WHERE task = ?1 AND part = ?2"
+        " AND state IN ('computing', 'standby') AND coalesce(copy_of, id) = ("
+        "  SELECT coalesce(copy_of, id) FROM subtasks WHERE task = ?1 AND id = ?3) AND id != ?3",
+        (task_id, part, subtask_id),
     ).fetchall()
     verdict = Verdict(VerifyResult.SUCCESS, f"not used: {why}")
     for (other,) in others:
@@ -229,9 +233,10 @@ def succeed(conn: sqlite3.Connection, task_id: str, part: int, subtask_id: str) 
         " WHERE task = ? AND idx IN (SELECT part FROM deps WHERE task = ? AND dep = ?)",
         (task_id, task_id, part),
     )
-    conn.execute("UPDATE tasks SET done = done + 1 WHERE id = ?", (task_id,))
-    task = task_row(conn, task_id)
-    if task.done == task.total:
+    done, total = conn.execute(
+        "UPDATE tasks SET done = done + 1 WHERE id = ? RETURNING done, total", (task_id,)
+    ).fetchone()
+    if done == total:
         conn.execute("UPDATE tasks SET state = 'merging' WHERE id = ?", (task_id,))
         return True
     return False

@@ -46,8 +46,11 @@ class StatusWriter:
 
     def _to_file(self, task_id: str) -> float:
         # On the database thread: read and write in one trip, so that writes
-        # (queued in order) never replace a newer status with an older one.
+        # (queued in order) never replace a newer status with an older one. The
+        # work committed with this call's group comes first: the file shows only
+        # what is committed.
         start = time.perf_counter()
+        self._db.flush()
         try:
             status = self._db.run(_tasks.task_status, task_id, self._max_retries)
             write_task_status(self._work_dir / task_id, status)

@@ -12,14 +12,18 @@ from ._rows import Outcome, Pending, live_subtask, live_task, stored_verdict, su
 from ._states import DECIDED, LIVE, SubtaskState
 
 
-def pending_verification(conn: sqlite3.Connection, task_id: str, subtask_id: str) -> Pending:
+def pending_verification(
+    conn: sqlite3.Connection, task_id: str, subtask_id: str, with_part: bool = True
+) -> Pending:
     """What the verify hook needs, or an error if the subtask awaits no verification.
 
     A decided subtask comes with its stored verdict (``decided``): a Verify
     retried after its reply was lost answers the same. In a redundant task a
     subtask may also be ``awaiting`` (its result waits for the vote).
+    ``with_part=False``: without the part's name and params (the default
+    check needs neither).
     """
-    live_task(conn, task_id)
+    task = live_task(conn, task_id)
     row = conn.execute(
         "SELECT part, node, state, verdict, reason FROM subtasks WHERE task = ? AND id = ?",
         (task_id, subtask_id),
@@ -32,14 +36,21 @@ def pending_verification(conn: sqlite3.Connection, task_id: str, subtask_id: str
         raise WrongState(
             f"subtask {subtask_id!r} of task {task_id!r} is {state}, not awaiting a result"
         )
-    name, params = conn.execute(
-        "SELECT name, params FROM parts WHERE task = ? AND idx = ?", (task_id, part)
-    ).fetchone()
-    return Pending(name, json.loads(params), node, part, state, decided)
+    name, params = "", "{}"
+    if with_part:
+        name, params = conn.execute(
+            "SELECT name, params FROM parts WHERE task = ? AND idx = ?", (task_id, part)
+        ).fetchone()
+    return Pending(name, json.loads(params), node, part, state, decided, task)
 
 
 def record_verdict(
-    conn: sqlite3.Connection, task_id: str, subtask_id: str, verdict: Verdict, result: str | None
+    conn: sqlite3.Connection,
+    task_id: str,
+    subtask_id: str,
+    verdict: Verdict,
+    result: str | None,
+    pending: Pending | None = None,
 ) -> Outcome:
     """Record a verification's outcome (the hook's, on a computing or standby subtask).
 
@@ -47,10 +58,15 @@ def record_verdict(
     standby hand-out that fails leaves its backup copy to go on. In a redundant
     task a result that passes becomes ``awaiting``: the vote
     (:func:`vote_candidates`, :func:`apply_vote`) decides it; a banned node's
-    result is voided instead.
+    result is voided instead. ``pending``: the subtask and task as
+    :func:`pending_verification` read them in this same transaction (else
+    they are read again).
     """
-    task = live_task(conn, task_id)
-    part, node, state = live_subtask(conn, task_id, subtask_id)
+    if pending is not None and pending.task is not None and pending.state in LIVE:
+        task, part, node, state = pending.task, pending.part, pending.node_id, pending.state
+    else:
+        task = live_task(conn, task_id)
+        part, node, state = live_subtask(conn, task_id, subtask_id)
     if verdict.result is VerifyResult.AWAITING_DATA:
         return Outcome(verdict)  # still computing: the node asks again later
     policy = policy_of(task)

@@ -109,7 +109,8 @@ class Verifier:
     def _check(self, conn: Connection, task_id: str, subtask_id: str) -> Checked:
         # On the database thread, in one transaction: the subtask's state, its
         # result file and, without a verify hook, the default check and its record.
-        pending = _verdicts.pending_verification(conn, task_id, subtask_id)
+        hook = self._hooks.verify is not None
+        pending = _verdicts.pending_verification(conn, task_id, subtask_id, with_part=hook)
         if pending.decided is not None:
             due = pending.decided.result is R.SUCCESS
             due = due and _rows.task_state(conn, task_id) is TaskState.MERGING
@@ -126,14 +127,15 @@ class Verifier:
                 f"subtask {subtask_id!r}: result {path.name!r} is a symbolic link leading out of "
                 "the work dir (not followed)",
             )
-        elif self._hooks.verify is not None:
+        elif hook:
             return HookDue(pending, path)
         elif _files.default_verdict(path):
             verdict = Verdict(R.SUCCESS)
         else:
             verdict = Verdict(R.FAILURE, f"subtask {subtask_id!r}: result {path.name!r} is empty")
         result = path.name if path is not None else None
-        return Recorded(_verdicts.record_verdict(conn, task_id, subtask_id, verdict, result))
+        record = _verdicts.record_verdict
+        return Recorded(record(conn, task_id, subtask_id, verdict, result, pending))
 
     def _context(
         self, task_id: str, subtask_id: str, pending: Pending, path: Path

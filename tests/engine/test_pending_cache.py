@@ -3,8 +3,8 @@
 The engine keeps, per task, the has-pending answer its latest transaction
 computed, written on the database thread only. Random sequences of RPCs
 (some run concurrently, with restarts, votes, bans, aborts) check two things:
-after every piece of work the database thread does, the kept answer is absent
-or the database's own; after every batch of RPCs, HasPendingSubtasks (kept)
+after every group of work the database thread commits, the kept answer is
+absent or the database's own; after every batch of RPCs, HasPendingSubtasks (kept)
 answers what a fresh read of the database answers, or raises the same error.
 """
 
@@ -67,7 +67,7 @@ def uncached(conn: sqlite3.Connection, max_retries: int) -> bool | str:
 
 
 class Watch:
-    """Checks the kept answer after each piece of work of the database thread."""
+    """Checks the kept answer after each group the database thread commits."""
 
     def __init__(self, max_retries: int) -> None:
         self.max_retries = max_retries
@@ -75,8 +75,8 @@ class Watch:
         self.checks = 0
         self.errors: list[str] = []
 
-    def after_work(self) -> None:
-        # On the database thread, between two pieces of work: the state is still.
+    def after_group(self) -> None:
+        # On the database thread, between two groups of work: the state is still.
         engine = self.engine
         if engine is None or engine._db._closed:
             return
@@ -96,11 +96,11 @@ async def run(work_dir: Path, config: dict[str, Any], ops: list[list[tuple[Any, 
         ban_after=config["ban_after"],
     )
     watch = Watch(config["max_retries"])
-    original = _db._Call.run
+    original = _db.Database._finish_group
 
-    def watched(call: _db._Call[Any]) -> None:
-        original(call)
-        watch.after_work()
+    def watched(db: _db.Database) -> None:
+        original(db)
+        watch.after_group()
 
     issued: list[str] = []
 
@@ -108,7 +108,7 @@ async def run(work_dir: Path, config: dict[str, Any], ops: list[list[tuple[Any, 
         return issued[-1 - ref % len(issued)] if issued else "ghost"
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(_db._Call, "run", watched)
+        patch.setattr(_db.Database, "_finish_group", watched)
         async with AsyncExitStack() as stack:
 
             async def start() -> SqliteEngine:

@@ -4,10 +4,10 @@ A node runs an app's image with ``requestor PORT`` or ``provider PORT``
 appended to its ENTRYPOINT. The runner does the same with a command prefix
 (:class:`ServerCommand`): it picks a free port, appends the role and port,
 starts the command in the server's work dir and polls Health until SERVING.
-The child's stdout and stderr (one pipe: their order kept) reach its log
-through the runner (:class:`_Output`), and whatever the child prints before
-it serves is a hint that it may serve now: the next Health poll goes out at
-once. Health SERVING stays the contract; what the child prints is never parsed.
+stderr goes to the child's log; stdout reaches the log through the runner
+(:class:`_Output`), and whatever the child prints before it serves is a hint
+that it may serve now: the next Health poll goes out at once. Health SERVING
+stays the contract; what the child prints is never parsed.
 
 Each child runs in its own session, so a Ctrl-C on the terminal reaches the
 runner only: the runner then aborts the task over the wire and kills every
@@ -279,7 +279,7 @@ class ServerProcess:
         argv = command.argv(role, port, work_dir)
         read_end, write_end = os.pipe2(os.O_CLOEXEC)
         try:
-            process = await _spawn(argv, work_dir, write_end, env)
+            process = await _spawn(argv, work_dir, write_end, log_fd, env)
         except BaseException as exc:
             os.close(read_end)
             os.close(log_fd)
@@ -369,7 +369,7 @@ class _Exited(Exception):
 
 
 class _Output:
-    """A child's stdout and stderr, read from a pipe and appended to its log.
+    """A child's stdout, read from a pipe and appended to its log.
 
     Each chunk also sets :attr:`said`: a child that prints as it begins to
     serve is polled at once. Writes to the log go to a worker thread (file
@@ -452,14 +452,14 @@ def _after_stop(port: int, pgid: int) -> None:
 
 
 async def _spawn(
-    argv: Sequence[str], cwd: Path, output: int, env: Mapping[str, str]
+    argv: Sequence[str], cwd: Path, stdout: int, log: int, env: Mapping[str, str]
 ) -> asyncio.subprocess.Process:
     # asyncio's (grpclib is asyncio-only), with a session (a group) of its own.
     process = await asyncio.create_subprocess_exec(
         *argv,
         stdin=subprocess.DEVNULL,
-        stdout=output,
-        stderr=output,
+        stdout=stdout,
+        stderr=log,
         cwd=cwd,
         env=reaper.mark(dict(env)),  # the watchdog finds the child (and its own) by it
         start_new_session=True,

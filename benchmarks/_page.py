@@ -252,15 +252,17 @@ of requestor CPU; ~9 Health polls per subtask, SERVING seen on average
 next spawn of its slot ~10 ms (copying the result, three worker-thread
 trips, Verify, HasPendingSubtasks, NextSubtask). What changed:
 
-- A child's stdout and stderr reach its log through the runner (one pipe:
-  their order kept), and whatever it prints before it serves sends the
-  next Health poll at once. A command whose recent servers mostly answered
-  SERVING on such a poll (`golem_apps.serve` prints its "serving on" line
-  once it listens) is otherwise polled at a node's 0.1 s pace only; one
-  that prints earlier, or never, keeps the fine polls. Health SERVING stays
-  the contract; the output is never parsed. ~3 polls per subtask instead
-  of ~9, SERVING seen as the line arrives (p90 from spawn to SERVING 300 ->
-  190-255 ms in the same conditions).
+- Tried and dropped: a child's stdout and stderr through a pipe to the
+  runner, which appended them to the log and took any output before SERVING
+  as the hint to poll at once (so a command that prints as it serves, as
+  `golem_apps.serve` does, could be polled at a node's 0.1 s pace between
+  hints: ~3 polls per subtask instead of ~9, p90 from spawn to SERVING
+  300 -> 190-255 ms). Each chunk's write to the log took a worker-thread trip
+  (file work stays off the event loop), and that cost the runner 0.1-0.15
+  CPU s more per 100 subtasks than the polls it saved (four paired runs:
+  1.25-1.31 against 1.04-1.29 CPU s; with the writes on the loop it would
+  have saved ~0.05 s): a CPU-bound run is slower for it, so the children
+  write their logs themselves again and the runner polls as before.
 - The requestor's start-up: the generated (betterproto) messages are
   imported only for an RPC override, ~60 ms less of every run's serial
   start (139 -> 95 ms from spawn to SERVING; `tests/server/test_requestor_startup.py`

@@ -280,15 +280,22 @@ trips, Verify, HasPendingSubtasks, NextSubtask). What changed:
   instead of ~55 s.
 
 Measured on 2026-12-01 with the lead and two other sessions on the machine
-(load averages 2-6), five rounds each: 1.168 (pairwise 1.168), 1.182
-(pairwise 1.182), 1.199 (pairwise 1.188) and 1.367 (pairwise 1.198); in
-one run of six interleaved rounds of this code, the code before and the
-limit (fresh processes, each runner's second run): 1.194 (pairwise 1.196)
-against 1.217 (pairwise 1.250) for the code before. The goal is not met
-on this busy machine. What bounds it: the serial phases (~6 % of the
-limit's 3.7-4.4 s: the requestor's ~95 ms start-up, the merge, the copy),
-the runner's CPU per subtask (grpclib and h2 for six calls, the worker
-threads) and the requestor's per call. Left: the default merge could
+(load averages 3-6), five rounds after a warm-up: 1.145 (pairwise 1.105)
+and 1.282 (pairwise 1.346); in one run of eight interleaved rounds of this
+code, the code before these cuts and the limit (fresh processes, each
+runner's second run): 1.131 (pairwise 1.131) against 1.091 (pairwise
+1.121) for the code before, the limit ranging 3.8-5.9 s. Paired CPU
+accounting of the same two (four runs each): the runner 1.08-1.18 against
+1.08-1.14 CPU s, the requestor 0.38-0.40 against 0.40-0.47; the noise of
+this machine is larger than the difference. The goal is not met
+on this busy machine. What bounds it: the CPU alone (the runner ~1.1, the
+requestor ~0.4 and the providers ~7.0 CPU s against the limit's driver
+~0.6 and its providers ~7.0: 1.13-1.16 on two saturated cores), then the
+serial phases (~6 % of the limit's 3.7-4.4 s: the requestor's ~95 ms
+start-up, the merge, the copy). Of the runner's CPU, a third is `wait4`
+(as in the limit's driver), the rest grpclib and h2 for six calls per
+subtask, the worker-thread trips and the new files (a log and a
+`subtask_outputs` folder per subtask, 0.1-0.8 ms each here). Left: the default merge could
 hard-link the results into `task_outputs` (measured: the last Verify
 13-63 ms -> ~8 ms), but the engine's disk-full merge test relies on the
 copy; a NextSubtask without HasPendingSubtasks first is not what a node does.

@@ -280,11 +280,13 @@ trips, Verify, HasPendingSubtasks, NextSubtask). What changed:
   instead of ~55 s.
 
 Measured on 2026-12-01 with the lead and two other sessions on the machine
-(load averages 3-6), five rounds after a warm-up: 1.145 (pairwise 1.105)
-and 1.282 (pairwise 1.346); in one run of eight interleaved rounds of this
+(load averages 3-6), five rounds after a warm-up: 1.145 (pairwise 1.105),
+1.282 (pairwise 1.346), 1.154 (pairwise 1.146) and 1.157 (pairwise 1.210);
+in one run of eight interleaved rounds of this
 code, the code before these cuts and the limit (fresh processes, each
 runner's second run): 1.131 (pairwise 1.131) against 1.091 (pairwise
-1.121) for the code before, the limit ranging 3.8-5.9 s. Paired CPU
+1.121) for the code before (main before these cuts; "this code" also has
+the engine's group commit of issue 12), the limit ranging 3.8-5.9 s. Paired CPU
 accounting of the same two (four runs each): the runner 1.08-1.18 against
 1.08-1.14 CPU s, the requestor 0.38-0.40 against 0.40-0.47; the noise of
 this machine is larger than the difference. The goal is not met

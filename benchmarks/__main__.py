@@ -96,7 +96,7 @@ def runner_rows(quick: bool) -> list[Row]:
     """Benchmark 4: the runner against the spawn-bound limit."""
     from . import runner
 
-    c = runner.run(rounds=1 if quick else 5)["wall"]
+    c = runner.run(rounds=1 if quick else 5, warmup=0 if quick else 1)["wall"]
     return [
         Row.compared(
             "4. runner, 100 subtasks, 4 providers",

@@ -230,31 +230,80 @@ COMMIT writes the WAL (~4 % of busy samples, the price of a durable reply);
 replies are three `send` calls (coalescing them into one measured no better
 here, within the noise).
 
-**Runner (goal <= 1.15x the limit, issue 13).** The limit's driver reads the
-line a provider prints once it serves; the runner, like a node, knows
-nothing of the app and polls Health on a port it chose. Polling at a node's
-0.1 s pace would cost up to 0.1 s per subtask; the runner polls at once, then
-every 5 ms from 0.7x to 1.3x the median start-up of the command's recent
-servers (then 20 ms, then 0.1 s): measured side by side, Health SERVING
-comes 15-23 ms after the "serving on" line, most of it the first Health call
-itself (the connection Compute then reuses). Spawning with a `preexec_fn`
-(for `PR_SET_PDEATHSIG`) made every spawn fork the runner instead of vfork:
-~2.0 ms against ~0.27 ms of the runner's event loop per spawn, so the
-watchdog finds children by an environment mark instead. Per subtask the
-runner now also appends three journal lines (for reruns) and takes one
-worker-thread trip before a spawn (port lock, log, watchdog) and one after.
-CPU accounting of one run of 100 subtasks: the providers ~12-14 CPU s (as
-in the limit), the requestor ~1.5-2 CPU s and the runner ~1.1-1.3 CPU s; on
-2 cores that is the gap, and it grows with the machine's load (other
-processes take the same cores from the runner and the requestor, which the
-limit does not have). Measured on 2026-12-01, with five other sessions on
-the machine: 1.13 (pairwise 1.13), 1.30 (pairwise 1.30) and 1.28 (pairwise
-1.19) in three runs of five rounds; in one run of six interleaved rounds of
-this code, the code before issue 13 and the limit: 1.36 (pairwise 1.28)
-against 1.40 (pairwise 1.36) for the code before. The goal is not met on
-this busy machine; the earlier code was further from it. Left: calling
-HasPendingSubtasks only when NextSubtask answers empty would save one
-requestor call per subtask.
+**Runner (goal <= 1.15x the limit, issue 13).** The limit's driver only
+spawns, reads the line a provider prints once it serves and sends Compute.
+The runner plays the node for any app by command: it starts a requestor
+(once, before anything else can happen) and, per subtask, asks
+HasPendingSubtasks then NextSubtask (as a Golem node does: clay's
+`RequestedTaskManager.get_next_subtask` asks HasPendingSubtasks before each
+NextSubtask, and the spec promises a NextSubtask only after a true answer,
+so the runner keeps that call), appends three journal lines (for reruns),
+polls Health, watches progress beside Compute, ships the result and
+Verifies (one at a time; a node gets its next subtask only after its last
+one's verdict); at the end it copies the outputs. Where the time went, in
+runs of 100 subtasks (CPU from `getrusage` and `wait4`, each step
+timestamped, `perf` on the runner process): serial phases, when nothing
+else runs: the requestor's start-up (~140 ms from spawn to SERVING), the
+last Verify, which merges the 100 results (13-90 ms: the default merge
+copies them, and a new file costs 0.1-0.5 ms on this file system), the copy
+to `--out` (30-70 ms); in the parallel part, per subtask ~11 ms of runner
+CPU (the limit's driver: ~5.5 ms, most of it in `wait4`, where the kernel
+drops the exited provider's /proc entries, which both sides pay) and ~3.5 ms
+of requestor CPU; ~9 Health polls per subtask, SERVING seen on average
+25 ms after the poll before (p90 113 ms: a provider that serves before
+0.7x the median waited for that poll); between a provider's exit and the
+next spawn of its slot ~10 ms (copying the result, three worker-thread
+trips, Verify, HasPendingSubtasks, NextSubtask). What changed:
+
+- Tried and dropped: a child's stdout and stderr through a pipe to the
+  runner, which appended them to the log and took any output before SERVING
+  as the hint to poll at once (so a command that prints as it serves, as
+  `golem_apps.serve` does, could be polled at a node's 0.1 s pace between
+  hints: ~3 polls per subtask instead of ~9, p90 from spawn to SERVING
+  300 -> 190-255 ms). Each chunk's write to the log took a worker-thread trip
+  (file work stays off the event loop), and that cost the runner 0.1-0.15
+  CPU s more per 100 subtasks than the polls it saved (four paired runs:
+  1.25-1.31 against 1.04-1.29 CPU s; with the writes on the loop it would
+  have saved ~0.05 s): a CPU-bound run is slower for it, so the children
+  write their logs themselves again and the runner polls as before.
+- The requestor's start-up: the generated (betterproto) messages are
+  imported only for an RPC override, ~60 ms less of every run's serial
+  start (139 -> 95 ms from spawn to SERVING; `tests/server/test_requestor_startup.py`
+  checks the modules).
+- Results are moved (renamed) into `subtask_outputs` instead of copied: no
+  new file, nothing copied whatever the size (still copied across file
+  systems, or when the file has other hard links). Exit to next spawn:
+  ~10 -> ~5 ms.
+- The outputs are copied to `--out` while the requestor shuts down; ports
+  share 4096 lock files instead of a new file per new port; one
+  worker-thread trip fewer per subtask.
+- The benchmark takes a warm-up round of each side first, as the others do
+  (the first run in a process pays one-off costs: the runner's watchdog
+  process, the app's import); the runner row takes ~70 s of `make bench`
+  instead of ~55 s.
+
+Measured on 2026-12-01 with the lead and two other sessions on the machine
+(load averages 3-6), five rounds after a warm-up: 1.145 (pairwise 1.105),
+1.282 (pairwise 1.346), 1.154 (pairwise 1.146) and 1.157 (pairwise 1.210);
+in one run of eight interleaved rounds of this
+code, the code before these cuts and the limit (fresh processes, each
+runner's second run): 1.131 (pairwise 1.131) against 1.091 (pairwise
+1.121) for the code before (main before these cuts; "this code" also has
+the engine's group commit of issue 12), the limit ranging 3.8-5.9 s. Paired CPU
+accounting of the same two (four runs each): the runner 1.08-1.18 against
+1.08-1.14 CPU s, the requestor 0.38-0.40 against 0.40-0.47; the noise of
+this machine is larger than the difference. The goal is not met
+on this busy machine. What bounds it: the CPU alone (the runner ~1.1, the
+requestor ~0.4 and the providers ~7.0 CPU s against the limit's driver
+~0.6 and its providers ~7.0: 1.13-1.16 on two saturated cores), then the
+serial phases (~6 % of the limit's 3.7-4.4 s: the requestor's ~95 ms
+start-up, the merge, the copy). Of the runner's CPU, a third is `wait4`
+(as in the limit's driver), the rest grpclib and h2 for six calls per
+subtask, the worker-thread trips and the new files (a log and a
+`subtask_outputs` folder per subtask, 0.1-0.8 ms each here). Left: the default merge could
+hard-link the results into `task_outputs` (measured: the last Verify
+13-63 ms -> ~8 ms), but the engine's disk-full merge test relies on the
+copy; a NextSubtask without HasPendingSubtasks first is not what a node does.
 
 ## Engine cycles at 16 in flight: group commit (2026-12-01, issue 12)
 

@@ -115,26 +115,19 @@ async def wait_serving(
     *,
     delays: Iterable[float] | None = None,
     check: Callable[[], None] | None = None,
-    hint: asyncio.Event | None = None,
-) -> bool:
+) -> None:
     """Poll Health/Check("") until SERVING; retry refused connections only, like a node.
 
     The first poll goes out at once; ``delays`` are the pauses between the
     next ones (default: every ``POLL_INTERVAL`` s). ``check`` is called before
     each poll; what it raises ends the wait (say, the server's process exited).
-    ``hint``, once set, ends a pause early (say, the server's process printed
-    something: it may serve now); it is cleared at each poll. Only the SERVING
-    answer counts. True when that answer came on a poll the hint brought forward.
     """
     path = "/grpc.health.v1.Health/Check"
     deadline = time.monotonic() + timeout
     pauses = iter(delays) if delays is not None else itertools.repeat(POLL_INTERVAL)
-    hinted = False
     while True:
         if check is not None:
             check()
-        if hint is not None:
-            hint.clear()
         try:
             request = wire.HealthCheckRequest(service="")
             reply = await _unary(channel, path, request, wire.HealthCheckResponse, timeout)
@@ -144,19 +137,11 @@ async def wait_serving(
                 raise TimeoutError(f"no server at {address} after {timeout:g} s: {exc}") from None
         else:
             if reply.status == wire.HealthCheckResponseServingStatus.SERVING:
-                return hinted
+                return
             if time.monotonic() >= deadline:
                 status = _SERVING_STATUS.get(reply.status, str(reply.status))
                 raise TimeoutError(f"server not SERVING after {timeout:g} s ({status})")
-        pause = next(pauses, POLL_INTERVAL)
-        if hint is None:
-            await asyncio.sleep(pause)
-            continue
-        try:
-            await asyncio.wait_for(hint.wait(), pause)
-            hinted = True
-        except TimeoutError:
-            hinted = False
+        await asyncio.sleep(next(pauses, POLL_INTERVAL))
 
 
 class _Client:

@@ -4,10 +4,7 @@ A node runs an app's image with ``requestor PORT`` or ``provider PORT``
 appended to its ENTRYPOINT. The runner does the same with a command prefix
 (:class:`ServerCommand`): it picks a free port, appends the role and port,
 starts the command in the server's work dir and polls Health until SERVING.
-The child's stdout and stderr (one pipe: their order kept) reach its log
-through the runner (:class:`_Output`), and whatever the child prints before
-it serves is a hint that it may serve now: the next Health poll goes out at
-once. Health SERVING stays the contract; what the child prints is never parsed.
+Nothing is read from the child's stdout: stdout and stderr go to its log.
 
 Each child runs in its own session, so a Ctrl-C on the terminal reaches the
 runner only: the runner then aborts the task over the wire and kills every
@@ -20,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import itertools
-import logging
 import os
 import shlex
 import shutil
@@ -56,10 +52,7 @@ WORK_DIR = "{work_dir}"
 HOST = "127.0.0.1"
 #: How often a node polls a starting server's Health.
 NODE_POLL_INTERVAL = 0.1
-#: How long a child's last output may take to reach its log once the child has exited.
-OUTPUT_GRACE = 1.0
 
-log = logging.getLogger("golem_apps.runner")
 C = TypeVar("C", bound=_Client)
 
 
@@ -130,6 +123,10 @@ _ports_in_use: set[int] = set()
 #: lives, so that no other process hands out a port whose child has not bound it
 #: yet, whose Health it would then poll. The kernel drops a dead process's locks.
 PORT_LOCKS = Path(tempfile.gettempdir()) / "golem_apps-ports"
+#: Ports share :data:`PORT_LOCK_FILES` lock files (port modulo the count): a bounded
+#: set, made once, instead of a new file (an inode) for each new port. Two ports of
+#: one file exclude each other too: the second is skipped, as if taken.
+PORT_LOCK_FILES = 4096
 _port_locks: dict[int, int] = {}
 
 
@@ -137,7 +134,8 @@ def _reserve(port: int) -> bool:
     """Lock the port's file for this process; False when another process holds it."""
     try:
         PORT_LOCKS.mkdir(exist_ok=True)
-        fd = os.open(PORT_LOCKS / str(port), os.O_RDWR | os.O_CREAT, 0o666)
+        name = f"bucket-{port % PORT_LOCK_FILES}"
+        fd = os.open(PORT_LOCKS / name, os.O_RDWR | os.O_CREAT, 0o666)
     except OSError:
         return True  # no shared folder to lock in: the kernel's pick alone
     try:
@@ -180,44 +178,22 @@ class StartupTimes:
     often around the moment the last servers of the same command were ready:
     a refused connection costs a fraction of a millisecond, a late poll costs
     the whole gap. After a second it falls back to the node's pace.
-
-    A command whose servers say something as they begin to serve
-    (``golem_apps.serve`` prints ``... serving on HOST:PORT``) is polled when it
-    speaks: when most of its recent servers answered SERVING on the poll their
-    output brought forward, it is polled between hints at the node's pace
-    only. (A command that prints earlier, or not at all, is found serving by
-    the fine polls: it keeps them.)
     """
 
     #: Pause between polls around the expected moment.
     FINE = 0.005
     #: Pause between polls when there is no history, or past the expected moment.
     COARSE = 0.02
-    #: Servers seen before their hints are trusted.
-    HINTED = 3
 
     def __init__(self) -> None:
         self._recent: deque[float] = deque(maxlen=16)
-        self._hinted: deque[bool] = deque(maxlen=16)
 
-    def record(self, seconds: float, hinted: bool = False) -> None:
-        """A server of the command answered SERVING ``seconds`` after it was started.
-
-        ``hinted``: on the poll its output brought forward.
-        """
+    def record(self, seconds: float) -> None:
+        """A server of the command answered SERVING ``seconds`` after it was started."""
         self._recent.append(seconds)
-        self._hinted.append(hinted)
-
-    def hints_trusted(self) -> bool:
-        """Whether most recent servers answered SERVING on the poll their output brought forward."""
-        return len(self._hinted) >= self.HINTED and 2 * sum(self._hinted) > len(self._hinted)
 
     def delays(self) -> Iterator[float]:
         """The pauses between polls (the first poll goes out at once)."""
-        if self.hints_trusted():
-            # The hint comes when it serves: polls only in case it does not.
-            yield from itertools.repeat(NODE_POLL_INTERVAL)
-            return
         if self._recent:
             expected = statistics.median(self._recent)
             yield 0.7 * expected  # nothing serves much sooner than its peers did
@@ -242,19 +218,13 @@ class ServerProcess:
     """A server child started from a :class:`ServerCommand`, on a port the runner chose."""
 
     def __init__(
-        self,
-        process: asyncio.subprocess.Process,
-        role: str,
-        port: int,
-        log_path: Path,
-        output: _Output,
+        self, process: asyncio.subprocess.Process, role: str, port: int, log_path: Path
     ) -> None:
         self.process = process
         self.role = role
         self.port = port
         self.log_path = log_path
         self.started = time.monotonic()
-        self._output = output
 
     @classmethod
     async def start(
@@ -270,22 +240,19 @@ class ServerProcess:
         ComputeFailed when the command cannot be started.
         """
         # One trip to a worker thread for the blocking steps (lock file, log file, watchdog).
-        port, log_fd = await anyio.to_thread.run_sync(_before_spawn, log_path)
+        port, log = await anyio.to_thread.run_sync(_before_spawn, log_path)
         argv = command.argv(role, port, work_dir)
-        read_end, write_end = os.pipe2(os.O_CLOEXEC)
         try:
-            process = await _spawn(argv, work_dir, write_end, env)
+            process = await _spawn(argv, work_dir, log, env)
         except BaseException as exc:
-            os.close(read_end)
-            os.close(log_fd)
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(release_port, port)
             if isinstance(exc, OSError):
                 raise ComputeFailed(f"cannot start the {role} ({command}): {exc}") from None
             raise
         finally:
-            os.close(write_end)  # the child has it: its exit (and its helpers') is our EOF
-        return cls(process, role, port, log_path, _Output(read_end, log_fd))
+            os.close(log)
+        return cls(process, role, port, log_path)
 
     async def connect(
         self,
@@ -307,17 +274,11 @@ class ServerProcess:
 
         try:
             startup = startup or StartupTimes()
-            hinted = await wait_serving(
-                channel,
-                f"{HOST}:{self.port}",
-                timeout,
-                delays=startup.delays(),
-                check=check_alive,
-                hint=self._output.said,
+            await wait_serving(
+                channel, f"{HOST}:{self.port}", timeout, delays=startup.delays(), check=check_alive
             )
         except _Exited:
             channel.close()
-            await self._output.finish(OUTPUT_GRACE)  # its last words in the log first
             why = await anyio.to_thread.run_sync(tail, self.log_path)
             raise ComputeFailed(
                 f"{self.role} exited with code {self.process.returncode} before serving"
@@ -327,18 +288,13 @@ class ServerProcess:
             channel.close()
             waited = time.monotonic() - started
             raise ComputeFailed(f"{self.role} did not serve within {waited:.0f} s: {exc}") from None
-        startup.record(time.monotonic() - self.started, hinted)
+        startup.record(time.monotonic() - self.started)
         return client_type(channel)
 
     async def wait_exit(self, timeout: float) -> int | None:
-        """The child's exit code, or None if it is still running after ``timeout`` s.
-
-        Once it has exited, its output is in its log (within :data:`OUTPUT_GRACE`).
-        """
+        """The child's exit code, or None if it is still running after ``timeout`` s."""
         with anyio.move_on_after(timeout):
-            code = await self.process.wait()
-            await self._output.finish(OUTPUT_GRACE)
-            return code
+            return await self.process.wait()
         return None
 
     async def stop(self) -> int:
@@ -353,7 +309,6 @@ class ServerProcess:
                 self.process.kill()
         with anyio.CancelScope(shield=True):
             code = await self.process.wait()
-            await self._output.close(OUTPUT_GRACE)
             if self.port in _ports_in_use:
                 await anyio.to_thread.run_sync(_after_stop, self.port, self.process.pid)
         return code
@@ -361,72 +316,6 @@ class ServerProcess:
 
 class _Exited(Exception):
     """The child exited while the runner waited for it to serve."""
-
-
-class _Output:
-    """A child's stdout and stderr, read from a pipe and appended to its log.
-
-    Each chunk also sets :attr:`said`: a child that prints as it begins to
-    serve is polled at once. Writes to the log go to a worker thread (file
-    work); the log stays open until the last write is done.
-    """
-
-    def __init__(self, read_end: int, log: int) -> None:
-        self.said = asyncio.Event()
-        """Set when the child printed something (cleared by whoever waits for it)."""
-        self._log = log
-        self._copying = asyncio.ensure_future(self._copy(read_end))
-
-    async def _copy(self, read_end: int) -> None:
-        loop = asyncio.get_running_loop()
-        reader = asyncio.StreamReader()
-        pipe = os.fdopen(read_end, "rb", buffering=0)
-        try:
-            transport, _ = await loop.connect_read_pipe(
-                lambda: asyncio.StreamReaderProtocol(reader), pipe
-            )
-        except BaseException:
-            pipe.close()
-            raise
-        writing: asyncio.Future[None] | None = None
-        try:
-            while data := await reader.read(_CHUNK):
-                self.said.set()
-                # Not anyio's worker: this write must end before the log closes, even if
-                # the copy is cancelled meanwhile, and asyncio.shield says so plainly.
-                writing = loop.run_in_executor(None, _write_all, self._log, data)
-                await asyncio.shield(writing)
-        finally:
-            transport.close()
-            if writing is not None and not writing.done():
-                await asyncio.wait({writing})
-
-    async def finish(self, timeout: float) -> None:
-        """Wait up to ``timeout`` s for the end of the output (the child and its helpers gone)."""
-        await asyncio.wait({self._copying}, timeout=timeout)
-
-    async def close(self, timeout: float) -> None:
-        """Copy what comes within ``timeout`` s, then stop copying and close the log. Idempotent."""
-        if self._log < 0:
-            return
-        await self.finish(timeout)
-        if not self._copying.done():
-            self._copying.cancel()  # a helper of the child that left its group holds the pipe
-            await asyncio.wait({self._copying})
-        if not self._copying.cancelled() and self._copying.exception() is not None:
-            log.warning("copying a child's output failed: %s", self._copying.exception())
-        os.close(self._log)
-        self._log = -1
-
-
-#: The most the runner reads from a child's stdout at once.
-_CHUNK = 65536
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
 
 
 def _before_spawn(log_path: Path) -> tuple[int, int]:
@@ -447,14 +336,14 @@ def _after_stop(port: int, pgid: int) -> None:
 
 
 async def _spawn(
-    argv: Sequence[str], cwd: Path, output: int, env: Mapping[str, str]
+    argv: Sequence[str], cwd: Path, log: int, env: Mapping[str, str]
 ) -> asyncio.subprocess.Process:
     # asyncio's (grpclib is asyncio-only), with a session (a group) of its own.
     process = await asyncio.create_subprocess_exec(
         *argv,
         stdin=subprocess.DEVNULL,
-        stdout=output,
-        stderr=output,
+        stdout=log,
+        stderr=log,
         cwd=cwd,
         env=reaper.mark(dict(env)),  # the watchdog finds the child (and its own) by it
         start_new_session=True,

@@ -116,13 +116,17 @@ def ship_result(
 
     The provider has exited: the file is the requestor's now, as if sent over
     the network. A rename within the work dir's file system costs nothing,
-    whatever the result's size; elsewhere (another mount) it is copied.
+    whatever the result's size; elsewhere (another mount) it is copied, and
+    so is a file with other (hard) links, which may lead out of the provider's
+    dir: the requestor gets its bytes, never a share of another file.
     """
     source = result_file(provider_task_dir, output_filepath)
     target = result_folder(requestor_task_dir, subtask_id) / source.name
     try:
+        if source.stat().st_nlink != 1:
+            raise OSError("linked elsewhere")
         source.replace(target)
-    except OSError:  # another file system (EXDEV), or a file the runner may not move
+    except OSError:  # another file system (EXDEV), a file the runner may not move, or links
         shutil.copyfile(source, target)
     return target
 

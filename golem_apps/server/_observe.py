@@ -17,8 +17,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
-import betterproto
 
+from .. import _wire as wire
 from .._contexts import VerifyResult
 from .._events import Event
 from .._handlers import call
@@ -33,10 +33,13 @@ _FAILED = (VerifyResult.FAILURE, VerifyResult.INCONCLUSIVE)
 
 def _assigned(reply: Any) -> bool:
     """Whether a NextSubtask reply (light or, from an override, generated) holds a subtask."""
-    if isinstance(reply, betterproto.Message):
-        name, _ = betterproto.which_one_of(reply, "subtask_oneof")
-        return bool(name)
-    return reply.subtask is not None
+    if isinstance(reply, wire.NextSubtaskReply):
+        return reply.subtask is not None
+    # An override's generated reply: betterproto is loaded already (not at start-up).
+    import betterproto
+
+    name, _ = betterproto.which_one_of(reply, "subtask_oneof")
+    return bool(name)
 
 
 def _outcome(rpc: str, reply: Any) -> str:

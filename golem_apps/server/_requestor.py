@@ -26,7 +26,6 @@ from .._taskstatus import TaskStatus
 from .._validate import parse_params, safe_id, safe_name
 from ..constants import SUBTASK_INPUTS_DIR, SUBTASK_OUTPUTS_DIR, TASK_INPUTS_DIR, TASK_OUTPUTS_DIR
 from ..engine import Engine, Hooks, open_engine
-from ..proto import golem_task_api as api
 from ._health import Health
 from ._listen import check_work_dir, confirm_delivery, start
 from ._observe import emit, observed
@@ -232,7 +231,10 @@ class RequestorService:
         for rpc, (method, request_type, reply_type) in methods.items():
             override = self._app.rpcs.get(rpc)
             if override is not None:
-                # An override speaks the generated (betterproto) messages, its public types.
+                # An override speaks the generated (betterproto) messages, its public types:
+                # imported only then (some 60 ms of a requestor's start-up).
+                from ..proto import golem_task_api as api
+
                 method = partial(override, work_dir=self._work_dir)
                 request_type = getattr(api, request_type.__name__)
                 reply_type = getattr(api, reply_type.__name__)

@@ -5,7 +5,13 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from golem_apps.runner._process import free_port, release_port
+from golem_apps.runner._process import (
+    PORT_LOCK_FILES,
+    PORT_LOCKS,
+    _reserve,
+    free_port,
+    release_port,
+)
 
 ASK_ANOTHER_PROCESS = (
     "import sys; from golem_apps.runner._process import _reserve; print(_reserve(int(sys.argv[1])))"
@@ -37,3 +43,15 @@ def test_a_port_is_not_handed_out_twice_in_one_process() -> None:
     finally:
         for port in ports:
             release_port(port)
+
+
+def test_ports_share_a_bounded_set_of_lock_files() -> None:
+    port = free_port()
+    twin = port + PORT_LOCK_FILES if port + PORT_LOCK_FILES < 65536 else port - PORT_LOCK_FILES
+    try:
+        assert not _reserve(twin)  # its lock file is held: skipped, as if taken
+    finally:
+        release_port(port)
+    assert _reserve(twin)
+    release_port(twin)
+    assert (PORT_LOCKS / f"bucket-{port % PORT_LOCK_FILES}").is_file()

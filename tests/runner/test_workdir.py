@@ -63,3 +63,15 @@ def test_result_is_copied_when_it_cannot_be_moved(
     target = ship_result(provider, "out.bin", requestor, "sub")
     assert target.read_bytes() == b"data"
     assert (provider / "out.bin").read_bytes() == b"data"  # a copy: the source stays
+
+
+def test_a_result_with_other_links_is_copied_not_moved(
+    dirs: tuple[Path, Path], tmp_path: Path
+) -> None:
+    requestor, provider = dirs
+    elsewhere = tmp_path / "elsewhere.bin"  # outside the provider's dir, say a secret
+    elsewhere.write_bytes(b"data")
+    (provider / "out.bin").hardlink_to(elsewhere)
+    target = ship_result(provider, "out.bin", requestor, "sub")
+    assert target.read_bytes() == b"data"
+    assert not target.samefile(elsewhere)  # the requestor's file is its own

@@ -346,19 +346,33 @@ went (cProfile of both requestor threads, `/proc` per-thread CPU, `strace
   back to the full resolve for any link or odd step.
 
 Result: the requestor's CPU per cycle at 16 in flight fell from 0.91 ms to
-~0.68-0.75 ms (the floor's: 0.44 ms). Cycles with 16 in flight are now
-bound by the CPU of the two cores (driver, requestor's event loop and
-database thread): on a quiet machine the engine's rate is the floor's times
-the ratio of their CPU per cycle, driver included, which is ~0.75; with
-other load on the machine the floor loses more than the engine and the
-ratio rises. What is left of the engine's own cost: the database thread's
-SQL (~80 us of 17 statements and the counters' triggers), its file checks
-(~20 us: one `scandir`, four `lstat`s, one `stat`), its share of a group's
-COMMIT (~40 us per group) and its contention with the loop thread for the
-GIL; on the loop thread ~30 us per cycle (two hand-offs with their cancel
-scopes). Tried and not kept (no gain measurable here): handing the calls of
-one loop turn over together, a group waiting 0.5 ms for more calls, a
-larger WAL auto-checkpoint, yielding the GIL before a commit.
+~0.70 ms on a quiet machine (the floor's: 0.45 ms). **The goal is not met
+on a quiet machine**: the engine benchmark alone (`python -m benchmarks
+--only engine`), 100,000 parts, 16 in flight, in its quietest runs of
+2026-12-01: 1386 [1298-1451]/s against a floor of 2008/s, 0.690 (load
+average 0.86 at the start); 1405 [1313-1423]/s against 1919/s, 0.732 (load
+2.9, falling); the sizes of 100 and 10,000 parts gave 0.65-0.75 in the same
+runs. With other work on the machine the ratio spreads widely (0.55-1.29
+over 14 more runs at load averages 1.0-5.7, median 0.85): the floor, which
+keeps the cores busiest, loses most, so a busy machine may show the goal
+met where a quiet one does not. What bounds
+the rate: the CPU of the two cores. The floor's 2008/s leaves ~0.55 ms per
+cycle for the driver; the engine's cycles then use ~87 % of both cores
+(driver, the requestor's event loop, its database thread); reaching 0.75x
+would need the requestor at ~0.60 ms per cycle. What is left of the
+engine's own cost: the database thread's SQL (~80 us of 17 statements and
+the counters' triggers), its file checks (~20 us: one `scandir`, four
+`lstat`s, one `stat`), its share of a group's COMMIT (~40 us per group of
+~2-2.5 calls), its contention with the loop thread for the GIL (alone in a
+process, without gRPC, the database thread needs ~115 us per cycle; beside
+the server's event loop ~200 us); on the loop thread ~30 us per cycle (two
+hand-offs with their cancel scopes); and pauses of the database thread
+(each WAL checkpoint's fsync, each status file's rename, ~1-3 ms each).
+Tried and not kept (no gain measurable here, or not proven safe in time):
+handing the calls of one loop turn over together, a group waiting 0.5 ms
+for more calls, yielding the GIL before a commit, a 10x larger WAL
+auto-checkpoint (fsyncs 9 instead of 75 in the same run; not landed: one
+unexplained crash-test failure in 25 loops under heavy load).
 
 ## Providers on a Dask cluster
 

@@ -20,7 +20,13 @@ from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    rule,
+    run_state_machine_as_test,
+)
 
 from golem_apps.constants import SUBTASK_OUTPUTS_DIR, TASK_OUTPUTS_DIR
 from golem_apps.proto import golem_task_api as api
@@ -162,6 +168,26 @@ class RequestorFuzz(RuleBasedStateMachine):
             assert status is Status.NOT_FOUND, (task_id, status)
             return True
         return False
+
+    @initialize(n=st.integers(1, 4))
+    def create_a_good_task(self, n: int) -> None:
+        """Every example starts with one well-formed task of its own.
+
+        So that the happy paths get exercised whatever the draws: Hypothesis
+        biases them with constants from the project's modules loaded at that
+        moment, which vary with the tests run before (alone, this test
+        created 54 tasks; after tests/engine, tests/beyond and tests/server,
+        2, and never verified a result).
+        """
+        task_id = self.w.fresh("t")
+        status, _ = self.w.call(
+            "CreateTask",
+            self.stub.create_task(
+                api.CreateTaskRequest(task_id=task_id, task_params_json=json.dumps({"n": n}))
+            ),
+        )
+        assert status is Status.OK, status
+        self.tasks[task_id] = TaskModel(parts=n)
 
     # -- one rule per RPC ---------------------------------------------------
 

@@ -360,9 +360,10 @@ keeps the cores busiest, loses most, so a busy machine may show the goal
 met where a quiet one does not. Later quiet runs on the final code (load
 0.8-1.6): `make bench` 0.815 (1421 against 1744/s), then the engine
 benchmark alone 0.696 (1436 against 2065/s) and 0.847 (1138 against 1343/s):
-the floor itself moves by half from run to run. Over the five quiet runs
-the median is 0.732, so the table's figure, whichever side of 0.75 it
-falls, does not show the goal reliably met. What bounds
+the floor itself moves by half from run to run. Over those five quiet runs
+the median is 0.732, and three are below 0.75; the table's run above is one
+more: whichever side of 0.75 it falls, it does not show the goal reliably
+met. What bounds
 the rate: the CPU of the two cores. The floor's 2008/s leaves ~0.55 ms per
 cycle for the driver; the engine's cycles then use ~87 % of both cores
 (driver, the requestor's event loop, its database thread); reaching 0.75x

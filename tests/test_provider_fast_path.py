@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -12,8 +10,7 @@ from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
 from golem_apps import ComputeContext, Provider, ProviderClient, run_provider
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.module_report import free_port, reporting_modules
 
 #: Never on the provider's start-up path (the walls of the design, plus what
 #: the fast path removed: betterproto and the generated code, anyio).
@@ -36,13 +33,6 @@ FORBIDDEN = (
 )
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 async def start_provider(app: Provider, work_dir: Path) -> tuple[asyncio.Future[int], int]:
     """run_provider in a task; returns it and its port once it serves."""
     ready = asyncio.Event()
@@ -52,30 +42,6 @@ async def start_provider(app: Provider, work_dir: Path) -> tuple[asyncio.Future[
     )
     await asyncio.wait_for(ready.wait(), 10)
     return server, port
-
-
-#: Runs ``python -m <argv[1]> <argv[2:]>`` and, as the process ends (serve ends it
-#: with os._exit), writes every module then in sys.modules to stderr. sys.modules, not
-#: ``-X importtime``: that misses what importlib.import_module loads (golem_apps'
-#: lazily loaded names).
-_REPORT_MODULES = """
-import os, runpy, sys
-exit_now = os._exit
-def report_and_exit(code):
-    sys.stderr.write("modules: " + " ".join(sorted(sys.modules)) + "\\n")
-    sys.stderr.flush()
-    exit_now(code)
-os._exit = report_and_exit
-sys.argv = sys.argv[1:]
-runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
-"""
-
-
-def imported_modules(stderr: str) -> set[str]:
-    """The module names the provider reported as it exited."""
-    lines = [line for line in stderr.splitlines() if line.startswith("modules: ")]
-    assert len(lines) == 1, stderr[-2000:]
-    return set(lines[0].split()[1:])
 
 
 @pytest.mark.anyio
@@ -88,25 +54,14 @@ async def test_provider_process_imports_nothing_forbidden(
     Both forms: ``python -m golem_apps.serve`` and the ``golem-apps serve`` front door.
     """
     port = free_port()
-    proc = await asyncio.create_subprocess_exec(
-        python, "-c", _REPORT_MODULES, *command, "tests.apps.sample", "provider",
-        str(port), "--work-dir", str(tmp_path),
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
-    assert proc.stderr is not None
-    stderr_read = asyncio.ensure_future(proc.stderr.read())  # the pipe must not fill up
-    try:
-        async with await ProviderClient.connect(port=port, timeout=30) as client:
-            output = await client.compute("t1", "s1", {"text": "abc"}, timeout=30)
-        code = await asyncio.wait_for(proc.wait(), 30)
-        stderr = (await stderr_read).decode()
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-    assert code == 0, stderr[-2000:]
+    serve = [*command, "tests.apps.sample", "provider", str(port), "--work-dir", str(tmp_path)]
+    async with (
+        reporting_modules(python, *serve) as report,
+        await ProviderClient.connect(port=port, timeout=30) as client,
+    ):
+        output = await client.compute("t1", "s1", {"text": "abc"}, timeout=30)
+    modules = report.modules()
     assert (tmp_path / output).read_text() == "ABC"
-    modules = imported_modules(stderr)
     assert "golem_apps.server._provider" in modules  # the parsing works
     for name in FORBIDDEN:
         found = sorted(m for m in modules if m == name or m.startswith(name + "."))

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from golem_apps import RequestorClient
-from tests.test_provider_fast_path import _REPORT_MODULES, ROOT, free_port, imported_modules
+from tests.module_report import free_port, reporting_modules
 
 
 @pytest.mark.anyio
@@ -18,14 +16,8 @@ async def test_a_requestor_without_overrides_never_imports_the_generated_message
 ) -> None:
     """Some 60 ms of every requestor's start-up (a run waits for it before anything else)."""
     port = free_port()
-    proc = await asyncio.create_subprocess_exec(
-        python, "-c", _REPORT_MODULES, "golem_apps.serve", "tests.apps.sample", "requestor",
-        str(port), "--work-dir", str(tmp_path),
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
-    assert proc.stderr is not None
-    stderr_read = asyncio.ensure_future(proc.stderr.read())  # the pipe must not fill up
-    try:
+    serve = ["golem_apps.serve", "tests.apps.sample", "requestor", str(port)]
+    async with reporting_modules(python, *serve, "--work-dir", str(tmp_path)) as report:
         for folder in ("task_inputs", "subtask_inputs", "task_outputs", "subtask_outputs"):
             (tmp_path / "t1" / folder).mkdir(parents=True)
         async with await RequestorClient.connect(port=port, timeout=30) as client:
@@ -33,14 +25,7 @@ async def test_a_requestor_without_overrides_never_imports_the_generated_message
             assert await client.has_pending_subtasks("t1")
             assert await client.next_subtask("t1", "s1", "node") is not None
             await client.shutdown()
-        code = await asyncio.wait_for(proc.wait(), 30)
-        stderr = (await stderr_read).decode()
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-    assert code == 0, stderr[-2000:]
-    modules = imported_modules(stderr)
+    modules = report.modules()
     assert "golem_apps.server._requestor" in modules  # the parsing works
     found = sorted(m for m in modules if m.startswith(("betterproto", "golem_apps.proto")))
     assert not found, f"the requestor path imported {found}"

@@ -137,15 +137,15 @@ def list_outputs(task_dir: Path) -> list[Path]:
     return sorted(path for path in outputs.rglob("*") if path.is_file())
 
 
-def copy_outputs(task_dir: Path, out: Path, files: Sequence[Path] | None = None) -> list[Path]:
-    """Copy task_outputs into ``out`` (created; same-named files replaced). The copied files.
+def copy_outputs(task_dir: Path, out: Path, files: Sequence[Path]) -> list[Path]:
+    """Copy ``files`` (what :func:`list_outputs` found in task_outputs) into ``out``.
 
-    ``files``: what :func:`list_outputs` found there, if it was asked already.
+    ``out`` is created; same-named files are replaced. Returns the copied files.
     """
     root = task_dir / TASK_OUTPUTS_DIR
     copied = []
     out.mkdir(parents=True, exist_ok=True)
-    for path in list_outputs(task_dir) if files is None else files:
+    for path in files:
         target = out / path.relative_to(root)
         if target.parent != out:
             target.parent.mkdir(parents=True, exist_ok=True)

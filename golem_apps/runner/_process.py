@@ -14,7 +14,6 @@ the runner is killed instead, :mod:`._reaper` kills them.
 
 from __future__ import annotations
 
-import asyncio
 import fcntl
 import itertools
 import os
@@ -23,7 +22,6 @@ import shutil
 import signal
 import socket
 import statistics
-import subprocess
 import tempfile
 import time
 from collections import deque
@@ -37,6 +35,7 @@ from grpclib.client import Channel
 
 from .._client import _Client, wait_serving
 from .._exceptions import ComputeFailed
+from ._child import ChildProcess, spawn
 from ._reaper import reaper
 from ._workdir import tail
 
@@ -217,9 +216,7 @@ def describe_exit(code: int | None) -> str:
 class ServerProcess:
     """A server child started from a :class:`ServerCommand`, on a port the runner chose."""
 
-    def __init__(
-        self, process: asyncio.subprocess.Process, role: str, port: int, log_path: Path
-    ) -> None:
+    def __init__(self, process: ChildProcess, role: str, port: int, log_path: Path) -> None:
         self.process = process
         self.role = role
         self.port = port
@@ -302,15 +299,14 @@ class ServerProcess:
 
         Idempotent; shielded: a cancelled run still reaps what it kills.
         """
-        try:
-            os.killpg(self.process.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            if self.process.returncode is None:
-                self.process.kill()
+        self.process.kill()
         with anyio.CancelScope(shield=True):
             code = await self.process.wait()
-            if self.port in _ports_in_use:
-                await anyio.to_thread.run_sync(_after_stop, self.port, self.process.pid)
+            try:
+                if self.port in _ports_in_use:
+                    await anyio.to_thread.run_sync(_after_stop, self.port, self.process.pid)
+            finally:
+                self.process.release()  # reaped once its exit has settled: see _child.py
         return code
 
 
@@ -335,19 +331,9 @@ def _after_stop(port: int, pgid: int) -> None:
     reaper.forget(pgid)
 
 
-async def _spawn(
-    argv: Sequence[str], cwd: Path, log: int, env: Mapping[str, str]
-) -> asyncio.subprocess.Process:
-    # asyncio's (grpclib is asyncio-only), with a session (a group) of its own.
-    process = await asyncio.create_subprocess_exec(
-        *argv,
-        stdin=subprocess.DEVNULL,
-        stdout=log,
-        stderr=log,
-        cwd=cwd,
-        env=reaper.mark(dict(env)),  # the watchdog finds the child (and its own) by it
-        start_new_session=True,
-    )
+async def _spawn(argv: Sequence[str], cwd: Path, log: int, env: Mapping[str, str]) -> ChildProcess:
+    # In a session (a group) of its own; the watchdog finds it (and its own children) by the mark.
+    process = await spawn(argv, cwd=cwd, log=log, env=reaper.mark(dict(env)))
     # The group is the child's pid (a new session): the watchdog kills it if we die.
     with anyio.CancelScope(shield=True):
         await anyio.to_thread.run_sync(reaper.watch, process.pid)

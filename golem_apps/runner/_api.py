@@ -33,6 +33,7 @@ from ._process import ServerCommand
 from ._progress import Reporter, Stats
 from ._status import StatusFeed
 from ._summary import RunResult
+from ._together import entered_in_turn, entered_together
 from ._tracebacks import captured, find_in_logs
 from ._workdir import (
     LOGS_DIR,
@@ -287,10 +288,10 @@ async def run_task(
     cleanup = ExitStack()
     capture = cleanup.enter_context(captured()) if isinstance(nodes, InProcessNodes) else None
     try:
-        async with (
-            machines_cm as machines,
-            nodes.requestor(root / REQUESTOR_DIR, root / LOGS_DIR / "requestor.log") as client,
-        ):
+        requestor_cm = nodes.requestor(root / REQUESTOR_DIR, root / LOGS_DIR / "requestor.log")
+        # A cluster takes a while to start and stop: the requestor starts and stops meanwhile.
+        both = entered_together if cluster is not None else entered_in_turn
+        async with both(machines_cm, requestor_cm) as (machines, client):
             try:
                 await _create(client, root, record, resumed, max_subtasks)
             except TaskFailed:

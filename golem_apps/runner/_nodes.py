@@ -171,9 +171,12 @@ class SubprocessNodes:
         )
         try:
             client = await supervisor.start()
-        except ComputeFailed as exc:
-            await supervisor.stop()
-            raise TaskFailed(f"the requestor did not start: {exc}") from None
+        except BaseException as exc:  # cancelled too (a cluster that failed to start meanwhile)
+            with anyio.CancelScope(shield=True):
+                await supervisor.stop()
+            if isinstance(exc, ComputeFailed):
+                raise TaskFailed(f"the requestor did not start: {exc}") from None
+            raise
         try:
             yield client
             await supervisor.shutdown()

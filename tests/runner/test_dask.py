@@ -415,3 +415,57 @@ async def test_a_foreign_apps_provider_command_runs_on_the_workers(
     assert {recorder.workers[node] for node in recorder.started.values()} == {
         w.address for w in workers
     }
+
+
+def running(marker: str) -> list[psutil.Process]:
+    """This process's descendants with ``marker`` in their command line, zombies apart."""
+    found = []
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if marker in child.cmdline() and child.status() != psutil.STATUS_ZOMBIE:
+                found.append(child)
+        except psutil.NoSuchProcess:
+            pass
+    return found
+
+
+@pytest.mark.anyio
+async def test_a_requestor_still_starting_when_the_cluster_fails_is_killed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The requestor starts while the runner connects to the cluster: a cluster
+    # that fails first must not leave a requestor behind that never served.
+    monkeypatch.setattr(dask_backend, "CONNECT_TIMEOUT", 1.0)
+    marker = f"never-serves-{uuid.uuid4().hex}"
+    never = f"{sys.executable} -c 'import time; time.sleep(60)' {marker}"
+    with (
+        anyio.fail_after(RUN_LIMIT),
+        pytest.raises(
+            TaskFailed, match=r"^cannot reach the Dask scheduler at tcp://127\.0\.0\.1:9"
+        ),
+    ):
+        await run_task(
+            requestor_cmd=never, provider_cmd=never, cluster="tcp://127.0.0.1:9",
+            work_dir=tmp_path,
+        )  # fmt: skip
+    assert running(marker) == []
+
+
+def test_a_requestor_that_fails_to_start_ends_a_local_cluster_run_with_one_error(
+    tmp_path: Path,
+) -> None:
+    # The LocalCluster starts meanwhile, and is stopped: one line, no traceback.
+    fails = f"{sys.executable} -c 'import sys; print(\"cannot\"); sys.exit(3)'"
+    done = subprocess.run(
+        [
+            sys.executable, "-m", "golem_apps.run", "--cluster", "local:1",
+            "--requestor-cmd", fails, "--provider-cmd", fails,
+            "--work-dir", str(tmp_path / "work"),
+        ],
+        cwd=ROOT, capture_output=True, text=True, timeout=RUN_LIMIT,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    assert "the requestor did not start: requestor exited with code 3 before serving: cannot" in (
+        done.stderr
+    )
+    assert "Traceback" not in done.stderr

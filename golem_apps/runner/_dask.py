@@ -448,6 +448,7 @@ async def dask_machines(
                     asynchronous=True,
                     dashboard_address=":0",
                     silence_logs=logging.WARNING,
+                    preload=[remote.__name__],  # remote.dask_setup: a session of their own
                 )
             )
             address = local.scheduler_address

@@ -469,3 +469,36 @@ def test_a_requestor_that_fails_to_start_ends_a_local_cluster_run_with_one_error
         done.stderr
     )
     assert "Traceback" not in done.stderr
+
+
+LOCAL_SESSIONS = """
+import asyncio, os, psutil
+from golem_apps.runner import Reporter
+from golem_apps.runner._dask import dask_machines
+
+async def main():
+    async with dask_machines("local:2", app="examples.mandelbrot", provider_command=None,
+                             log_level="WARNING", run_id="sessions", reporter=Reporter()) as found:
+        workers = {w.split(":")[-1] for w in found.addresses()}
+        for child in psutil.Process().children():
+            if any(c.laddr.port and str(c.laddr.port) in workers
+                   for c in child.net_connections("tcp") if c.status == "LISTEN"):
+                print("worker", os.getsid(child.pid) == child.pid)
+    print("runner", os.getsid(0) == os.getpid())
+
+if __name__ == "__main__":
+    asyncio.run(main())
+"""
+
+
+def test_a_local_clusters_workers_get_sessions_of_their_own(tmp_path: Path) -> None:
+    # As the runner's other children: a Ctrl-C reaches the runner only, and
+    # each worker gets a CPU share of its own (Linux's autogroups).
+    script = tmp_path / "sessions.py"
+    script.write_text(LOCAL_SESSIONS)
+    done = subprocess.run(
+        [sys.executable, str(script)], cwd=ROOT, capture_output=True, text=True,
+        timeout=RUN_LIMIT, start_new_session=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert sorted(done.stdout.split("\n")) == ["", "runner False", "worker True", "worker True"]

@@ -8,6 +8,7 @@ Options: ``--quick`` (few rounds: a smoke run, not figures to quote),
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import time
 import traceback
@@ -137,13 +138,16 @@ def engine_rows(quick: bool) -> list[Row]:
         # Issue 12: no regression at 100,000 parts, measured against the floor of the
         # same run (the other sizes show the same ratio, for information).
         flight_ratio = rate / floor["cycles_per_s"]
+        pairwise = statistics.median(a / b for a, b in zip(f["rates"], floor["rates"], strict=True))
         flight_goal = size == max(sizes)
         rows += [
             Row("3. engine", f"CreateTask, {n}", f"{f['create_task_s']:.2f} s", "", "",
                 "< 3 s" if create_goal else "", f["create_task_s"] < 3 if create_goal else None),
             Row("3. engine", f"subtask cycles/s, {n}, {flight} (baseline: no engine)",
                 f"{rate:.0f} [{f['cycles_per_s_min']:.0f}-{f['cycles_per_s_max']:.0f}]/s",
-                f"{floor['cycles_per_s']:.0f}/s", f"{flight_ratio:.3f}",
+                f"{floor['cycles_per_s']:.0f} [{floor['cycles_per_s_min']:.0f}-"
+                f"{floor['cycles_per_s_max']:.0f}]/s",
+                f"{flight_ratio:.3f} (pairwise {pairwise:.3f})",
                 ">= 0.75x the floor" if flight_goal else "",
                 flight_ratio >= 0.75 if flight_goal else None),
             Row("3. engine", f"requestor CPU per cycle, {n}, {flight}",

@@ -44,7 +44,9 @@ SIZES = (100, 10_000, 100_000)
 CYCLES = 1000
 #: Cycles in flight in the throughput rounds, and the rounds' count and length.
 CONCURRENCY = 16
-ROUNDS = 5
+#: Nine rounds: the machine is shared, and a round's rate moves with whatever else
+#: runs; the sizes and the floor take turns within each round (see ``rates``).
+ROUNDS = 9
 ROUND_CYCLES = 1000
 
 #: The benchmark's app: ``parts`` parts, yielded by a generator.
@@ -130,7 +132,7 @@ class _Bench:
         self.rates.append(cycles / (time.perf_counter() - started))
         self.cpu_per_cycle.append((cpu_seconds(pid) - cpu) / cycles)
 
-    def figures(self, cycles: int) -> dict[str, float]:
+    def figures(self, cycles: int) -> dict[str, Any]:
         """The cycle figures of both phases."""
         return {
             "cycles": cycles,
@@ -141,6 +143,9 @@ class _Bench:
             "cycles_per_s_min": min(self.rates),
             "cycles_per_s_max": max(self.rates),
             "requestor_cpu_ms_per_cycle": statistics.median(self.cpu_per_cycle) * 1000,
+            # Each round's rate, in round order: round i of every size and of the floor
+            # ran back to back, so their ratios pair measurements taken under one load.
+            "rates": list(self.rates),
         }
 
 

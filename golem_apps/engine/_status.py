@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 import time
 from pathlib import Path
 
@@ -30,6 +31,10 @@ class StatusWriter:
         self._work_dir = work_dir
         self._max_retries = max_retries
         self._dirty: set[str] = set()  # tasks whose status file is out of date
+        # Tasks whose last write failed on a database error: written on the database
+        # thread, read once its call has returned (their files are written again).
+        self._failed: set[str] = set()
+        self._warned: set[str] = set()  # on the database thread: one warning per failing streak
         self._dirty_event = anyio.Event()
         self._stop_event = anyio.Event()
         self._stopping = False
@@ -42,7 +47,11 @@ class StatusWriter:
     async def write_now(self, task_id: str) -> float:
         """Write the task's file now; the seconds it held the database thread."""
         self._dirty.discard(task_id)
-        return await self._db.in_thread(self._to_file, task_id)
+        spent = await self._db.in_thread(self._to_file, task_id)
+        if task_id in self._failed:
+            self._failed.discard(task_id)
+            self.touch(task_id)  # tried again at the next round, STATUS_INTERVAL on
+        return spent
 
     def _to_file(self, task_id: str) -> float:
         # On the database thread: read and write in one trip, so that writes
@@ -56,6 +65,15 @@ class StatusWriter:
             write_task_status(self._work_dir / task_id, status)
         except (OSError, TaskNotFound) as exc:  # the task's folder is gone: nothing to show
             log.debug("status of task %r not written: %s", task_id, exc)
+        except sqlite3.Error as exc:
+            # A read that failed (an I/O error, say) must not stop the requestor, whose
+            # RPCs may still work: the file keeps its last content and is written again.
+            if task_id not in self._warned:
+                self._warned.add(task_id)
+                log.warning("status of task %r not written (tried again): %s", task_id, exc)
+            self._failed.add(task_id)
+        else:
+            self._warned.discard(task_id)
         return time.perf_counter() - start
 
     async def write_changed(self) -> float:

@@ -121,22 +121,24 @@ class _AcceptErrors:
         elif self._flush is None:
             self._flush = loop.call_later(wait, self._report)
 
-    def _report(self) -> None:
+    def _report(self, *, stopping: bool = False) -> None:
         self._flush = None
         if self._count:
             log.error(
-                "cannot accept connections: %s (%d failed accept() calls since the last report); "
-                "accepting again in a second",
+                "cannot accept connections: %s (%d failed accept() calls since the last "
+                "report); %s",
                 self._error, self._count,
+                "the server stops" if stopping else "accepting again in a second",
             )  # fmt: skip
         self._count = 0
         self._last = time.monotonic()
 
     def uninstall(self) -> None:
-        """Put the previous exception handler back (and report what is left to report)."""
+        """Put the previous exception handler back (and report what is left to report, at
+        once: the count is not lost when the server stops within the interval)."""
         if self._flush is not None:
             self._flush.cancel()
-            self._report()
+            self._report(stopping=True)
         if self._loop.get_exception_handler() is self:
             self._loop.set_exception_handler(self._previous)
 

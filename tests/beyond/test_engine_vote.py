@@ -99,6 +99,51 @@ async def test_no_majority_hands_out_more_copies(work_dir: Path) -> None:
         assert outputs(work_dir) == {"result.txt": "B"}
 
 
+async def test_lost_copies_of_a_voted_part_get_backups_on_new_nodes(work_dir: Path) -> None:
+    # Three copies out, then a restart: each may have been lost. Each gets one backup
+    # copy, on a node that holds no copy of the part; the first result of each
+    # hand-out (the copy or its backup) is the one that votes.
+    async with engine_on(work_dir, Hooks(redundancy=3)) as engine:
+        await create(engine, work_dir, [Part(params={}, name="only")])
+        for sid, node in (("s1", "n1"), ("s2", "n2"), ("s3", "n3")):
+            assert await engine.next_subtask(TASK, sid, node) is not None
+        assert not await engine.has_pending_subtasks(TASK)
+    async with engine_on(work_dir, Hooks(redundancy=3)) as engine:
+        assert await engine.has_pending_subtasks(TASK)
+        for node in ("n1", "n2", "n3"):  # they hold a copy of the part: no backup for them
+            assert await engine.next_subtask(TASK, f"again-{node}", node) is None
+        for sid, node in (("b4", "n4"), ("b5", "n5"), ("b6", "n6")):
+            assert await engine.next_subtask(TASK, sid, node) is not None
+        assert not await engine.has_pending_subtasks(TASK)
+        assert await engine.next_subtask(TASK, "b7", "n7") is None  # each hand-out has one
+        backup_of = dict(
+            query(work_dir, "SELECT id, copy_of FROM subtasks WHERE copy_of IS NOT NULL")
+        )
+        assert sorted(backup_of) == ["b4", "b5", "b6"]
+        assert sorted(backup_of.values()) == ["s1", "s2", "s3"]
+        first, second, third = (b for b, _ in sorted(backup_of.items(), key=lambda kv: kv[1]))
+        # s1 answers itself; s2's and s3's backups answer first, one of them disagreeing.
+        write_result(work_dir, "s1", "42")
+        assert (await engine.verify(TASK, "s1")).result is R.AWAITING_DATA
+        write_result(work_dir, second, "42")
+        assert (await engine.verify(TASK, second)).result is R.AWAITING_DATA
+        write_result(work_dir, third, "41")
+        last = await engine.verify(TASK, third)
+        assert last.result is R.FAILURE and "outvoted" in last.reason
+        assert outputs(work_dir) == {"result.txt": "42"}
+        assert (await engine.verify(TASK, "s1")).result is R.SUCCESS
+        assert (await engine.verify(TASK, second)).result is R.SUCCESS
+        # The copies that came second are not used, and counted against nobody.
+        for late in (first, "s2", "s3"):
+            write_result(work_dir, late, "whatever")
+            verdict = await engine.verify(TASK, late)
+            assert verdict.result is R.SUCCESS and "not used" in verdict.reason
+        status = await engine.task_status(TASK)
+        assert status.state == "finished" and status.failures == 1
+        assert status.nodes[f"n{third[1:]}"].failures == 1  # b5 went to n5, and so on
+        assert all(status.nodes[n].failures == 0 for n in ("n1", "n2", "n3"))
+
+
 async def test_a_compare_hook_decides_what_agrees(work_dir: Path) -> None:
     async def close(a: VerifyContext, b: VerifyContext) -> bool:
         x, y = float(a.result_path.read_text()), float(b.result_path.read_text())

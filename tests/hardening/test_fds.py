@@ -83,6 +83,11 @@ async def test_fd_exhaustion_is_logged_once_a_second_with_a_count(
     assert "Too many open files" in reports[0]
     counts = [int(line.split("(")[1].split()[0]) for line in reports]
     assert sum(counts) > len(reports)  # several failures per report: counted, not each logged
+    # At most once a second while serving; what is left when the server stops is
+    # reported at once (the last line, then), not lost.
+    serving = [line for line in reports if line.endswith("accepting again in a second")]
+    assert reports[: len(serving)] == serving
+    assert len(reports) - len(serving) <= 1 and reports[-1].endswith(("second", "the server stops"))
     times = [datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f") for line in reports]
     gaps = [(later - earlier).total_seconds() for earlier, later in itertools.pairwise(times)]
-    assert all(gap >= ACCEPT_ERROR_INTERVAL - 0.01 for gap in gaps), gaps  # at most once a second
+    assert all(gap >= ACCEPT_ERROR_INTERVAL - 0.01 for gap in gaps[: len(serving) - 1]), gaps

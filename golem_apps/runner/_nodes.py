@@ -39,11 +39,6 @@ log = logging.getLogger("golem_apps.runner")
 
 #: How long a client waits for a freshly started server's Health to say SERVING.
 CONNECT_TIMEOUT = 15.0
-#: How long a Compute runs before its progress is watched. The stream starts with
-#: the current state, so a later start loses only reports superseded meanwhile; a
-#: shorter computation has nothing worth showing, and the stream would cost both
-#: sides more than it (~0.5 ms of the runner's CPU and ~2.5 ms of the provider's).
-WATCH_AFTER = 0.05
 
 
 @dataclass(frozen=True)
@@ -93,9 +88,8 @@ async def compute_watched(client: ProviderClient, job: ComputeJob, *, watch: boo
     """Compute through ``client`` while watching its progress and heartbeat.
 
     ``watch`` says whether the provider serves golem_apps.ProviderProgress:
-    without it the Compute call is all there is. The watch starts once Compute
-    has run :data:`WATCH_AFTER` seconds. Raises ComputeFailed when the
-    heartbeat stops (the caller kills the provider).
+    without it the Compute call is all there is. Raises ComputeFailed when
+    the heartbeat stops (the caller kills the provider).
     """
     if not watch or (job.on_progress is None and job.heartbeat_timeout is None):
         return await client.compute(job.task_id, job.subtask_id, job.params)
@@ -104,20 +98,17 @@ async def compute_watched(client: ProviderClient, job: ComputeJob, *, watch: boo
     # asyncio's cancellation count exact when a connection breaks, which makes a
     # cancel scope around them leak its cancellation into the caller.
     computing = asyncio.ensure_future(client.compute(job.task_id, job.subtask_id, job.params))
-    tasks: set[asyncio.Future[Any]] = {computing}
+    watching = asyncio.ensure_future(_watch_quietly(client, job, stalled))
     try:
-        await asyncio.wait(tasks, timeout=WATCH_AFTER)
-        if not computing.done():
-            tasks.add(asyncio.ensure_future(_watch_quietly(client, job, stalled)))
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait({computing, watching}, return_when=asyncio.FIRST_COMPLETED)
         if stalled:
             raise ComputeFailed(stalled[0])
         return await computing
     finally:
-        for task in tasks:
+        for task in (computing, watching):
             task.cancel()
         with anyio.CancelScope(shield=True):
-            await asyncio.wait(tasks)
+            await asyncio.wait({computing, watching})
         if not computing.cancelled():
             computing.exception()  # retrieved: no "exception never retrieved" warning
 

@@ -310,6 +310,54 @@ hard-link the results into `task_outputs` (measured: the last Verify
 13-63 ms -> ~8 ms), but the engine's disk-full merge test relies on the
 copy; a NextSubtask without HasPendingSubtasks first is not what a node does.
 
+**Later on 2026-12-01: the `wait4` third, and the end of a run.** `perf`
+with call graphs showed that third to be the kernel, not Python: Python
+3.11's asyncio child watcher gives each child a thread blocked in
+`waitpid()`, so a provider is reaped the moment it exits; reaping flushes the
+child's `/proc` entries (`proc_flush_pid`, `d_invalidate`,
+`shrink_dcache_parent`), and while the child's last thread is still flushing
+its own on the other CPU (a provider lists `/proc/<pid>/task` as it exits, to
+kill what its handlers started) the reaping thread spins until it is done:
+0.5-20 ms of CPU per provider (once 94 ms), against 0.03 ms for the same
+zombie reaped 20 ms later (thread CPU time around `waitid`, four providers at
+a time). The runner now watches each child through a pidfd (a reader on its
+event loop: no thread per child), reads the exit status with
+`waitid(WNOWAIT)`, which leaves the zombie (so its group's pid cannot be
+reused before the runner has killed the group), and one reaper thread reaps
+it 50 ms later (`runner/_child.py`; asyncio's subprocess where there are no
+pidfds). The runner's CPU per 100 subtasks: 1.05-1.10 -> 0.74-0.84 CPU s
+in the same hour (its system time 0.55-0.65 -> 0.16-0.23 s); in four
+interleaved rounds of fresh processes (main before this, this, the limit;
+load 1.5-4.0) 1.38 -> 1.15 CPU s (medians; 0.16-0.30 s less in each round),
+their walls equal (5.64 [5.19-5.82] s against 5.64 [5.10-5.78] s; the
+limit 4.62 [4.41-4.84] s): on a machine this loaded, the CPU saved went to
+the other sessions. The limit's driver
+still pays it, as the baseline measures it. Per subtask the providers serve
+three calls (Health, the progress Watch, Compute) where the limit's serve
+one: ~3 ms of provider CPU each, about what the requestor spends (~4.5 ms).
+The end of a run: the requestor is gone ~15 ms after Shutdown, then the
+copy to `--out` holds the run ~85 ms more (100 new files at ~1 ms each on
+this file system, where every new inode scans past recently deleted ones:
+`find_inode_bit`, `recently_deleted`).
+
+- Tried and reverted: watching a provider's progress only once its Compute
+  had run 50 ms (the stream starts with the current state): ~0.05 CPU s of
+  the runner and ~0.25 of the providers less per 100 trivial subtasks
+  (wall 4.56 -> 4.40 s, medians of four alternating runs), but a
+  computation shorter than that showed no progress at all: the votes example
+  of docs/beyond.md lost its messages (`tests/beyond/test_docs_beyond.py`).
+- Not tried: starting the first round's providers while the requestor
+  starts (~0.1 s of a ~4.5 s run; a provider then waits for a subtask a
+  node would not have handed out yet); linking instead of copying the
+  outputs into `--out` (a shared inode between the work dir and `--out`).
+
+Figures of `python -m benchmarks --only runner --out -` (five rounds after
+a warm-up) with this: 1.153 (pairwise 1.123; load
+average 1.9 at its start, 3.7 at its end), 1.145 (pairwise 1.161; load
+3.9-4.6), 1.236 (pairwise 1.251; load 0.9-3.1) and 1.231 (pairwise 1.233;
+load 2.3-3.6), between 13:53 and 14:23 UTC with two other sessions on the
+machine: the goal is not met reliably.
+
 ## Engine cycles at 16 in flight: group commit (2026-12-01, issue 12)
 
 Issue 12 asks that cycles with 16 in flight at 100,000 parts stay >= 0.75x
@@ -432,6 +480,33 @@ cluster's fixed costs weigh more: on a quiet machine at the end of
 (pairwise 1.287; the cluster benchmark alone), the running cluster 1.181
 and 1.158. The LocalCluster itself starts in ~0.3 s and stops in ~0.1 s
 here (two worker processes, no dashboard: bokeh is not installed).
+
+Then (issue 13's last Dask cuts): with `--cluster` the requestor starts while
+the cluster starts (or is connected to) and both stop at once
+(`runner/_together.py`: each context manager entered and left in a task of
+its own); a worker runs every subtask's provider on one event loop of its
+own (a new loop per subtask cost ~2.5 ms of worker CPU: the loop, anyio's
+worker threads, their shutdown); a `local:N` cluster's workers get sessions
+of their own (a preload calls `setsid`), as the running form's workers here
+and the runner's other children: under autogroup scheduling they shared
+the runner's CPU share. Timed in one run each at load ~2.1-2.4 (main
+before these cuts against this): the LocalCluster up at 0.43 s, the
+requestor serving 0.13 s later (CreateTask at 0.57 s), against the
+requestor serving at 0.19 s and the LocalCluster up at 0.49 s (CreateTask
+at 0.49-0.55 s: the workers start slower beside the requestor, and import
+the runner's worker module as their preload, which their first subtask then
+skips); each worker ~0.1 CPU s less per 50 subtasks. What is left is
+distributed's own: the LocalCluster takes 0.43-0.55 s to start and
+0.27-0.29 s to close here (the run's end waits for both workers to close
+and exit), and per subtask the pinned task's round trip through the
+scheduler. Figures with this (`cluster.overhead(rounds=3)`, as in `make
+bench`): `local:2` 1.282 (pairwise 1.357;
+load 1.4-2.6), 1.252 (pairwise 1.252; load 3.7-4.2), 1.261 (pairwise 1.266;
+load 4.6-3.1), 1.271 (pairwise 1.280; load 3.1-2.3) and 1.304 (pairwise
+1.298; load 3.4-2.6), the running cluster 1.242, 1.243, 1.104, 1.191 and
+1.160 in the same runs (13:48-14:25 UTC, two other sessions on the
+machine): `local:2` within its 1.3 in four runs of five by the ratio of
+medians, not by a margin.
 
 ## Child processes get a session of their own
 

@@ -354,9 +354,12 @@ this file system, where every new inode scans past recently deleted ones:
 Figures of `python -m benchmarks --only runner --out -` (five rounds after
 a warm-up) with this: 1.153 (pairwise 1.123; load
 average 1.9 at its start, 3.7 at its end), 1.145 (pairwise 1.161; load
-3.9-4.6), 1.236 (pairwise 1.251; load 0.9-3.1) and 1.231 (pairwise 1.233;
-load 2.3-3.6), between 13:53 and 14:23 UTC with two other sessions on the
-machine: the goal is not met reliably.
+3.9-4.6), 1.236 (pairwise 1.251; load 0.9-3.1), 1.231 (pairwise 1.233;
+load 2.3-3.6) and 1.212 (pairwise 1.138; load 2.1-2.9), between 13:53 and
+14:38 UTC with two other sessions on the machine: the goal is not met
+reliably. In four more interleaved rounds of fresh processes (load 2.8-4.1)
+main before this and this gave 5.62 [5.45-5.82] s and 5.62 [4.96-6.01] s
+(the runner's CPU 1.36 -> 1.18 s), the limit 4.60 [4.28-4.86] s.
 
 ## Engine cycles at 16 in flight: group commit (2026-12-01, issue 12)
 
@@ -502,11 +505,14 @@ and exit), and per subtask the pinned task's round trip through the
 scheduler. Figures with this (`cluster.overhead(rounds=3)`, as in `make
 bench`): `local:2` 1.282 (pairwise 1.357;
 load 1.4-2.6), 1.252 (pairwise 1.252; load 3.7-4.2), 1.261 (pairwise 1.266;
-load 4.6-3.1), 1.271 (pairwise 1.280; load 3.1-2.3) and 1.304 (pairwise
-1.298; load 3.4-2.6), the running cluster 1.242, 1.243, 1.104, 1.191 and
-1.160 in the same runs (13:48-14:25 UTC, two other sessions on the
-machine): `local:2` within its 1.3 in four runs of five by the ratio of
-medians, not by a margin.
+load 4.6-3.1), 1.271 (pairwise 1.280; load 3.1-2.3), 1.304 (pairwise
+1.298; load 3.4-2.6) and 1.253 (pairwise 1.239; load 2.9), the running
+cluster 1.242, 1.243, 1.104, 1.191, 1.160 and 1.111 in the same runs
+(13:48-14:39 UTC, two other sessions on the machine): `local:2` within its
+1.3 in five runs of six by the ratio of medians, not by a margin. Main
+before these cuts against this, four interleaved rounds of fresh processes
+at load ~3: `local:2` 7.07 [6.92-8.08] s against 7.31 [6.84-7.78] s (the
+local baseline 5.86 [5.48-6.19] s): no difference this noise can show.
 
 ## Child processes get a session of their own
 

@@ -517,9 +517,10 @@ local baseline 5.86 [5.48-6.19] s): no difference this noise can show.
 ## The three borderline rows, run after run (2026-12-01, end of session)
 
 The table's run above met every goal. Five more runs of the engine and
-runner rows (four of the Dask rows) on the same code right after it (`python -m benchmarks --only ...`, nothing
-else running: load averages 0.4-3.6, the benchmarks' own), ratio of
-medians (pairwise), the table's run first:
+runner rows (four of the Dask rows) on the same code right after it
+(`python -m benchmarks --only ...`, nothing else running: load averages
+0.4-3.6, the benchmarks' own), ratio of medians (pairwise), the table's run
+first:
 
 - engine, 100,000 parts, 16 in flight (goal >= 0.75x the floor): 0.847
   (0.818), 0.883 (0.841), 0.734 (0.718), 0.854 (0.852), 0.737 (0.739),

@@ -69,7 +69,8 @@ BODY = """
    of a size against round i of the floor, run back to back under the same
    load); the goal is judged on the ratio of the medians, as elsewhere.
 4. **Runner.** `golem_apps.runner.run_task` of a 100-part task with 4
-   providers, against 100 direct provider cycles four at a time.
+   providers, against 100 direct provider cycles four at a time; nine
+   rounds after a warm-up round of each (five until the end of 2026-12-01).
 5. **File handling.** A requestor process (`python -m golem_apps.serve ...
    requestor`) verifies and merges a one-part task whose result is 1 GiB;
    its peak RSS is `ru_maxrss` from `wait4`. Baseline: the same with 1 KiB.
@@ -527,7 +528,9 @@ first:
   0.842 (0.843): median 0.845, two of six below the goal;
 - runner, 100 subtasks, 4 providers (goal <= 1.15): 1.118 (1.127), 1.079
   (1.135), 1.148 (1.135), 1.124 (1.120), 1.162 (1.173), 1.160 (1.160):
-  median 1.136, two of six above the goal;
+  median 1.136, two of six above the goal; then with nine rounds a run
+  (as `make bench` now has) 1.162 (1.147), 1.201 (1.183), 1.222 (1.190),
+  1.144 (1.128): three of four above;
 - Dask `local:2` against the local runner with 2 providers (goal <= 1.3):
   1.251 (1.251), 1.241 (1.241), 1.289 (1.293), 1.277 (1.276), 1.254
   (1.284): all five within it; the running cluster 1.06-1.18.

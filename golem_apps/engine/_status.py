@@ -31,10 +31,10 @@ class StatusWriter:
         self._work_dir = work_dir
         self._max_retries = max_retries
         self._dirty: set[str] = set()  # tasks whose status file is out of date
-        # Tasks whose last write failed on a database error: written on the database
-        # thread, read once its call has returned (their files are written again).
-        self._failed: set[str] = set()
-        self._warned: set[str] = set()  # on the database thread: one warning per failing streak
+        # Tasks whose last write failed on a database error (warned of once per streak):
+        # written on the database thread, read once its call has returned (their files
+        # are written again).
+        self._failing: set[str] = set()
         self._dirty_event = anyio.Event()
         self._stop_event = anyio.Event()
         self._stopping = False
@@ -48,8 +48,7 @@ class StatusWriter:
         """Write the task's file now; the seconds it held the database thread."""
         self._dirty.discard(task_id)
         spent = await self._db.in_thread(self._to_file, task_id)
-        if task_id in self._failed:
-            self._failed.discard(task_id)
+        if task_id in self._failing:
             self.touch(task_id)  # tried again at the next round, STATUS_INTERVAL on
         return spent
 
@@ -65,15 +64,15 @@ class StatusWriter:
             write_task_status(self._work_dir / task_id, status)
         except (OSError, TaskNotFound) as exc:  # the task's folder is gone: nothing to show
             log.debug("status of task %r not written: %s", task_id, exc)
+            self._failing.discard(task_id)
         except sqlite3.Error as exc:
             # A read that failed (an I/O error, say) must not stop the requestor, whose
             # RPCs may still work: the file keeps its last content and is written again.
-            if task_id not in self._warned:
-                self._warned.add(task_id)
+            if task_id not in self._failing:
+                self._failing.add(task_id)
                 log.warning("status of task %r not written (tried again): %s", task_id, exc)
-            self._failed.add(task_id)
         else:
-            self._warned.discard(task_id)
+            self._failing.discard(task_id)
         return time.perf_counter() - start
 
     async def write_changed(self) -> float:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +19,6 @@ from golem_apps.engine import Hooks, _db
 from .helpers import TASK, create, engine_on, query, write_result
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def db(work_dir: Path) -> Iterator[_db.Database]:
-    database = _db.Database(work_dir / _db.DB_NAME)
-    yield database
-    database.close()
 
 
 def insert_task(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, cast
 
@@ -24,13 +24,6 @@ from golem_apps.engine._sqlite import SqliteEngine
 from .helpers import TASK, create, engine_on, query
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def db(work_dir: Path) -> Iterator[_db.Database]:
-    database = _db.Database(work_dir / _db.DB_NAME)
-    yield database
-    database.close()
 
 
 class Insert:

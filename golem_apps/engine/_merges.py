@@ -72,7 +72,7 @@ class Merges:
             results = StoredResults(self._db, task_id, outputs, custom, total)
             if self._hooks.merge is None:
                 shared = await self._db.call(_tasks.shared_result_names, task_id)
-                await to_thread.run_sync(_files.copy_results, task_dir, results, shared)
+                await to_thread.run_sync(_files.merge_results, task_dir, results, shared)
             else:
                 params = await self._db.call(_tasks.task_params, task_id)
                 await to_thread.run_sync(_files.clear_outputs, task_dir)

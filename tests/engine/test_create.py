@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import shutil
 import threading
 from collections.abc import AsyncIterator, Callable
@@ -12,7 +13,7 @@ import pytest
 
 from golem_apps import InvalidTask, MergeContext, Part, TaskContext, VerifyResult
 from golem_apps.constants import TASK_INPUTS_DIR
-from golem_apps.engine import Hooks, _db, _files, _sqlite
+from golem_apps.engine import Engine, Hooks, _db, _files, _sqlite
 
 from .helpers import TASK, create, engine_on, outputs, query, task_dir, write_result
 
@@ -192,7 +193,7 @@ async def test_database_and_file_work_never_runs_on_the_event_loop_thread(
     monkeypatch.setattr(_db.Database, "run", watch("Database.run", _db.Database.run))
     for name in ("list_inputs", "result_file", "default_verdict", "place_resources"):
         monkeypatch.setattr(_files, name, watch(name, getattr(_files, name)))
-    monkeypatch.setattr(_files, "copy_results", watch("copy_results", _files.copy_results))
+    monkeypatch.setattr(_files, "merge_results", watch("merge_results", _files.merge_results))
     (task_dir(work_dir) / TASK_INPUTS_DIR / "in.txt").write_text("in")
     async with engine_on(work_dir) as engine:
         await create(engine, work_dir, [Part(resources=["in.txt"]), Part(depends_on=["0"])])
@@ -205,9 +206,37 @@ async def test_database_and_file_work_never_runs_on_the_event_loop_thread(
     assert on_loop == []
 
 
-async def test_the_default_merge_never_writes_inside_task_outputs(
+async def _merge_two(engine: Engine, work_dir: Path) -> dict[str, Path]:
+    # Two parts computed and verified: the second Verify merges. Their result files.
+    await create(engine, work_dir, [Part(name="a"), Part(name="b")])
+    results = {}
+    for n, name in enumerate("ab"):
+        await engine.next_subtask(TASK, f"s{n}", f"n{n}")
+        results[f"{name}-result.txt"] = write_result(work_dir, f"s{n}", f"r{n}")
+        await engine.verify(TASK, f"s{n}")
+    return results
+
+
+async def test_the_default_merge_links_the_results_into_task_outputs(
     work_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    copied: list[Any] = []
+    monkeypatch.setattr(shutil, "copyfile", lambda *args: copied.append(args))
+    async with engine_on(work_dir) as engine:
+        results = await _merge_two(engine, work_dir)
+    # Each output is its result's file (a hard link): no byte copied, no new file.
+    for name, result in results.items():
+        assert (work_dir / TASK / "task_outputs" / name).samefile(result), name
+    assert copied == []
+    assert outputs(work_dir) == {"a-result.txt": "r0", "b-result.txt": "r1"}
+
+
+async def test_without_links_the_default_merge_copies_outside_task_outputs(
+    work_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_link(source: Any, target: Any) -> None:
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
     written: list[Path] = []
     copy = shutil.copyfile
 
@@ -215,14 +244,13 @@ async def test_the_default_merge_never_writes_inside_task_outputs(
         written.append(Path(target))
         return copy(source, target)
 
+    monkeypatch.setattr(_files.os, "link", no_link)
     monkeypatch.setattr(shutil, "copyfile", recording_copy)
     async with engine_on(work_dir) as engine:
-        await create(engine, work_dir, [Part(name="a"), Part(name="b")])
-        for n in range(2):
-            await engine.next_subtask(TASK, f"s{n}", f"n{n}")
-            write_result(work_dir, f"s{n}", f"r{n}")
-            await engine.verify(TASK, f"s{n}")
+        results = await _merge_two(engine, work_dir)
     # Files are written elsewhere and renamed in: task_outputs never shows half a file.
     assert len(written) == 2
     assert all(path.parent != work_dir / TASK / "task_outputs" for path in written)
     assert outputs(work_dir) == {"a-result.txt": "r0", "b-result.txt": "r1"}
+    for name, result in results.items():
+        assert not (work_dir / TASK / "task_outputs" / name).samefile(result), name

@@ -37,7 +37,7 @@ RESULT_SIZE = 400 * KiB
 
 @contextlib.contextmanager
 def small_tmpfs(path: Path, size: str = "3m") -> Iterator[Path]:
-    path.mkdir()
+    path.mkdir(exist_ok=True)
     if os.geteuid() != 0:
         pytest.fail("this test mounts a tmpfs: run the tests as root (as CI and this image do)")
     subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], check=True)
@@ -81,16 +81,20 @@ def check_outputs(work: Path, task_id: str, sources: dict[str, bytes]) -> list[s
 
 
 async def test_disk_full_while_merging_then_recovery(tmp_path: Path) -> None:
-    with small_tmpfs(tmp_path / "work") as work:
+    with small_tmpfs(tmp_path / "work") as work, contextlib.ExitStack() as stack:
         async with live_requestor(apps.requestor, work) as live:
             stub = live.stub
             await stub.create_task(api.CreateTaskRequest(task_id="t", task_params_json='{"n": 2}'))
+            # The results on a file system of their own: the merge cannot link them
+            # into task_outputs (EXDEV), so it copies them, and the copies fill the disk.
+            results = stack.enter_context(small_tmpfs(work / "t" / SUBTASK_OUTPUTS_DIR))
             sources = {}
             for index in range(2):
                 subtask_id = f"s{index}"
                 await stub.next_subtask(api.NextSubtaskRequest(task_id="t", subtask_id=subtask_id))
                 sources[subtask_id] = bytes([65 + index]) * RESULT_SIZE
                 put_result(work, "t", subtask_id, sources[subtask_id])
+            assert os.stat(results).st_dev != os.stat(work).st_dev
             first = await stub.verify(api.VerifyRequest(task_id="t", subtask_id="s0"))
             assert first.result == api.VerifyReplyVerifyResult.SUCCESS
 

@@ -213,7 +213,8 @@ async def run_task(
     processes (see docs/cluster.md). It needs the ``dask`` extra and excludes
     ``providers``. The requestor stays here.
 
-    When the task is done its outputs are copied into ``out`` if given. A
+    When the task is done its outputs are put into ``out`` if given (hard links
+    of the work dir's files where both are on one file system, else copies). A
     temporary work dir is removed after a successful run with ``out``; otherwise
     it is kept (its ``logs`` hold each child's output) and named in the result.
 

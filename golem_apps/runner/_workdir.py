@@ -11,8 +11,11 @@ Every function here does blocking file work: call them through ``anyio.to_thread
 
 from __future__ import annotations
 
+import os
 import shutil
+import uuid
 from collections.abc import Sequence
+from contextlib import suppress
 from pathlib import Path
 
 from .._exceptions import ComputeFailed, InvalidArgument
@@ -138,20 +141,43 @@ def list_outputs(task_dir: Path) -> list[Path]:
 
 
 def copy_outputs(task_dir: Path, out: Path, files: Sequence[Path]) -> list[Path]:
-    """Copy ``files`` (what :func:`list_outputs` found in task_outputs) into ``out``.
+    """Put ``files`` (what :func:`list_outputs` found in task_outputs) into ``out``.
 
-    ``out`` is created; same-named files are replaced. Returns the copied files.
+    ``out`` is created; same-named files are replaced. Each file is a hard link
+    of the output where both are on one file system (no byte copied, no new
+    file: the run waits for this step), else a copy. Returns the files in ``out``.
     """
     root = task_dir / TASK_OUTPUTS_DIR
-    copied = []
+    placed = []
     out.mkdir(parents=True, exist_ok=True)
     for path in files:
         target = out / path.relative_to(root)
         if target.parent != out:
             target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(path, target)
-        copied.append(target)
-    return copied
+        _link_or_copy(path, target)
+        placed.append(target)
+    return placed
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    try:
+        os.link(source, target)
+        return
+    except FileExistsError:
+        with suppress(OSError):  # (a dangling symbolic link is no same file)
+            if target.samefile(source):
+                return  # there already (an earlier run's link)
+        # Replaced at once: linked under a scratch name, renamed over it.
+        scratch = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}")
+        try:
+            os.link(source, scratch)
+            scratch.replace(target)
+            return
+        except OSError:
+            scratch.unlink(missing_ok=True)
+    except OSError:  # another file system (EXDEV), one without links...: a copy
+        pass
+    shutil.copy2(source, target)
 
 
 def tail(path: Path, lines: int = 1) -> str:

@@ -135,7 +135,10 @@ async def test_a_retried_verify_of_the_merging_subtask_waits_for_the_merge(
     database = _db.Database(work_dir / _db.DB_NAME)
     database.run(lambda conn: conn.execute("UPDATE tasks SET state = 'merging'"))
     database.close()
-    (work_dir / TASK / "task_outputs" / "0-result.txt").write_text("half")
+    # (A new file: the merged one is a hard link of the result, which stays whole.)
+    stray = work_dir / TASK / "task_outputs" / "0-result.txt"
+    stray.unlink()
+    stray.write_text("half")
     async with engine_on(work_dir) as engine:
         retried = await engine.verify(TASK, "s1")
         assert retried.result is R.SUCCESS

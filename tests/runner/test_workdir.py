@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import errno
+import os
 from pathlib import Path
 
 import pytest
 
 from golem_apps import ComputeFailed
 from golem_apps.runner._workdir import (
+    copy_outputs,
+    list_outputs,
     prepare_provider,
     prepare_requestor,
     ship_resources,
@@ -75,3 +78,44 @@ def test_a_result_with_other_links_is_copied_not_moved(
     target = ship_result(provider, "out.bin", requestor, "sub")
     assert target.read_bytes() == b"data"
     assert not target.samefile(elsewhere)  # the requestor's file is its own
+
+
+def _outputs(requestor: Path, names: dict[str, bytes]) -> list[Path]:
+    for name, data in names.items():
+        path = requestor / "task_outputs" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    return list_outputs(requestor)
+
+
+def test_outputs_are_linked_into_out(dirs: tuple[Path, Path], tmp_path: Path) -> None:
+    requestor, _ = dirs
+    files = _outputs(requestor, {"a.png": b"A", "sub/b.png": b"B"})
+    out = tmp_path / "out"
+    (out / "sub").mkdir(parents=True)
+    (out / "sub" / "b.png").write_bytes(b"an older b")  # replaced
+    placed = copy_outputs(requestor, out, files)
+    assert placed == [out / "a.png", out / "sub" / "b.png"]
+    for source, target in zip(files, placed, strict=True):
+        assert target.samefile(source)  # a hard link: no byte copied
+    assert (out / "sub" / "b.png").read_bytes() == b"B"
+    assert copy_outputs(requestor, out, files) == placed  # again: nothing changes
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "sub"]  # no scratch file left
+
+
+def test_outputs_are_copied_where_no_link_can_be_made(
+    dirs: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    requestor, _ = dirs
+    files = _outputs(requestor, {"a.png": b"A", "b.png": b"B"})
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "b.png").write_bytes(b"an older b")
+
+    def cross_device(source: Path, target: Path) -> None:
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "link", cross_device)
+    placed = copy_outputs(requestor, out, files)
+    assert [p.read_bytes() for p in placed] == [b"A", b"B"]
+    assert not any(target.samefile(source) for source, target in zip(files, placed, strict=True))

@@ -114,7 +114,9 @@ def build_parser(prog: str = f"python -m {PROG}") -> argparse.ArgumentParser:
         "--max-attempts", type=_positive_int, default=5, metavar="N",
         help="give up when one part failed N times (5)",
     )  # fmt: skip
-    parser.add_argument("--out", metavar="DIR", help="put the task's outputs here (hard links where possible)")
+    parser.add_argument(
+        "--out", metavar="DIR", help="put the task's outputs here (hard links where possible)"
+    )
     parser.add_argument(
         "--in-process", action="store_true",
         help="serve requestor and providers in this process (for debugging)",

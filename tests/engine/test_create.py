@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import os
 import shutil
 import threading
 from collections.abc import AsyncIterator, Callable
@@ -244,7 +245,7 @@ async def test_without_links_the_default_merge_copies_outside_task_outputs(
         written.append(Path(target))
         return copy(source, target)
 
-    monkeypatch.setattr(_files.os, "link", no_link)
+    monkeypatch.setattr(os, "link", no_link)
     monkeypatch.setattr(shutil, "copyfile", recording_copy)
     async with engine_on(work_dir) as engine:
         results = await _merge_two(engine, work_dir)

@@ -94,7 +94,7 @@ async def test_disk_full_while_merging_then_recovery(tmp_path: Path) -> None:
                 await stub.next_subtask(api.NextSubtaskRequest(task_id="t", subtask_id=subtask_id))
                 sources[subtask_id] = bytes([65 + index]) * RESULT_SIZE
                 put_result(work, "t", subtask_id, sources[subtask_id])
-            assert os.stat(results).st_dev != os.stat(work).st_dev
+            assert results.stat().st_dev != work.stat().st_dev
             first = await stub.verify(api.VerifyRequest(task_id="t", subtask_id="s0"))
             assert first.result == api.VerifyReplyVerifyResult.SUCCESS
 

@@ -11,7 +11,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Mapping, Sequence
-from contextlib import AbstractAsyncContextManager, ExitStack, nullcontext, suppress
+from contextlib import AbstractAsyncContextManager, ExitStack, suppress
 from pathlib import Path
 from typing import Any
 
@@ -284,7 +284,7 @@ async def run_task(
             provider_command=None if provider_cmd is None else commands[1].prefix,
         )  # fmt: skip
     else:
-        machines_cm = nullcontext(LocalMachines(nodes, providers or 2, root))
+        machines_cm = LocalMachines(nodes, providers or 2, root).started(task_id)
     copying: asyncio.Future[tuple[Path, list[Path]] | TaskFailed] | None = None
     cleanup = ExitStack()
     capture = cleanup.enter_context(captured()) if isinstance(nodes, InProcessNodes) else None

@@ -9,7 +9,8 @@ backend is :class:`LocalMachines`; a Dask cluster's is in ``_dask.py``.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -18,7 +19,7 @@ import anyio
 
 from .._client import ProgressReport
 from ._nodes import ComputeJob, Nodes
-from ._workdir import prepare_provider, ship_resources, ship_result
+from ._workdir import LOGS_DIR, prepare_provider, ship_resources, ship_result
 
 
 def new_node_id(slot: int) -> str:
@@ -89,6 +90,21 @@ class LocalMachines:
     def current(self) -> Sequence[Machine]:
         """The provider slots."""
         return self._machines
+
+    @asynccontextmanager
+    async def started(self, task_id: str) -> AsyncIterator[Machines]:
+        """These machines while the block runs, each slot's first provider started at once
+        (see :meth:`Nodes.warm`: golem_apps' own providers only), before any subtask."""
+
+        def lay_out() -> list[tuple[Path, Path]]:
+            logs = self._work_dir / LOGS_DIR
+            return [
+                (prepare_provider(self._work_dir, m.node_id, task_id), logs / f"{m.node_id}.log")
+                for m in self._machines
+            ]
+
+        async with self._nodes.warm(await anyio.to_thread.run_sync(lay_out)):
+            yield self
 
     def replace(self, machine: Machine) -> bool:
         """A new node id for the slot."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,6 +120,29 @@ async def _watch_quietly(client: ProviderClient, job: ComputeJob, stalled: list[
         log.warning("watching subtask %s failed: %s", job.subtask_id, exc)
 
 
+_Started = tuple[ServerProcess, ProviderClient]
+
+
+@dataclass(frozen=True)
+class _Ahead:
+    """A provider started ahead: its start (a task), and its log until a compute takes it."""
+
+    starting: asyncio.Task[_Started]
+    log_path: Path
+
+
+async def _stop_started(ahead: _Ahead) -> None:
+    """Stop a provider started ahead and not used (starting, serving or dead); drop its log."""
+    starting = ahead.starting
+    starting.cancel()
+    await asyncio.wait({starting})
+    if not starting.cancelled() and starting.exception() is None:  # else _start stopped it
+        child, client = starting.result()
+        client.close()
+        await child.stop()
+    await anyio.to_thread.run_sync(lambda: ahead.log_path.unlink(missing_ok=True))
+
+
 class Nodes(Protocol):
     """Starts the requestor app and runs one-shot provider apps."""
 
@@ -130,6 +153,10 @@ class Nodes(Protocol):
 
     async def compute(self, job: ComputeJob) -> str:
         """Run one provider for ``job``; its result path. ComputeFailed when it failed."""
+
+    def warm(self, starts: Sequence[tuple[Path, Path]]) -> AbstractAsyncContextManager[None]:
+        """While the block runs, providers may be started ahead in ``starts`` (task dir, log)
+        for :meth:`compute` to take; what is left when it ends is stopped."""
 
 
 async def _connect_provider(host: str, port: int) -> ProviderClient:
@@ -161,6 +188,8 @@ class SubprocessNodes:
         self.on_restart = on_restart
         self._watch: bool | None = None  # does the provider serve ProviderProgress?
         self._startup = StartupTimes()  # the providers' start-up times
+        # Providers started ahead (see warm), by task dir: a process serving, or starting.
+        self._warm: dict[Path, _Ahead] = {}
 
     @asynccontextmanager
     async def requestor(self, work_dir: Path, log_path: Path) -> AsyncIterator[RequestorClient]:
@@ -183,13 +212,81 @@ class SubprocessNodes:
         finally:
             await supervisor.stop()
 
-    async def compute(self, job: ComputeJob) -> str:
-        """Start a one-shot provider on the job's task dir, Compute, wait for it to exit."""
+    @asynccontextmanager
+    async def warm(self, starts: Sequence[tuple[Path, Path]]) -> AsyncIterator[None]:
+        """Start a provider in each task dir of ``starts`` now, for :meth:`compute` to take.
+
+        Only for golem_apps' own command (``golem_apps.serve``): its provider
+        reads subtask_inputs in Compute, never while it starts, so it may start
+        before NextSubtask has named the resources, while the requestor starts
+        (the run's first providers no longer wait for it). Another app is
+        started as a node starts it: after its subtask's resources are in place.
+        The providers not taken are stopped when the block ends.
+        """
+        if self.provider_command.golem_apps:
+            for task_dir, log_path in starts:
+                starting = asyncio.ensure_future(self._start(task_dir, log_path))
+                self._warm[task_dir] = _Ahead(starting, log_path)
+        try:
+            yield
+        finally:
+            left, self._warm = list(self._warm.values()), {}
+            with anyio.CancelScope(shield=True):
+                for ahead in left:
+                    await _stop_started(ahead)
+
+    async def _start(self, task_dir: Path, log_path: Path) -> _Started:
+        # A provider serving in ``task_dir``, its client connected (ComputeFailed if it cannot).
         child = await ServerProcess.start(
-            self.provider_command, "provider", job.task_dir, job.log_path, self.env
+            self.provider_command, "provider", task_dir, log_path, self.env
         )
         try:
-            client = await child.connect(ProviderClient, startup=self._startup)
+            return child, await child.connect(ProviderClient, startup=self._startup)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await child.stop()
+            raise
+
+    async def _take(self, ahead: _Ahead, log_path: Path) -> _Started | None:
+        # A provider started ahead, its log renamed as the subtask's; None when it did
+        # not start or died waiting (the caller starts one as usual, whose failure tells).
+        try:
+            child, client = await asyncio.shield(ahead.starting)
+        except asyncio.CancelledError:  # this caller was cancelled: the provider goes too
+            with anyio.CancelScope(shield=True):
+                await _stop_started(ahead)
+            raise
+        except ComputeFailed:
+            await _stop_started(ahead)  # only its log is left
+            return None
+        if child.process.returncode is not None:
+            client.close()
+            await _stop_started(ahead)
+            return None
+        try:
+            await anyio.to_thread.run_sync(child.log_path.replace, log_path)
+        except BaseException:
+            client.close()
+            with anyio.CancelScope(shield=True):
+                await child.stop()
+            raise
+        child.log_path = log_path
+        return child, client
+
+    async def compute(self, job: ComputeJob) -> str:
+        """Start a one-shot provider on the job's task dir (or take the one started ahead
+        there), Compute, wait for it to exit."""
+        ahead = self._warm.pop(job.task_dir, None)
+        taken = None if ahead is None else await self._take(ahead, job.log_path)
+        if taken is None:
+            child = await ServerProcess.start(
+                self.provider_command, "provider", job.task_dir, job.log_path, self.env
+            )
+        else:
+            child, client = taken
+        try:
+            if taken is None:
+                client = await child.connect(ProviderClient, startup=self._startup)
             try:
                 if self._watch is None:
                     # Asked once, of the first provider, before any Compute: a
@@ -245,6 +342,11 @@ class InProcessNodes:
             client = await RequestorClient.connect("127.0.0.1", server.port)
             stack.callback(client.close)
             yield client
+
+    @asynccontextmanager
+    async def warm(self, starts: Sequence[tuple[Path, Path]]) -> AsyncIterator[None]:
+        """Nothing to start ahead: a provider here is a server in this loop, cheap to start."""
+        yield
 
     async def compute(self, job: ComputeJob) -> str:
         """Serve one provider request in this loop and Compute through it."""

@@ -7,6 +7,7 @@ import os
 import signal
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +103,25 @@ async def test_in_process_run_computes_every_part(tmp_path: Path) -> None:
     nodes = list((tmp_path / "work" / "providers").iterdir())
     assert 1 <= len(nodes) <= 3
     assert all((node / result.task_id / "subtask_inputs").is_dir() for node in nodes)
+
+
+@pytest.mark.anyio
+async def test_providers_started_ahead_and_not_needed_leave_nothing(
+    tmp_path: Path, python: str
+) -> None:
+    # Three slots, each with a provider started while the requestor starts; one part:
+    # one of them computes it, the other two are stopped, their logs gone.
+    result = await run_task(
+        APP, params=parts({"name": "a", "text": "a"}), providers=3, python=python,
+        work_dir=tmp_path / "work",
+    )  # fmt: skip
+    assert texts(result) == {"a.txt": "A"}
+    [subtask_log] = [p for p in (tmp_path / "work" / "logs").iterdir() if p.name != "requestor.log"]
+    uuid.UUID(subtask_log.stem)  # the subtask's log, named by its id (no provider's of its own)
+    assert [
+        child for child in psutil.Process().children(recursive=True)
+        if "provider" in command_line(child)
+    ] == []  # fmt: skip
 
 
 @pytest.mark.anyio

@@ -343,7 +343,10 @@ def test_plain_reporter_lines() -> None:
 
 
 @pytest.mark.anyio
-async def test_resources_are_shipped_to_the_provider(tmp_path: Path) -> None:
+@pytest.mark.parametrize("in_process", [True, False])
+async def test_resources_are_shipped_to_the_provider(tmp_path: Path, in_process: bool) -> None:
+    # In processes, the slot's provider started ahead (before the resources were
+    # known) computes it: it reads subtask_inputs in Compute.
     source = tmp_path / "in.txt"
     source.write_text("shipped")
     result = await run_task(
@@ -351,7 +354,7 @@ async def test_resources_are_shipped_to_the_provider(tmp_path: Path) -> None:
         params=parts({"name": "r", "resource": "in.txt"}),
         inputs=[source],
         providers=1,
-        in_process=True,
+        in_process=in_process,
         work_dir=tmp_path / "work",
     )
     assert texts(result) == {"r.txt": "SHIPPED"}

@@ -260,7 +260,6 @@ class SubprocessNodes:
             await _stop_started(ahead)  # only its log is left
             return None
         if child.process.returncode is not None:
-            client.close()
             await _stop_started(ahead)
             return None
         try:
@@ -278,15 +277,8 @@ class SubprocessNodes:
         there), Compute, wait for it to exit."""
         ahead = self._warm.pop(job.task_dir, None)
         taken = None if ahead is None else await self._take(ahead, job.log_path)
-        if taken is None:
-            child = await ServerProcess.start(
-                self.provider_command, "provider", job.task_dir, job.log_path, self.env
-            )
-        else:
-            child, client = taken
+        child, client = taken or await self._start(job.task_dir, job.log_path)
         try:
-            if taken is None:
-                client = await child.connect(ProviderClient, startup=self._startup)
             try:
                 if self._watch is None:
                     # Asked once, of the first provider, before any Compute: a

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import anyio
+import anyio.lowlevel
 import psutil
 import pytest
 
 from golem_apps.runner._nodes import ComputeJob, SubprocessNodes
-from golem_apps.runner._process import ServerCommand
+from golem_apps.runner._process import ServerCommand, ServerProcess
 from golem_apps.runner._workdir import prepare_provider
 
 pytestmark = pytest.mark.anyio
@@ -47,8 +49,10 @@ def _listens(process: psutil.Process) -> bool:
         return False
 
 
-def nodes_for(command: ServerCommand, python: str) -> SubprocessNodes:
-    return SubprocessNodes(ServerCommand.serve(python, APP, "WARNING"), command)
+def nodes_for(python: str, provider: ServerCommand | None = None) -> SubprocessNodes:
+    """Nodes of the test app; its providers through ``golem_apps.serve`` unless given."""
+    serve = ServerCommand.serve(python, APP, "WARNING")
+    return SubprocessNodes(serve, provider or serve)
 
 
 def job(task_dir: Path, logs: Path, name: str) -> ComputeJob:
@@ -68,7 +72,7 @@ async def test_the_first_compute_takes_the_provider_started_ahead(
     python: str, layout: tuple[Path, Path, Path]
 ) -> None:
     first, _, logs = layout
-    nodes = nodes_for(ServerCommand.serve(python, APP, "WARNING"), python)
+    nodes = nodes_for(python)
     async with nodes.warm([(first, logs / "n1.log")]):
         [ahead] = await serving(1)  # started before any subtask was known
         output = await nodes.compute(job(first, logs, "a"))
@@ -87,9 +91,10 @@ async def test_a_provider_that_died_while_waiting_is_replaced_unseen(
     python: str, layout: tuple[Path, Path, Path]
 ) -> None:
     first, _, logs = layout
-    nodes = nodes_for(ServerCommand.serve(python, APP, "WARNING"), python)
+    nodes = nodes_for(python)
     async with nodes.warm([(first, logs / "n1.log")]):
         [ahead] = await serving(1)
+        await nodes._warm[first].starting  # the runner has seen it SERVING: then it dies
         ahead.kill()
         ahead.wait(10)
         output = await nodes.compute(job(first, logs, "a"))  # no ComputeFailed
@@ -100,7 +105,7 @@ async def test_providers_not_taken_are_stopped_and_leave_no_log(
     python: str, layout: tuple[Path, Path, Path]
 ) -> None:
     first, second, logs = layout
-    nodes = nodes_for(ServerCommand.serve(python, APP, "WARNING"), python)
+    nodes = nodes_for(python)
     async with nodes.warm([(first, logs / "n1.log"), (second, logs / "n2.log")]):
         await serving(2)
     assert providers() == []
@@ -116,14 +121,25 @@ async def test_providers_not_taken_are_stopped_and_leave_no_log(
 
 
 async def test_another_apps_command_is_not_started_ahead(
-    python: str, layout: tuple[Path, Path, Path]
+    python: str, layout: tuple[Path, Path, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     first, _, logs = layout
+    started: list[Path] = []
+    start = ServerProcess.start
+
+    async def recording_start(command: ServerCommand, role: str, work_dir: Path, *rest: Any) -> Any:
+        started.append(work_dir)
+        return await start(command, role, work_dir, *rest)
+
+    monkeypatch.setattr(ServerProcess, "start", recording_start)
     # The same app, but as a user's command: the runner knows nothing of what it
     # does while it starts, so it starts it as a node would, once the subtask is known.
     command = ServerCommand.parse(f"{python} -m golem_apps.serve {APP} --work-dir {{work_dir}}")
-    nodes = nodes_for(command, python)
+    nodes = nodes_for(python, command)
     async with nodes.warm([(first, logs / "n1.log")]):
-        await anyio.sleep(0.3)  # a provider started ahead would be running by now
-        assert providers() == []
+        # A start ahead would have begun by now: its task's first step is this call.
+        await anyio.lowlevel.checkpoint()
+        await anyio.lowlevel.checkpoint()
+        assert started == []
         assert (first / await nodes.compute(job(first, logs, "a"))).read_text() == "A"
+        assert started == [first]  # the compute's own

@@ -573,6 +573,59 @@ of the requestor's CPU; a cut by a third means transactions written anew
 or moved out of the interpreter (another process), which this session did
 not risk against the crash guarantees of issue 12.
 
+## Where the runner row's time goes, and what did not help (2026-12-01, night)
+
+Read off `/proc` over single runs of each arm (system-wide busy and idle
+time, each process's CPU; four runs of each, medians, and two single runs):
+
+- the runner arm kept the two cores busy for 11.5-12.4 CPU seconds and left
+  0.23-0.27 core-seconds idle; the limit 10.4-10.7 and 0.03-0.04;
+- its 100 providers cost no more than the limit's: ~9.0 CPU s against 10.3
+  (the limit's four at a time contend more);
+- the runner process 0.98-1.37 CPU s against the limit's driver 0.66-0.73;
+  the requestor 0.53: 0.11 to start, then 0.31 on its event loop and 0.12
+  on its database thread for the run's ~310 RPCs;
+- so about four fifths of the gap is CPU that the runner and the requestor
+  spend on the node's protocol (three requestor RPCs a subtask, a
+  provider's Health and Watch), one fifth idle time at the start (the
+  requestor, one session of five while they all start, serves ~50 ms after
+  the first providers).
+
+With the machine otherwise idle a trivial unary RPC costs grpclib and h2
+270-300 us of the server's CPU and 260-330 us of the client's (3,000 calls
+each of HasPendingSubtasks, Health, TaskStatus); HasPendingSubtasks,
+NextSubtask and Verify together cost the requestor 1.2 ms on its loop and
+0.56 ms on its database thread. In a run, beside four providers, the same
+three cost it 3.1 and 1.2 ms: each process finds the caches cold.
+
+Tried, each in one process with the arms alternating (pairwise ratio of
+the runner's wall, new against old), and not kept:
+
+- starting a slot's next provider as soon as its provider has replied to
+  Compute, before Verify and NextSubtask: 1.034 and 1.025 (six pairs each;
+  the second without starts ahead for the last four subtasks). A fifth and
+  sixth process only share the same two cores.
+- coalescing the writes of one loop step on a connection into one `send`
+  (server and client): with the machine idle 8-10 % less CPU per cycle
+  (pairwise 0.918 for the server, 0.903 for the client, twelve blocks of 200
+  cycles), yet 1.017 on the runner row (seven pairs), and on the engine row
+  with the work dirs in memory 0.586 and 0.608 against 0.621 and 0.620
+  without. Not worth a wrapper around grpclib's transport.
+- `SCHED_BATCH` for the runner and its children: runner/limit 1.208
+  against 1.181 (five pairs).
+- the first four providers started in the runner's session, the requestor
+  alone in its own (so that autogroup gives it a core while they start):
+  the requestor serves at 174-222 ms instead of 288-296 ms, the providers
+  later; 1.005 (eight pairs).
+
+The machine was slower than the evening before (the limit 4.7-5.3 s
+against 4.4-4.6 s). The runner row in the unchanged arms of these
+comparisons: 1.173, 1.149, 1.164, 1.160, 1.181, above the goal four times in
+five. The engine row (`--only engine`): 0.722 (pairwise 0.738), then 0.906
+with the disk slower (the floor at 768/s); with the work dirs in memory
+0.59-0.62, where 0.75 needs the engine's requestor at ~0.63 ms of CPU per
+cycle instead of ~0.78 (the floor's 0.45): the engine's own part halved.
+
 ## The borderline rows, run after run (2026-12-01, evening)
 
 The table's run above met every goal. Every run of the rows on this

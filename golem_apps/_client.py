@@ -19,7 +19,7 @@ from types import TracebackType
 from typing import Any, Self, TypeVar
 
 from grpclib.client import Channel, UnaryStreamMethod, UnaryUnaryMethod
-from grpclib.exceptions import GRPCError
+from grpclib.exceptions import GRPCError, StreamTerminatedError
 
 from . import _wire as wire
 from ._contexts import Verdict, VerifyResult
@@ -121,6 +121,9 @@ async def wait_serving(
     The first poll goes out at once; ``delays`` are the pauses between the
     next ones (default: every ``POLL_INTERVAL`` s). ``check`` is called before
     each poll; what it raises ends the wait (say, the server's process exited).
+    A connection lost before the answer counts as refused: a socket that was
+    listening before its server started (see :mod:`golem_apps.runner._process`)
+    drops its waiting connections when that server's process exits.
     """
     path = "/grpc.health.v1.Health/Check"
     deadline = time.monotonic() + timeout
@@ -131,7 +134,7 @@ async def wait_serving(
         try:
             request = wire.HealthCheckRequest(service="")
             reply = await _unary(channel, path, request, wire.HealthCheckResponse, timeout)
-        except (ConnectionError, OSError) as exc:
+        except (ConnectionError, OSError, StreamTerminatedError) as exc:
             channel.close()
             if time.monotonic() >= deadline:
                 raise TimeoutError(f"no server at {address} after {timeout:g} s: {exc}") from None

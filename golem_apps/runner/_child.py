@@ -255,15 +255,21 @@ def _pidfds() -> bool:
 
 
 async def spawn(
-    argv: Sequence[str], *, cwd: Path, log: int, env: Mapping[str, str]
+    argv: Sequence[str],
+    *,
+    cwd: Path,
+    log: int,
+    env: Mapping[str, str],
+    pass_fds: Sequence[int] = (),
 ) -> ChildProcess:
-    """Start ``argv`` in ``cwd`` in a session of its own, stdout and stderr into fd ``log``.
+    """Start ``argv`` in ``cwd`` in a session of its own, stdout and stderr into fd ``log``,
+    the file descriptors ``pass_fds`` inherited.
 
     OSError when it cannot be started.
     """
     options = {
         "stdin": subprocess.DEVNULL, "stdout": log, "stderr": log, "cwd": cwd, "env": env,
-        "start_new_session": True,
+        "start_new_session": True, "pass_fds": tuple(pass_fds),
     }  # fmt: skip
     if _pidfds():
         # In the loop's thread, as asyncio does it (a vfork: the loop waits for the exec only).

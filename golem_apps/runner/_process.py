@@ -6,6 +6,13 @@ appended to its ENTRYPOINT. The runner does the same with a command prefix
 starts the command in the server's work dir and polls Health until SERVING.
 Nothing is read from the child's stdout: stdout and stderr go to its log.
 
+golem_apps' own command (``golem_apps.serve``) gets the port's socket
+already bound and listening, passed in (see
+:func:`golem_apps.server._listen.inherited`): the first Health call then
+waits in its backlog and is answered the moment the server serves, where
+polling a port that refuses until then costs each start a few refused
+connections and up to a poll's pause (3 % of the runner benchmark's wall).
+
 Each child runs in its own session, so a Ctrl-C on the terminal reaches the
 runner only: the runner then aborts the task over the wire and kills every
 child itself (its whole process group, in case the app started helpers). If
@@ -35,6 +42,7 @@ from grpclib.client import Channel
 
 from .._client import _Client, wait_serving
 from .._exceptions import ComputeFailed
+from ..server._listen import LISTEN_FD
 from ._child import ChildProcess, spawn
 from ._reaper import reaper
 from ._workdir import tail
@@ -236,11 +244,17 @@ class ServerProcess:
 
         ComputeFailed when the command cannot be started.
         """
-        # One trip to a worker thread for the blocking steps (lock file, log file, watchdog).
-        port, log = await anyio.to_thread.run_sync(_before_spawn, log_path)
+        # One trip to a worker thread for the blocking steps (port, log file, watchdog).
+        port, log, listening = await anyio.to_thread.run_sync(
+            _before_spawn, log_path, command.golem_apps
+        )
         argv = command.argv(role, port, work_dir)
+        fds: tuple[int, ...] = ()
+        if listening is not None:
+            fds = (listening.fileno(),)
+            env = {**env, LISTEN_FD: str(fds[0])}
         try:
-            process = await _spawn(argv, work_dir, log, env)
+            process = await _spawn(argv, work_dir, log, env, fds)
         except BaseException as exc:
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(release_port, port)
@@ -249,6 +263,8 @@ class ServerProcess:
             raise
         finally:
             os.close(log)
+            if listening is not None:
+                listening.close()  # the child's now: it closes when the child ends
         return cls(process, role, port, log_path)
 
     async def connect(
@@ -314,14 +330,30 @@ class _Exited(Exception):
     """The child exited while the runner waited for it to serve."""
 
 
-def _before_spawn(log_path: Path) -> tuple[int, int]:
-    """A reserved port and the opened log (its fd); the watchdog started. Blocking."""
-    reaper.start()  # the first time: a process start
-    port = free_port()
+def listening_socket() -> socket.socket:
+    """A TCP socket bound to a port of the kernel's choice on :data:`HOST`, listening."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
-        return port, os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        sock.bind((HOST, 0))
+        sock.listen(128)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _before_spawn(log_path: Path, bound: bool) -> tuple[int, int, socket.socket | None]:
+    """The port (reserved, or with ``bound`` its listening socket), the opened log (its
+    fd); the watchdog started. Blocking."""
+    reaper.start()  # the first time: a process start
+    listening = listening_socket() if bound else None
+    port = free_port() if listening is None else listening.getsockname()[1]
+    try:
+        return port, os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644), listening
     except BaseException:
         release_port(port)
+        if listening is not None:
+            listening.close()
         raise
 
 
@@ -331,9 +363,11 @@ def _after_stop(port: int, pgid: int) -> None:
     reaper.forget(pgid)
 
 
-async def _spawn(argv: Sequence[str], cwd: Path, log: int, env: Mapping[str, str]) -> ChildProcess:
+async def _spawn(
+    argv: Sequence[str], cwd: Path, log: int, env: Mapping[str, str], fds: Sequence[int] = ()
+) -> ChildProcess:
     # In a session (a group) of its own; the watchdog finds it (and its own children) by the mark.
-    process = await spawn(argv, cwd=cwd, log=log, env=reaper.mark(dict(env)))
+    process = await spawn(argv, cwd=cwd, log=log, env=reaper.mark(dict(env)), pass_fds=fds)
     # The group is the child's pid (a new session): the watchdog kills it if we die.
     with anyio.CancelScope(shield=True):
         await anyio.to_thread.run_sync(reaper.watch, process.pid)

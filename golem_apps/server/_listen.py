@@ -1,6 +1,8 @@
 """The grpclib server's edges: our own listening socket, a flushed stop, raw request reads.
 
-We bind the socket ourselves, so that port 0 reports the port it got. And a
+We bind the socket ourselves, so that port 0 reports the port it got, unless
+the process that starts us passed one in already listening on the port (the
+local runner does: :func:`inherited`). And a
 server about to stop makes sure its clients have read its last replies
 (:func:`confirm_delivery`): a one-shot provider exits right after replying,
 and a process that exits with unread bytes in its socket makes the kernel
@@ -24,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import os
 import socket
 import time
 import weakref
@@ -209,6 +212,40 @@ async def confirm_delivery(server: _Server, timeout: float = DELIVERY_TIMEOUT) -
             future.cancel()
 
 
+#: The environment variable by which the process that starts a server hands it a
+#: socket already listening on its port: the file descriptor (see :func:`inherited`).
+LISTEN_FD = "GOLEM_APPS_LISTEN_FD"
+
+
+def inherited(port: int) -> socket.socket | None:
+    """The listening TCP socket on ``port`` passed in by :data:`LISTEN_FD`, else None.
+
+    The local runner binds its own providers' sockets and passes them in: its
+    first Health call then waits in the socket's backlog until this server
+    serves, instead of polling a port that refuses it until then. Read once:
+    the variable leaves the environment, and the socket is not inherited by
+    what the app starts. Anything else under that name is left alone.
+    """
+    value = os.environ.pop(LISTEN_FD, None)
+    if value is None or not value.isdigit() or port == 0:
+        return None
+    try:
+        sock = socket.socket(fileno=int(value))
+    except OSError:  # not an open socket
+        return None
+    try:
+        listening = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
+        usable = sock.type == socket.SOCK_STREAM and listening and sock.getsockname()[1] == port
+    except OSError:
+        usable = False
+    if not usable:
+        sock.detach()  # not ours to close
+        return None
+    sock.set_inheritable(False)
+    sock.setblocking(False)
+    return sock
+
+
 def bind(host: str, port: int) -> socket.socket:
     """A listening TCP socket on ``host:port``; ConfigError when that is impossible."""
     if not 0 <= port <= 65535:
@@ -251,7 +288,7 @@ async def start(
     from .._tls import server_context  # TLS when the work dir holds its files, else None
 
     context = server_context(work_dir)
-    sock = bind(host, port)
+    sock = inherited(port) or bind(host, port)
     server = _Server(list(handlers))
     await server.start(sock=sock, ssl=context)
     return server, sock.getsockname()[1]

@@ -1,14 +1,25 @@
-"""Commands as a node runs images: a prefix, the role and port appended, {work_dir} replaced."""
+"""Commands as a node runs images: a prefix, the role and port appended, {work_dir} replaced;
+golem_apps' own servers started on a socket already listening."""
 
 from __future__ import annotations
 
 import itertools
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from golem_apps.runner._process import NODE_POLL_INTERVAL, ServerCommand, StartupTimes
+from golem_apps import _client
+from golem_apps._client import ProviderClient
+from golem_apps._exceptions import ComputeFailed
+from golem_apps.runner._process import (
+    NODE_POLL_INTERVAL,
+    ServerCommand,
+    ServerProcess,
+    StartupTimes,
+    child_env,
+)
 
 
 def test_the_role_and_port_are_appended_and_the_work_dir_replaced(tmp_path: Path) -> None:
@@ -67,4 +78,51 @@ async def test_a_command_that_exits_before_serving_says_so_with_its_last_words(
         await run_task(requestor_cmd=said, provider_cmd=said, work_dir=tmp_path)
     assert str(caught.value).startswith(
         "the requestor did not start: requestor exited with code 3 before serving: no port for me"
+    )
+
+
+async def _start_provider(spec: str, work_dir: Path) -> ServerProcess:
+    (work_dir / "subtask_inputs").mkdir()
+    command = ServerCommand.serve(sys.executable, spec, "WARNING")
+    return await ServerProcess.start(command, "provider", work_dir, work_dir / "log", child_env())
+
+
+@pytest.mark.anyio
+async def test_golem_apps_servers_start_on_a_listening_socket_and_are_never_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    polls: list[str] = []
+
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        try:
+            reply = await unary(*args, **kwargs)
+        except Exception as exc:
+            polls.append(type(exc).__name__)
+            raise
+        polls.append("answered")
+        return reply
+
+    unary = _client._unary
+    monkeypatch.setattr(_client, "_unary", counted)
+    child = await _start_provider("tests.apps.runner_app:provider", tmp_path)
+    try:
+        # Polled at once, as soon as it started: the call waits in the socket's backlog.
+        client = await child.connect(ProviderClient, startup=StartupTimes())
+        client.close()
+    finally:
+        await child.stop()
+    assert polls == ["answered"]
+
+
+@pytest.mark.anyio
+async def test_a_golem_apps_server_that_exits_before_serving_says_so(tmp_path: Path) -> None:
+    child = await _start_provider("no_such_module_here:provider", tmp_path)
+    try:
+        with pytest.raises(ComputeFailed) as caught:
+            await child.connect(ProviderClient)
+    finally:
+        await child.stop()
+    assert str(caught.value) == (
+        "provider exited with code 2 before serving: golem_apps.serve: error: cannot import "
+        "module 'no_such_module_here': No module named 'no_such_module_here'"
     )

@@ -573,7 +573,7 @@ of the requestor's CPU; a cut by a third means transactions written anew
 or moved out of the interpreter (another process), which this session did
 not risk against the crash guarantees of issue 12.
 
-## Where the runner row's time goes, and what did not help (2026-12-01, night)
+## Where the runner row's time goes: the Health polls (2026-12-01, night)
 
 Read off `/proc` over single runs of each arm (system-wide busy and idle
 time, each process's CPU; four runs of each, medians, and two single runs):
@@ -598,6 +598,27 @@ NextSubtask and Verify together cost the requestor 1.2 ms on its loop and
 0.56 ms on its database thread. In a run, beside four providers, the same
 three cost it 3.1 and 1.2 ms: each process finds the caches cold.
 
+Then the limit's own driver with the runner's pieces added one at a time
+(five rounds, ratio to the limit's median): with a requestor (its start,
+CreateTask, HasPendingSubtasks, NextSubtask and Verify for each subtask)
+1.058; polling Health as the runner did instead of reading the provider's
+line 1.092; the runner itself 1.103. The polls cost more than the rest of
+the runner's machinery together: a provider that serves waits for the next
+poll, and the poll's own round trip, before its Compute can go out.
+
+Kept: golem_apps' own servers now start on a socket the runner has already
+bound and listening, passed in by `GOLEM_APPS_LISTEN_FD`: the first Health
+call waits in its backlog and is answered the moment the server serves, with
+no refused connection and no pause. Seven alternating pairs: runner/limit
+1.093 against 1.135, pairwise 0.976. The two `--only runner` runs after it:
+1.107 (pairwise 1.089) and 1.131 (1.104). The local runner with two
+providers gained ~5 % (4.7-5.0 s against 5.1-5.3 s in three pairs), the
+runs on a LocalCluster less (6.1-6.8 s against 6.6-6.8 s): the Dask row,
+whose baseline is that local runner, rose with it (`--only cluster`: 1.255
+before, 1.306 and 1.285 after). Shorter batching intervals for Dask's
+streams (1 ms instead of 2-10 ms) changed nothing (1.310-1.327 against
+1.280-1.343 in three pairs each).
+
 Tried, each in one process with the arms alternating (pairwise ratio of
 the runner's wall, new against old), and not kept:
 
@@ -617,14 +638,17 @@ the runner's wall, new against old), and not kept:
   alone in its own (so that autogroup gives it a core while they start):
   the requestor serves at 174-222 ms instead of 288-296 ms, the providers
   later; 1.005 (eight pairs).
+- no progress Watch beside Compute: the runner's CPU 0.043 s less a run,
+  the wall 0.988 (eight pairs): noise.
 
-The machine was slower than the evening before (the limit 4.7-5.3 s
-against 4.4-4.6 s). The runner row in the unchanged arms of these
-comparisons: 1.173, 1.149, 1.164, 1.160, 1.181, above the goal four times in
-five. The engine row (`--only engine`): 0.722 (pairwise 0.738), then 0.906
-with the disk slower (the floor at 768/s); with the work dirs in memory
-0.59-0.62, where 0.75 needs the engine's requestor at ~0.63 ms of CPU per
-cycle instead of ~0.78 (the floor's 0.45): the engine's own part halved.
+The machine was slower than the evening before (the limit 4.7-5.3 s against
+4.4-4.6 s). The runner row in the unchanged arms of these comparisons,
+before the listening sockets: 1.173, 1.149, 1.164, 1.160, 1.181, above the
+goal four times in five. The engine row (`--only engine`): 0.722 (pairwise
+0.738), then 0.906 with the disk slower (the floor at 768/s); with the work
+dirs in memory 0.59-0.62, where 0.75 needs the engine's requestor at ~0.63
+ms of CPU per cycle instead of ~0.78 (the floor's 0.45): the engine's own
+part halved.
 
 ## The borderline rows, run after run (2026-12-01, evening)
 

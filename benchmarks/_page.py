@@ -652,22 +652,21 @@ part halved.
 
 ## The borderline rows, run after run (2026-12-01, evening)
 
-The table's run above met every goal. Every run of the rows on this
-session's code (`python -m benchmarks --only ...` or `make bench`, nothing
-else running but the benchmarks: load averages 1.4-4.3), ratio of medians
-(pairwise):
-
+That evening's `make bench` (16:50 UTC) met every goal. Every run of the
+rows on that session's code (`python -m benchmarks --only ...` or `make
+bench`, nothing else running but the benchmarks: load averages 1.4-4.3),
+ratio of medians (pairwise):
 - runner, 100 subtasks, 4 providers (goal <= 1.15), with the three cuts of
-  the evening: 1.151 (1.137), 1.120 (1.154), 1.150 (1.170), the table's
+  the evening: 1.151 (1.137), 1.120 (1.154), 1.150 (1.170), that `make bench`'s
   1.105 (1.138), 1.130 (1.147), 1.141 (1.157), 1.129 (1.120), 1.150
   (1.139), 1.169 (1.157): median 1.141, two of nine above the goal. Before
   them, earlier that evening: 1.199; with the two hard links only: 1.135, 1.153, 1.129,
   1.158, 1.144;
 - engine, 100,000 parts, 16 in flight (goal >= 0.75x the floor): 0.704 (at
-  15:37), 0.693, 0.883, 0.912 and the table's 0.935 (its floor at 717/s:
+  15:37), 0.693, 0.883, 0.912 and that `make bench`'s 0.935 (its floor at 717/s:
   the disk at its slowest); with the work dirs in memory 0.653 and 0.637;
 - Dask `local:2` against the local runner with 2 providers (goal <= 1.3):
-  1.250 (1.224), the table's 1.269 (1.269), 1.220 (1.220), 1.284 (1.284):
+  1.250 (1.224), that `make bench`'s 1.269 (1.269), 1.220 (1.220), 1.284 (1.284):
   all four within it; the running cluster 1.079-1.169.
 
 So the runner row sits on its goal (a run may land on either side), and the
@@ -676,11 +675,10 @@ the slower it gets (see the section before).
 
 ## The three borderline rows, run after run (2026-12-01, afternoon)
 
-The table's run above met every goal. Five more runs of the engine and
-runner rows (four of the Dask rows) on the same code right after it
+That afternoon's `make bench` met every goal. Five more runs of the engine
+and runner rows (four of the Dask rows) on the same code right after it
 (`python -m benchmarks --only ...`, nothing else running: load averages
-0.4-3.6, the benchmarks' own), ratio of medians (pairwise), the table's run
-first:
+0.4-3.6, the benchmarks' own), ratio of medians (pairwise), that `make bench` first:
 
 - engine, 100,000 parts, 16 in flight (goal >= 0.75x the floor): 0.847
   (0.818), 0.883 (0.841), 0.734 (0.718), 0.854 (0.852), 0.737 (0.739),

@@ -619,6 +619,12 @@ before, 1.306 and 1.285 after). Shorter batching intervals for Dask's
 streams (1 ms instead of 2-10 ms) changed nothing (1.310-1.327 against
 1.280-1.343 in three pairs each).
 
+Every run since, `--only runner,cluster` or the table's `make bench` (load
+averages 0.9-2.6), ratio of medians: the runner row 1.107, 1.131, the
+table's 1.122, 1.070, 1.052, 1.139, all six within its goal; the Dask
+`local:2` row 1.306, 1.285, the table's 1.300, 1.260, 1.179 (pairwise
+1.327), 1.307: on its goal, three of six above it.
+
 Tried, each in one process with the arms alternating (pairwise ratio of
 the runner's wall, new against old), and not kept:
 

@@ -220,7 +220,7 @@ LISTEN_FD = "GOLEM_APPS_LISTEN_FD"
 def inherited(port: int) -> socket.socket | None:
     """The listening TCP socket on ``port`` passed in by :data:`LISTEN_FD`, else None.
 
-    The local runner binds its own providers' sockets and passes them in: its
+    The local runner binds its golem_apps servers' sockets and passes them in: its
     first Health call then waits in the socket's backlog until this server
     serves, instead of polling a port that refuses it until then. Read once:
     the variable leaves the environment, and the socket is not inherited by

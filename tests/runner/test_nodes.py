@@ -32,21 +32,18 @@ def providers() -> list[psutil.Process]:
     return found
 
 
-async def serving(count: int) -> list[psutil.Process]:
-    """The provider children once ``count`` of them listen (started ahead, waiting)."""
+async def serving(nodes: SubprocessNodes, count: int) -> list[psutil.Process]:
+    """The provider children once the runner has seen the ``count`` started ahead SERVING.
+
+    Not once they listen: the runner hands each its socket already listening.
+    """
+    assert len(nodes._warm) == count
     with anyio.fail_after(20):
-        while True:
-            found = providers()
-            if len(found) == count and all(_listens(p) for p in found):
-                return found
-            await anyio.sleep(0.02)
-
-
-def _listens(process: psutil.Process) -> bool:
-    try:
-        return any(c.status == psutil.CONN_LISTEN for c in process.net_connections("tcp"))
-    except psutil.NoSuchProcess:
-        return False
+        for ahead in list(nodes._warm.values()):
+            await ahead.starting
+    found = providers()
+    assert len(found) == count
+    return found
 
 
 def nodes_for(python: str, provider: ServerCommand | None = None) -> SubprocessNodes:
@@ -74,7 +71,7 @@ async def test_the_first_compute_takes_the_provider_started_ahead(
     first, _, logs = layout
     nodes = nodes_for(python)
     async with nodes.warm([(first, logs / "n1.log")]):
-        [ahead] = await serving(1)  # started before any subtask was known
+        [ahead] = await serving(nodes, 1)  # started before any subtask was known
         output = await nodes.compute(job(first, logs, "a"))
         assert (first / output).read_text() == "A"
         # The one started ahead computed it (a one-shot provider exits after its Compute),
@@ -93,8 +90,7 @@ async def test_a_provider_that_died_while_waiting_is_replaced_unseen(
     first, _, logs = layout
     nodes = nodes_for(python)
     async with nodes.warm([(first, logs / "n1.log")]):
-        [ahead] = await serving(1)
-        await nodes._warm[first].starting  # the runner has seen it SERVING: then it dies
+        [ahead] = await serving(nodes, 1)  # the runner has seen it SERVING: then it dies
         ahead.kill()
         ahead.wait(10)
         output = await nodes.compute(job(first, logs, "a"))  # no ComputeFailed
@@ -107,7 +103,7 @@ async def test_providers_not_taken_are_stopped_and_leave_no_log(
     first, second, logs = layout
     nodes = nodes_for(python)
     async with nodes.warm([(first, logs / "n1.log"), (second, logs / "n2.log")]):
-        await serving(2)
+        await serving(nodes, 2)
     assert providers() == []
     assert list(logs.iterdir()) == []
     # Left while still starting (a run that fails at once): stopped too.

@@ -52,6 +52,8 @@ CHUNKS_IN_FLIGHT = 2
 MEMBERSHIP_POLL = 1.0
 #: How long a run may go on with no worker at all before it fails.
 NO_WORKER_TIMEOUT = 60.0
+#: How long a call whose connection to its worker broke waits to hear that the worker left.
+LOSS_GRACE = 2 * MEMBERSHIP_POLL
 #: How long connecting to the scheduler may take.
 CONNECT_TIMEOUT = 15.0
 #: How long the clean-up calls on the workers (stop a provider, remove the run's folder) may take.
@@ -108,11 +110,24 @@ def app_for_workers(app: str) -> tuple[Path | None, str]:
 
 @dataclass
 class _Worker:
-    """One Dask worker seen by this run: its machine, and whether it has left."""
+    """One Dask worker seen by this run: its machine, its agent, and whether it has left."""
 
     address: str
     machine: Machine
     gone: anyio.Event = field(default_factory=anyio.Event)
+    agent: asyncio.Task[Any] | None = None
+    """Placing this run's :class:`~._dask_worker.Agent` there: its proxy once done."""
+    placed: Future[Any] | None = None
+    """The agent's Dask future: held while the worker takes part (released, the agent goes)."""
+
+    def release(self) -> None:
+        """Let the worker drop this run's agent."""
+        if self.placed is not None:
+            self.placed.release()  # type: ignore[no-untyped-call]
+            self.placed = None
+        if self.agent is not None and not self.agent.done():
+            self.agent.cancel()
+        self.agent = None
 
 
 def _sha256(path: Path) -> str:
@@ -196,6 +211,10 @@ class DaskMachines:
         """A worker is the same machine whatever happened: it keeps its node id."""
         return False
 
+    def present(self) -> list[_Worker]:
+        """The workers present now."""
+        return list(self._workers.values())
+
     def addresses(self) -> list[str]:
         """The addresses of the workers present now."""
         return sorted(self._workers)
@@ -220,6 +239,7 @@ class DaskMachines:
         if worker is None:
             return
         worker.gone.set()
+        worker.release()
         self._reporter.node_event("left", worker.machine.node_id, f"Dask worker {address}")
         log.warning("Dask worker %s (node %s) left", address, worker.machine.node_id)
 
@@ -301,7 +321,7 @@ class DaskMachines:
 
     async def _run_remote(self, worker: _Worker, job: remote.WorkerJob) -> dict[str, Any]:
         try:
-            reply: dict[str, Any] = await self._pinned(worker, remote.run_subtask, job)
+            reply: dict[str, Any] = await self._pinned(worker, "run_subtask", job)
             return reply
         except BaseException:
             # Cancelled (a timeout, the task's end): the provider must not keep
@@ -318,40 +338,54 @@ class DaskMachines:
                     log.debug("stopping subtask %s: %s", job.subtask_id, exc)
             raise
 
-    async def _pinned(self, worker: _Worker, function: Callable[..., Any], *args: Any) -> Any:
-        """Run ``function(*args)`` as a task on ``worker`` only; ComputeFailed if it leaves."""
+    async def _pinned(self, worker: _Worker, method: str, *args: Any) -> Any:
+        """Call ``method(*args)`` of the worker's agent; ComputeFailed if the worker leaves."""
         if worker.gone.is_set():
             raise ComputeFailed(f"Dask worker {worker.address} left the cluster")
-        future: Future[Any] = self._client.submit(
-            function,
-            *args,
-            key=f"golem_apps-{function.__name__}-{uuid.uuid4().hex}",
-            workers=[worker.address],
-            allow_other_workers=False,
-            pure=False,
-        )
         result: Any = None
         failure: str | None = None
-        try:
-            async with anyio.create_task_group() as tg:
+        async with anyio.create_task_group() as tg:
 
-                async def watch_worker() -> None:
-                    nonlocal failure
-                    await worker.gone.wait()
-                    failure = f"Dask worker {worker.address} left the cluster during the subtask"
-                    tg.cancel_scope.cancel()
-
-                tg.start_soon(watch_worker)
-                try:
-                    result = await future
-                except Exception as exc:
-                    failure = f"on Dask worker {worker.address}: {type(exc).__name__}: {exc}"
+            async def watch_worker() -> None:
+                nonlocal failure
+                await worker.gone.wait()
+                failure = f"Dask worker {worker.address} left the cluster during the subtask"
                 tg.cancel_scope.cancel()
-        finally:
-            future.release()  # type: ignore[no-untyped-call]
+
+            tg.start_soon(watch_worker)
+            try:
+                agent = await self._agent(worker)
+                result = await getattr(agent, method)(*args)
+            except OSError as exc:
+                # The connection to the worker broke, most likely with the worker:
+                # the scheduler says so soon (then watch_worker says it).
+                failure = f"on Dask worker {worker.address}: {type(exc).__name__}: {exc}"
+                await anyio.sleep(LOSS_GRACE)
+            except Exception as exc:
+                failure = f"on Dask worker {worker.address}: {type(exc).__name__}: {exc}"
+            tg.cancel_scope.cancel()
         if failure is not None:
             raise ComputeFailed(failure)
         return result
+
+    async def _agent(self, worker: _Worker) -> Any:
+        """The worker's agent (a Dask actor), placed there at its first call."""
+        if worker.agent is None:
+            placed: Future[Any] = self._client.submit(
+                remote.Agent,
+                actor=True,
+                key=f"golem_apps-agent-{uuid.uuid4().hex}",
+                workers=[worker.address],
+                allow_other_workers=False,
+            )
+            worker.placed = placed
+
+            async def place() -> Any:
+                return await placed
+
+            worker.agent = asyncio.ensure_future(place())
+        # Shared by the worker's calls: one caller cancelled must not cancel it for all.
+        return await asyncio.shield(worker.agent)
 
     async def _hash(self, task_dir: Path, name: str) -> str:
         path = await anyio.to_thread.run_sync(resource_file, task_dir, name)
@@ -373,7 +407,7 @@ class DaskMachines:
             offset = index * CHUNK_SIZE
             data = await anyio.to_thread.run_sync(_read_at, path, offset, CHUNK_SIZE)
             await self._pinned(
-                worker, remote.write_chunk, self.run_id, sha, offset, data, index == chunks - 1
+                worker, "write_chunk", self.run_id, sha, offset, data, index == chunks - 1
             )
 
     async def _fetch(self, worker: _Worker, reply: dict[str, Any], job: SubtaskJob) -> Path:
@@ -395,7 +429,7 @@ class DaskMachines:
             async with send:
                 for offset in offsets:
                     chunk = await self._pinned(
-                        worker, remote.read_chunk, self.run_id, reply["path"], offset, CHUNK_SIZE
+                        worker, "read_chunk", self.run_id, reply["path"], offset, CHUNK_SIZE
                     )
                     await send.send((offset, chunk))
 
@@ -454,7 +488,14 @@ async def dask_machines(
             address = local.scheduler_address
         try:
             client = await stack.enter_async_context(
-                Client(address, asynchronous=True, timeout=CONNECT_TIMEOUT)  # type: ignore[no-untyped-call]
+                Client(  # type: ignore[no-untyped-call]
+                    address,
+                    asynchronous=True,
+                    timeout=CONNECT_TIMEOUT,
+                    # local:N's workers are on this machine: the agents' calls go to them
+                    # directly. Else as Dask's config says (through the scheduler by default).
+                    direct_to_workers=True if local_workers else None,
+                )
             )
         except (OSError, TimeoutError) as exc:
             raise TaskFailed(f"cannot reach the Dask scheduler at {address}: {exc}") from None
@@ -498,6 +539,8 @@ async def dask_machines(
             yield machines
         finally:
             watcher.cancel()
+            for worker in machines.present():
+                worker.release()
             with anyio.CancelScope(shield=True), anyio.move_on_after(CLEANUP_TIMEOUT):
                 await asyncio.wait({watcher})
                 try:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio
+from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
 from .._client import ProgressReport, RequestorClient, SubtaskAssignment
@@ -39,6 +40,11 @@ def _message(exc: BaseException) -> str:
     if isinstance(exc, GRPCError):
         return f"{exc.status.name}: {exc.message}"
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def _refused_as_settled(exc: BaseException) -> bool:
+    # The requestor's answer to an AbortSubtask of a subtask that has its verdict.
+    return isinstance(exc, GRPCError) and exc.status is Status.FAILED_PRECONDITION
 
 
 @dataclass
@@ -312,10 +318,13 @@ class Scheduler:
             log.warning("node %s banned by the requestor: %s", node_id, reason)
         return True
 
-    async def _abort_subtask(self, subtask_id: str) -> None:
+    async def _abort_subtask(self, subtask_id: str, *, if_settled: str | None = None) -> None:
+        """AbortSubtask; TaskFailed if refused (with ``if_settled`` when it has a verdict)."""
         try:
             await self._client.abort_subtask(self._task_id, subtask_id)
         except Exception as exc:
+            if if_settled is not None and _refused_as_settled(exc):
+                raise TaskFailed(if_settled) from None
             raise TaskFailed(f"AbortSubtask of {subtask_id} failed: {_message(exc)}") from None
         await self._note(self._journal.settled, subtask_id, False)
 
@@ -344,7 +353,11 @@ class Scheduler:
             verdict = await self._client.verify(self._task_id, subtask.subtask_id)
         except GRPCError as exc:
             # The verify hook raised: the result cannot be trusted; the part goes back.
-            await self._abort_subtask(subtask.subtask_id)
+            # A subtask with its verdict already refuses the abort: what raised came
+            # after the verdict (the merge), which no other copy mends.
+            await self._abort_subtask(
+                subtask.subtask_id, if_settled=f"Verify failed: {exc.message}"
+            )
             self._failed(subtask, f"Verify failed: {exc.message}")
             return None
         except Exception as exc:

@@ -38,6 +38,20 @@ def compute(ctx: ComputeContext) -> Path:
     return out
 """
 
+#: The same app with a merge that raises.
+MERGE_APP = (
+    APP
+    + """
+
+from golem_apps import MergeContext
+
+
+@requestor.merge
+def merge(task: MergeContext) -> None:
+    raise RuntimeError("no room for the outputs")
+"""
+)
+
 
 @pytest.fixture
 def app(tmp_path: Path) -> Path:
@@ -90,6 +104,20 @@ def test_a_compute_error_shows_the_providers_traceback(app: Path, tmp_path: Path
     assert " kept" not in last  # the user's own work dir: nothing to point out
     assert "in shout\n" in head and 'raise ValueError(f"cannot shout {text!r}")' in head
     assert head.rstrip().endswith(".log)") and "requestor.log" not in head
+
+
+def test_a_merge_error_ends_the_run_with_that_error(tmp_path: Path) -> None:
+    # The last Verify merges: its verdict stands, the merge's error is the run's.
+    app = tmp_path / "merge_app.py"
+    app.write_text(MERGE_APP)
+    proc = run_cli(
+        str(app), "--params", '{"texts": ["a", "b"]}', "--work-dir", str(tmp_path / "work")
+    )
+    assert proc.returncode == 1
+    head, last = split_error(proc.stderr)
+    assert last.startswith("golem_apps.run: error: Verify failed: ")
+    assert "RuntimeError: no room for the outputs" in last
+    assert "AbortSubtask" not in proc.stderr
 
 
 @pytest.mark.anyio

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import dask.config
 from distributed import Client, Future, LocalCluster
 from distributed.diagnostics.plugin import UploadFile
 
@@ -473,18 +474,23 @@ async def dask_machines(
     logging.getLogger("distributed").setLevel(max(logging.INFO, logging.getLevelName(log_level)))
     async with AsyncExitStack() as stack:
         if local_workers:
-            # distributed leaves its constructors untyped.
-            local = await stack.enter_async_context(
-                LocalCluster(  # type: ignore[no-untyped-call]
-                    n_workers=local_workers,
-                    threads_per_worker=1,
-                    processes=True,
-                    asynchronous=True,
-                    dashboard_address=":0",
-                    silence_logs=logging.WARNING,
-                    preload=[remote.__name__],  # remote.dask_setup: a session of their own
+            # Spawned, each worker process is a new interpreter that imports
+            # distributed (~0.3 s of CPU) and ends with a whole interpreter
+            # shutdown; forked from multiprocessing's fork server (one per runner
+            # process, distributed imported) it starts in a fraction of that and
+            # exits at once (docs/performance.md). Read as the workers start.
+            with dask.config.set({"distributed.worker.multiprocessing-method": "forkserver"}):
+                local = await stack.enter_async_context(
+                    LocalCluster(  # type: ignore[no-untyped-call]  # distributed is untyped
+                        n_workers=local_workers,
+                        threads_per_worker=1,
+                        processes=True,
+                        asynchronous=True,
+                        dashboard_address=":0",
+                        silence_logs=logging.WARNING,
+                        preload=[remote.__name__],  # remote.dask_setup: a session of their own
+                    )
                 )
-            )
             address = local.scheduler_address
         try:
             client = await stack.enter_async_context(

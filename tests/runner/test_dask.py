@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -27,6 +28,8 @@ from golem_apps.runner import Reporter, RunResult, run_task
 from golem_apps.runner import _dask as dask_backend
 
 from .dask_cluster import ROOT, DaskCluster, DaskWorker
+from .test_faults import GONE_WITHIN, alive, gated
+from .test_faults import wait_until as wait_for_runner
 from .test_foreign_app import command as foreign_command
 from .test_foreign_app import stubs  # noqa: F401  # the fixture
 
@@ -480,7 +483,7 @@ async def main():
     async with dask_machines("local:2", app="examples.mandelbrot", provider_command=None,
                              log_level="WARNING", run_id="sessions", reporter=Reporter()) as found:
         workers = {w.split(":")[-1] for w in found.addresses()}
-        for child in psutil.Process().children():
+        for child in psutil.Process().children(recursive=True):  # forked by a fork server
             if any(c.laddr.port and str(c.laddr.port) in workers
                    for c in child.net_connections("tcp") if c.status == "LISTEN"):
                 print("worker", os.getsid(child.pid) == child.pid)
@@ -502,3 +505,49 @@ def test_a_local_clusters_workers_get_sessions_of_their_own(tmp_path: Path) -> N
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert sorted(done.stdout.split("\n")) == ["", "runner False", "worker True", "worker True"]
+
+
+@pytest.mark.slow
+def test_a_killed_runner_leaves_no_process_of_its_local_cluster_behind(tmp_path: Path) -> None:
+    # The workers are forked by multiprocessing's fork server, not the runner:
+    # the fork server, the workers and their providers all end with the runner.
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    runner = subprocess.Popen(
+        [sys.executable, "-m", "golem_apps.run", "tests.apps.runner_app",
+         "--params", json.dumps(gated(gate, "a", "b")), "--cluster", "local:2",
+         "--work-dir", str(tmp_path / "work")],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    children: list[psutil.Process] = []
+    try:
+        wait_for_runner(
+            runner,
+            lambda: (gate / "a.started").exists() and (gate / "b.started").exists(),
+            "both providers computing",
+        )
+        children = psutil.Process(runner.pid).children(recursive=True)
+        servers = [
+            child for child in children
+            if child.ppid() == runner.pid and "multiprocessing.forkserver" in child.cmdline()[-1]
+        ]  # fmt: skip
+        assert len(servers) == 1
+        workers = [child for child in children if child.ppid() == servers[0].pid]
+        assert len(workers) == 2
+        providers = [
+            child for child in children
+            if child.ppid() in {w.pid for w in workers} and "golem_apps.serve" in child.cmdline()
+        ]  # fmt: skip
+        assert len(providers) == 2  # (each worker also runs the reaper of its providers)
+        runner.send_signal(signal.SIGKILL)
+        runner.wait()
+        deadline = time.monotonic() + GONE_WITHIN
+        while alive(children) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert alive(children) == []
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+        runner.communicate()
+        for process in alive(children):  # whatever the test found left over
+            process.kill()

@@ -464,8 +464,9 @@ back) beside the ratio of the medians.
 
 ## Providers on a Dask cluster
 
-Per subtask a cluster adds what the local runner has not: the pinned Dask
-task (client -> scheduler -> worker and back), an event loop in the worker's
+Per subtask a cluster added what the local runner has not (until the
+agents of the next section): the pinned Dask task (client -> scheduler ->
+worker and back), an event loop in the worker's
 thread that starts the provider as the local runner does, and, for a result
 over 1 MiB, one more Dask task per 8 MiB chunk. That is small next to the
 provider's own start: ratios of 1.05 (`local:2`, its LocalCluster start
@@ -515,6 +516,59 @@ cluster 1.242, 1.243, 1.104, 1.191, 1.160 and 1.111 in the same runs
 before these cuts against this, four interleaved rounds of fresh processes
 at load ~3: `local:2` 7.07 [6.92-8.08] s against 7.31 [6.84-7.78] s (the
 local baseline 5.86 [5.48-6.19] s): no difference this noise can show.
+
+## Providers on a Dask cluster: an agent per worker, a fork server (2026-12-01, late)
+
+Where the Dask rows' extra time went, read off `/proc` over single runs
+(the running form, two runs against two of the local runner): the cluster
+arm kept the two cores busy for 9.9-10.6 CPU s against 8.6-9.0; of the
+difference, the scheduler 0.37-0.54 CPU s (3.7-5.4 ms a subtask), each
+worker 0.5-0.7 of its own (providers apart; 0.11-0.17 of it idle
+background), the providers ~5 % more than the local runner's, the runner
+process the same. `local:N` adds its LocalCluster: 0.32-0.38 s to start
+(0.55-0.62 CPU s: two fresh interpreters importing distributed) and
+0.09-0.12 s to close (0.17-0.22 CPU s). The run is CPU-bound either way
+(the cores ~94 % busy).
+
+A pinned task against a Dask actor's method on the same LocalCluster (200
+calls after each other per worker, both workers at once, a 100-byte
+reply): the task cost 4.6-5.0 ms of CPU across all processes and 11.2-11.3
+ms per call, the actor's method (through the scheduler's proxy) 0.6-0.95 ms
+and 0.8-1.4 ms. A task takes the scheduler's whole round: submit, the
+worker's task states, the result fetched by a further request (through the
+scheduler unless the client connects to workers directly), the release.
+
+Kept:
+
+- each worker runs the run's subtasks and file chunks as calls of one
+  actor placed on it at its first subtask (`runner/_dask_worker.Agent`,
+  pinned as the tasks were); a call is one request, straight to the worker
+  for `local:N` (the runner's client connects to workers directly), through
+  the scheduler for a `tcp://` cluster unless Dask's
+  `direct-to-workers` says otherwise. A call whose connection broke waits
+  up to 2 s to hear from the scheduler that its worker left (the actor
+  fails faster than the scheduler notices). The running form's scheduler
+  then spent 0.23-0.24 CPU s a run instead of 0.50-0.54, each worker
+  0.59-0.62 instead of 0.64-0.70. `cluster.overhead(rounds=3)`, main
+  before against this, alternating processes on a loaded machine (the
+  local baseline at 4.8-7.2 s): `local:2` 1.328 and 1.427 against 1.235
+  and 1.331; the running cluster 1.152, 1.127 against 1.163, 1.105.
+- `local:N`'s worker processes forked from multiprocessing's fork server
+  (Dask's `multiprocessing-method: forkserver`, set for the cluster's
+  start only): in a process's first run the LocalCluster starts in ~0.35 s
+  (0.40 CPU s) as before, in its later runs in ~0.12 s (0.14 CPU s); it
+  closes in 0.011-0.014 s instead of 0.09-0.12 s (a forked worker exits
+  without an interpreter shutdown). With the agents, without and with it,
+  alternating: `local:2` 1.184 and 1.202 against 1.160 and 1.115 (running
+  1.133, 1.263 against 1.086, 1.110). From the command line (a fresh
+  process a run, so the fork server's start is paid each time), three
+  alternating runs each: `local:2` 6.15-6.62 s without it, 5.89-6.38 s with
+  it, the local runner 4.70-5.55 s: no difference this noise can show.
+
+This section's `make bench` (20:38 UTC, the machine loaded: the engine
+floor at 1443/s against ~1950 on a quiet one): `local:2` 1.070 (pairwise
+1.062), the running cluster 1.108, the runner row 1.126, the 1 GiB result
+at 98 MB of runner RSS and 66 MB of worker RSS.
 
 ## The end of a run, the first providers, and what bounds the engine row (2026-12-01, evening)
 

@@ -118,6 +118,9 @@ def test_a_merge_error_ends_the_run_with_that_error(tmp_path: Path) -> None:
     assert last.startswith("golem_apps.run: error: Verify failed: ")
     assert "RuntimeError: no room for the outputs" in last
     assert "AbortSubtask" not in proc.stderr
+    # The merge's traceback, from the requestor's log.
+    assert "in merge\n" in head and 'raise RuntimeError("no room for the outputs")' in head
+    assert head.rstrip().endswith("requestor.log)")
 
 
 @pytest.mark.anyio

@@ -568,7 +568,12 @@ Kept:
 This section's `make bench` (20:38 UTC, the machine loaded: the engine
 floor at 1443/s against ~1950 on a quiet one): `local:2` 1.070 (pairwise
 1.062), the running cluster 1.108, the runner row 1.126, the 1 GiB result
-at 98 MB of runner RSS and 66 MB of worker RSS.
+at 98 MB of runner RSS and 66 MB of worker RSS. The runs after it
+(`--only runner,cluster`, then `--only runner`, the local baselines at
+5.4-6.9 s: the machine slow all evening): `local:2` 1.221 (pairwise 1.145),
+running 0.880; the runner row 1.164 (a 9 s test ran beside it at some
+point), 1.108 with nothing else of mine running. Two more runner rows,
+1.320 and 1.196, had `make lint` and test loops beside them: not counted.
 
 ## The end of a run, the first providers, and what bounds the engine row (2026-12-01, evening)
 

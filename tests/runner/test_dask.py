@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -28,7 +27,7 @@ from golem_apps.runner import Reporter, RunResult, run_task
 from golem_apps.runner import _dask as dask_backend
 
 from .dask_cluster import ROOT, DaskCluster, DaskWorker
-from .test_faults import GONE_WITHIN, alive, gated
+from .test_faults import gated, killed_and_left, stop_all
 from .test_faults import wait_until as wait_for_runner
 from .test_foreign_app import command as foreign_command
 from .test_foreign_app import stubs  # noqa: F401  # the fixture
@@ -539,15 +538,6 @@ def test_a_killed_runner_leaves_no_process_of_its_local_cluster_behind(tmp_path:
             if child.ppid() in {w.pid for w in workers} and "golem_apps.serve" in child.cmdline()
         ]  # fmt: skip
         assert len(providers) == 2  # (each worker also runs the reaper of its providers)
-        runner.send_signal(signal.SIGKILL)
-        runner.wait()
-        deadline = time.monotonic() + GONE_WITHIN
-        while alive(children) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert alive(children) == []
+        assert killed_and_left(runner, children) == []
     finally:
-        if runner.poll() is None:
-            runner.kill()
-        runner.communicate()
-        for process in alive(children):  # whatever the test found left over
-            process.kill()
+        stop_all(runner, children)

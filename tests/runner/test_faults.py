@@ -51,6 +51,27 @@ def alive(processes: list[psutil.Process]) -> list[psutil.Process]:
     return left
 
 
+def killed_and_left(
+    runner: subprocess.Popen[str], children: list[psutil.Process]
+) -> list[psutil.Process]:
+    """SIGKILL the runner: those of ``children`` still alive GONE_WITHIN s later."""
+    runner.send_signal(signal.SIGKILL)
+    runner.wait()
+    deadline = time.monotonic() + GONE_WITHIN
+    while alive(children) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return alive(children)
+
+
+def stop_all(runner: subprocess.Popen[str], children: list[psutil.Process]) -> None:
+    """Whatever a test left running: the runner, and those of ``children`` still alive."""
+    if runner.poll() is None:
+        runner.kill()
+    runner.communicate()
+    for process in alive(children):
+        process.kill()
+
+
 #: The helpers' sleeps, in seconds: numbers no other test uses, to find them by.
 HELPER, LOOSE = 3011, 3021
 
@@ -90,18 +111,9 @@ def test_a_killed_runner_leaves_no_process_behind(tmp_path: Path) -> None:
         children = psutil.Process(runner.pid).children(recursive=True)
         assert len(children) == 6  # requestor, 2 providers, their 2 grouped helpers, the watchdog
         children += [h for h in helpers() if h not in children]  # and the 2 loose ones
-        runner.send_signal(signal.SIGKILL)
-        runner.wait()
-        deadline = time.monotonic() + GONE_WITHIN
-        while alive(children) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert alive(children) == []
+        assert killed_and_left(runner, children) == []
     finally:
-        if runner.poll() is None:
-            runner.kill()
-        runner.communicate()
-        for process in alive(children):  # whatever the test found left over
-            process.kill()
+        stop_all(runner, children)
 
 
 def settled(work_dir: Path) -> list[dict[str, Any]]:

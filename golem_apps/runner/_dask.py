@@ -2,8 +2,9 @@
 
 Imported only when a cluster is asked for: it imports ``distributed`` (the
 ``dask`` extra). The requestor stays with the runner; every subtask runs on
-the worker chosen for it (a pinned task) as a fresh one-shot provider process
-there (``_dask_worker.run_subtask``). Each worker has an opaque node id of its
+the worker chosen for it, a call of the run's agent there (a Dask actor pinned
+to that worker), as a fresh one-shot provider process
+(``_dask_worker.run_subtask``). Each worker has an opaque node id of its
 own for the whole run, so the requestor's votes and bans see machines.
 
 Files travel over Dask's own connections: a resource once per worker (the

@@ -297,17 +297,10 @@ class Agent:
     (docs/performance.md).
     """
 
-    def run_subtask(self, job: WorkerJob) -> dict[str, Any]:
-        """:func:`run_subtask` on this worker."""
-        return run_subtask(job)
-
-    def read_chunk(self, run_id: str, relative: str, offset: int, length: int) -> bytes:
-        """:func:`read_chunk` on this worker."""
-        return read_chunk(run_id, relative, offset, length)
-
-    def write_chunk(self, run_id: str, sha256: str, offset: int, data: bytes, last: bool) -> None:
-        """:func:`write_chunk` on this worker."""
-        write_chunk(run_id, sha256, offset, data, last)
+    # The module's functions, as the actor's methods (Dask calls them on the instance).
+    run_subtask = staticmethod(run_subtask)
+    read_chunk = staticmethod(read_chunk)
+    write_chunk = staticmethod(write_chunk)
 
 
 def dask_setup(worker: Any) -> None:

@@ -462,6 +462,57 @@ The benchmark now runs nine rounds instead of five and shows the median of
 the rounds' own ratios (each round of a size against the floor's, back to
 back) beside the ratio of the medians.
 
+## What the engine's extra cost is made of (2026-12-01, late night)
+
+Four requestors beside the floor, driven in alternating rounds by one
+driver (100,000 parts, 16 in flight, 1000 cycles a round; the machine slow
+that night: the floor's requestor at 0.76-0.86 ms of CPU per cycle against
+0.46 on a quiet evening):
+
+| requestor (work dirs in memory, 7 rounds) | cycles/s | CPU ms/cycle | ratio (pairwise) |
+|---|---:|---:|---:|
+| the engine | 754 | 1.29 | 0.629 (0.623) |
+| the engine, its transactions run on the event loop (a bound only) | 765 | 1.28 | 0.638 (0.642) |
+| an in-memory engine, two no-op trips to the database thread per cycle | 1085 | 0.87 | 0.906 (0.916) |
+| an in-memory engine, no trips | 1319 | 0.67 | 1.101 (1.107) |
+| the floor | 1198 | 0.76 | 1 |
+
+On the disk (5 rounds) the same order: 0.747, -, 0.904, 1.046 (the floor at
+966/s). What this says:
+
+- The messages are not the cost: answering NextSubtask and Verify from
+  memory costs the requestor no more than the floor's three RunBenchmark
+  calls.
+- About a third of the engine's extra CPU is the two trips to the database
+  thread, whatever they carry: two trips that do nothing add 0.20 ms per
+  cycle, of the engine's 0.53-0.62 ms extra. That is the thread's wake-up,
+  the GIL handed over and back, and the event loop's self-pipe. The Python
+  around a trip is small: per trip the cancellation checkpoint takes 1.4 us,
+  the shielded cancel scope 3.2 us, and the future 0.2 us.
+- Running the transactions on the loop itself saves nothing. The trips go,
+  but the SQL then runs on the loop's own time (as a session found before:
+  no gain in rate).
+- The rest is the transactions: 31 statements a cycle, counted with
+  SQLite's trace callback (triggers, savepoints and the has-pending query
+  included), and their Python. Without gRPC, in one process at 16 in flight,
+  the engine costs 250-300 us a cycle with the work dir in memory (the
+  database thread 155-165 us). On the disk it costs 1.6-2.6 ms, most of it
+  the driver's `mkdir` and write of each result. There the database thread
+  takes 325-460 us. Neither 1 KiB pages nor a 10x larger (or no) WAL
+  auto-checkpoint moved it out of that noise (240-595 us).
+
+Per thread, on the disk (three rounds of 3000 cycles): the engine's event
+loop 0.78-1.03 ms a cycle, its database thread 0.31-0.43 ms, the driver
+1.0-1.3 ms; the floor's requestor 0.62-0.89 ms, its driver 0.67-1.11 ms;
+0.11-0.31 of the two cores idle.
+
+So 0.75x needs 35-45 % of the engine's cost gone. No single piece of it is
+that large: the trips are fixed per RPC, and the rest is spread over 31
+statements. What would do it is a different engine: NextSubtask and Verify
+answered from state held in memory, with each commit writing only a minimal
+durable record. That has to keep every crash rule of this issue. It was not
+attempted in the time left.
+
 ## Providers on a Dask cluster
 
 Per subtask a cluster added what the local runner has not (until the

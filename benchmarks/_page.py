@@ -472,8 +472,8 @@ that night: the floor's requestor at 0.76-0.86 ms of CPU per cycle against
 | requestor (work dirs in memory, 7 rounds) | cycles/s | CPU ms/cycle | ratio (pairwise) |
 |---|---:|---:|---:|
 | the engine | 754 | 1.29 | 0.629 (0.623) |
-| the engine, its transactions run on the event loop (a bound only) | 765 | 1.28 | 0.638 (0.642) |
-| an in-memory engine, two no-op trips to the database thread per cycle | 1085 | 0.87 | 0.906 (0.916) |
+| the engine, its transactions on the event loop (a bound) | 765 | 1.28 | 0.638 (0.642) |
+| an in-memory engine, two no-op trips to the database thread | 1085 | 0.87 | 0.906 (0.916) |
 | an in-memory engine, no trips | 1319 | 0.67 | 1.101 (1.107) |
 | the floor | 1198 | 0.76 | 1 |
 

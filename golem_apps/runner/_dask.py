@@ -381,11 +381,7 @@ class DaskMachines:
                 allow_other_workers=False,
             )
             worker.placed = placed
-
-            async def place() -> Any:
-                return await placed
-
-            worker.agent = asyncio.ensure_future(place())
+            worker.agent = asyncio.ensure_future(placed)
         # Shared by the worker's calls: one caller cancelled must not cancel it for all.
         return await asyncio.shield(worker.agent)
 

@@ -355,10 +355,9 @@ class Scheduler:
             # The verify hook raised: the result cannot be trusted; the part goes back.
             # A subtask with its verdict already refuses the abort: what raised came
             # after the verdict (the merge), which no other copy mends.
-            await self._abort_subtask(
-                subtask.subtask_id, if_settled=f"Verify failed: {exc.message}"
-            )
-            self._failed(subtask, f"Verify failed: {exc.message}")
+            failure = f"Verify failed: {exc.message}"
+            await self._abort_subtask(subtask.subtask_id, if_settled=failure)
+            self._failed(subtask, failure)
             return None
         except Exception as exc:
             raise TaskFailed(f"Verify failed: {_message(exc)}") from None
